@@ -1,0 +1,384 @@
+"""Translate slices, whole volumes and folders with a trained model.
+
+A volume is cut into all its axial slices (after reorientation to RAS, padding and intensity
+normalization by `gan_mri.data.volumes.volume_to_slices(..., keep_all=True)`), translated in
+batches, restacked and mapped back by `SliceStack.to_volume`, so the written NIfTI has the input's
+affine, shape and orientation. PNG slices (the GAN-MRI folder layout) are translated one file at a
+time, padded or cropped to the model's image shape and back.
+
+Files are written atomically: every output is first written under a temporary name in the output
+folder and renamed into place only when all outputs of the call are complete, so an error (an
+unreadable volume, a wrong shape) leaves nothing half-written.
+
+Example:
+    >>> from gan_mri.inference import load_model, translate_path
+    >>> model = load_model("saved_models/phantom-sa-enc-cl-sn")          # doctest: +SKIP
+    >>> translate_path(model, "sub-01_T1w.nii.gz", "sub-01_T2w-synth.nii.gz", "T1->T2")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import keras
+import nibabel as nib
+import numpy as np
+
+from gan_mri import DIRECTIONS
+from gan_mri.data import resize, volumes
+
+logger = logging.getLogger(__name__)
+
+# The run-folder files this module relies on (written by gan_mri.training; see docs/architecture.md).
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.keras"
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+PNG_SUFFIX = ".png"
+
+_DIRECTION_ALIASES = {"a2b": "A2B", "b2a": "B2A", "t12t2": "A2B", "t22t1": "B2A"}
+VALID_DIRECTION_SPELLINGS = (
+    "A2B", "B2A", "T1->T2", "T2->T1", "T1w->T2w", "T2w->T1w", "t1w2t2w", "t2w2t1w", "T1 to T2",
+)
+
+
+def parse_direction(direction: str) -> str:
+    """Normalizes a translation direction to ``"A2B"`` (T1w -> T2w) or ``"B2A"`` (T2w -> T1w).
+
+    Case, spaces, ``-``/``_`` separators, arrows (``->``, ``→``), ``to`` and the ``w`` of
+    ``T1w``/``T2w`` are ignored, so ``"a2b"``, ``"T1->T2"``, ``"t1w2t2w"``, ``"T1w to T2w"`` all
+    mean ``"A2B"``.
+
+    Args:
+        direction: the direction as a user spelled it.
+
+    Returns:
+        ``"A2B"`` or ``"B2A"``.
+
+    Raises:
+        ValueError: if the spelling is not recognized; the message lists valid spellings.
+    """
+    key = None
+    if isinstance(direction, str):
+        key = direction.strip().lower().replace("→", "2").replace("->", "2")
+        key = re.sub(r"[\s_-]+", "", key)
+        # Only a, b, t, 1, 2 and w make up a direction, so any "to" left is the separator.
+        key = re.sub(r"t([12])w", r"t\1", key.replace("to", "2"))
+    if key not in _DIRECTION_ALIASES:
+        raise ValueError(
+            f"direction: expected one of {', '.join(VALID_DIRECTION_SPELLINGS)} "
+            f"(A = T1w, B = T2w), found {direction!r}"
+        )
+    return _DIRECTION_ALIASES[key]
+
+
+def load_model(path: str | os.PathLike) -> keras.Model:
+    """Loads a trained model from a run folder or a ``.keras`` file.
+
+    Args:
+        path: a run folder (holding ``config.json`` and ``model.keras``, as written at the end of
+            training) or a ``.keras`` file saved from a gan-mri model.
+
+    Returns:
+        The model (e.g. `gan_mri.models.unit.UNIT`), ready for `translate`.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: if ``path`` is neither a run folder with a final model nor a ``.keras`` file
+            of a gan-mri model.
+    """
+    # Importing the models registers their classes with Keras, so .keras files deserialize.
+    import gan_mri.models  # noqa: F401
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"model path {path} does not exist")
+    expected = (
+        f"expected a run folder with {CONFIG_FILE} and {MODEL_FILE} (written at the end of "
+        f"`gan-mri train`) or a .keras file"
+    )
+    if path.is_dir():
+        model_file = path / MODEL_FILE
+        if not model_file.is_file():
+            found = (
+                f"found {CONFIG_FILE} but no {MODEL_FILE}: training has not finished"
+                if (path / CONFIG_FILE).is_file()
+                else f"found no {CONFIG_FILE} and no {MODEL_FILE}"
+            )
+            raise ValueError(f"not a gan-mri run or model: {path} ({expected}; {found})")
+    elif path.suffix == ".keras":
+        model_file = path
+    else:
+        raise ValueError(f"not a gan-mri run or model: {path} ({expected}; found a {path.suffix or 'suffix-less'} file)")
+    try:
+        model = keras.models.load_model(model_file, compile=False)
+    except Exception as err:  # keras raises many types for a foreign or corrupt archive
+        raise ValueError(f"not a gan-mri run or model: {path} (could not load {model_file}: {err})") from err
+    if not callable(getattr(model, "translate", None)):
+        raise ValueError(
+            f"not a gan-mri run or model: {path} ({model_file} holds a {type(model).__name__}, "
+            f"expected a gan-mri model with a translate() method)"
+        )
+    logger.info("loaded %s from %s", type(model).__name__, model_file)
+    return model
+
+
+def model_input_shape(model) -> tuple[int, int, int]:
+    """Returns ``(height, width, channels)`` of the images a model translates."""
+    height, width = (int(size) for size in model.image_shape)
+    return height, width, int(model.channels)
+
+
+def translate_slices(model, slices, direction: str, batch_size: int = 16) -> np.ndarray:
+    """Translates a stack of slices in batches.
+
+    Args:
+        model: a gan-mri model (``translate``, ``image_shape``, ``channels``).
+        slices: float32 array ``(N, H, W, C)`` in [-1, 1] with ``(H, W)`` the model's image shape and
+            ``C`` its channels.
+        direction: any spelling accepted by `parse_direction`.
+        batch_size: slices per call to the model.
+
+    Returns:
+        float32 array ``(N, H, W, C)`` of translated slices in [-1, 1].
+
+    Raises:
+        ValueError: for a bad direction, batch size or slice shape (naming the expected shape).
+    """
+    direction = parse_direction(direction)
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive integer, found {batch_size!r}")
+    slices = np.asarray(slices, dtype=np.float32)
+    expected = model_input_shape(model)
+    if slices.ndim != 4 or tuple(slices.shape[1:]) != expected:
+        raise ValueError(
+            f"slices: expected shape (N, {expected[0]}, {expected[1]}, {expected[2]}) to match the "
+            f"model's image shape and channels, found {slices.shape}"
+        )
+    translated = np.empty_like(slices)
+    for start in range(0, len(slices), batch_size):
+        batch = slices[start : start + batch_size]
+        output = keras.ops.convert_to_numpy(model.translate(batch, direction))
+        translated[start : start + len(batch)] = output
+    logger.debug("translated %d slices %s", len(slices), direction)
+    return translated
+
+
+def translate_volume(
+    model, path_or_image, direction: str, batch_size: int = 16
+) -> nib.Nifti1Image:
+    """Translates every axial slice of a volume and restacks them into a volume.
+
+    Args:
+        model: a gan-mri model.
+        path_or_image: a NIfTI path or a loaded nibabel image (3D).
+        direction: any spelling accepted by `parse_direction`.
+        batch_size: slices per call to the model.
+
+    Returns:
+        A `nibabel.Nifti1Image` with the input's affine, shape and orientation, holding the
+        translated contrast in the input's intensity range.
+
+    Raises:
+        FileNotFoundError: if a path does not exist.
+        ValueError: for a bad direction or a volume that cannot be read (naming the file).
+    """
+    direction = parse_direction(direction)
+    if isinstance(path_or_image, (str, os.PathLike)):
+        image = _load_volume(Path(path_or_image))
+    else:
+        image = path_or_image
+    height, width, channels = model_input_shape(model)
+    stack = volumes.volume_to_slices(image, (height, width), channels=channels, keep_all=True)
+    translated = translate_slices(model, stack.slices, direction, batch_size=batch_size)
+    return stack.to_volume(translated)
+
+
+def _load_volume(path: Path) -> nib.spatialimages.SpatialImage:
+    """`load_volume` with every failure turned into an error that names the file."""
+    try:
+        return volumes.load_volume(path)
+    except (FileNotFoundError, ValueError) as err:
+        if str(path) in str(err):
+            raise
+        raise ValueError(f"cannot read volume {path}: {err}") from err
+    except Exception as err:  # nibabel raises ImageFileError, EOFError, zlib errors...
+        raise ValueError(f"cannot read volume {path}: {err}") from err
+
+
+def translate_path(
+    model,
+    input: str | os.PathLike,
+    output: str | os.PathLike,
+    direction: str,
+    overwrite: bool = False,
+    batch_size: int = 16,
+) -> list[Path]:
+    """Translates a NIfTI file, a PNG slice, or a folder of them, and writes the results.
+
+    A single file is written to ``output`` (or, when ``output`` is an existing folder, into it
+    under the input's name plus ``_<direction>``, e.g. ``sub-01_T1w_A2B.nii.gz``). A folder's
+    NIfTI and PNG files (not recursive) are written into the folder ``output`` under those names.
+    Nothing is written unless every input translated.
+
+    Args:
+        model: a gan-mri model.
+        input: a ``.nii``/``.nii.gz``/``.png`` file or a folder holding such files.
+        output: the output file (single input) or folder.
+        direction: any spelling accepted by `parse_direction`.
+        overwrite: replace outputs that already exist.
+        batch_size: slices per call to the model.
+
+    Returns:
+        The paths written, in input order.
+
+    Raises:
+        FileNotFoundError: if ``input`` does not exist.
+        ValueError: for a bad direction, an unsupported or empty input, an output that exists
+            (without ``overwrite``), or an input that cannot be read (naming the file).
+    """
+    direction = parse_direction(direction)
+    input, output = Path(input), Path(output)
+    if not input.exists():
+        raise FileNotFoundError(f"input {input} does not exist")
+    plan = _plan_outputs(input, output, direction)
+    for source, target in plan:
+        if target.resolve() == source.resolve():
+            raise ValueError(f"output {target} is the input file itself; choose another output path")
+        if target.is_dir():
+            raise ValueError(f"output {target} is an existing folder, expected a file path")
+        if target.exists() and not overwrite:
+            raise ValueError(f"output {target} already exists; pass overwrite=True (--overwrite) to replace it")
+
+    out_dir = plan[0][1].parent
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".gan-mri-partial-", dir=out_dir))
+    try:
+        staged = [staging / target.name for _, target in plan]
+        nifti = [(s, t) for (s, _), t in zip(plan, staged) if _is_nifti(s)]
+        png = [(s, t) for (s, _), t in zip(plan, staged) if s.name.lower().endswith(PNG_SUFFIX)]
+        for source, target in nifti:
+            logger.info("translating %s (%s)", source, direction)
+            nib.save(translate_volume(model, source, direction, batch_size=batch_size), target)
+        if png:
+            _translate_pngs(model, png, direction, batch_size)
+        # Every output is complete: move them into place (same filesystem, so each is a rename).
+        for temp, (_, target) in zip(staged, plan):
+            os.replace(temp, target)
+    except BaseException:
+        if created:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [target for _, target in plan]
+
+
+def _is_nifti(path: Path) -> bool:
+    return path.name.lower().endswith(NIFTI_SUFFIXES)
+
+
+def _split_suffix(path: Path) -> tuple[str, str]:
+    """``sub-01_T1w.nii.gz`` -> (``sub-01_T1w``, ``.nii.gz``)."""
+    for suffix in NIFTI_SUFFIXES + (PNG_SUFFIX,):
+        if path.name.lower().endswith(suffix):
+            return path.name[: -len(suffix)], path.name[-len(suffix) :]
+    return path.stem, path.suffix
+
+
+def _plan_outputs(input: Path, output: Path, direction: str) -> list[tuple[Path, Path]]:
+    """Pairs each input file with the path its translation goes to."""
+    supported = f"a NIfTI file ({', '.join(NIFTI_SUFFIXES)}), a {PNG_SUFFIX} slice, or a folder of them"
+
+    def named(source: Path, folder: Path) -> Path:
+        stem, suffix = _split_suffix(source)
+        return folder / f"{stem}_{direction}{suffix}"
+
+    if input.is_dir():
+        sources = sorted(
+            p for p in input.iterdir()
+            if p.is_file() and (_is_nifti(p) or p.name.lower().endswith(PNG_SUFFIX))
+        )
+        if not sources:
+            raise ValueError(f"input: expected {supported}, found a folder {input} with none of them")
+        if output.is_file():
+            raise ValueError(f"output {output} is an existing file, expected a folder for the folder input {input}")
+        return [(source, named(source, output)) for source in sources]
+    if not (_is_nifti(input) or input.name.lower().endswith(PNG_SUFFIX)):
+        raise ValueError(f"input: expected {supported}, found {input}")
+    if output.is_dir():
+        return [(input, named(input, output))]
+    if _split_suffix(output)[1].lower() != _split_suffix(input)[1].lower() and not (
+        _is_nifti(input) and _is_nifti(output)
+    ):
+        raise ValueError(
+            f"output {output}: expected a {_split_suffix(input)[1]} file path (like the input "
+            f"{input.name}) or an existing folder"
+        )
+    return [(input, output)]
+
+
+def _translate_pngs(model, pairs: list[tuple[Path, Path]], direction: str, batch_size: int) -> None:
+    """Translates PNG slices together: fit each into the model's shape, translate, fit back.
+
+    Slices of another size are scaled (aspect kept) and padded like volume slices
+    (`gan_mri.data.resize`, method "fit"), and mapped back onto their own size.
+    """
+    height, width, channels = model_input_shape(model)
+    images = [_read_png(source) for source, _ in pairs]
+    plans = [resize.plan_plane_fit(image.shape[:2], (height, width), "fit") for image in images]
+    batch = np.stack([
+        _per_channel(resize.fit_plane, _to_channels(image, channels), plan)
+        for image, plan in zip(images, plans)
+    ])
+    translated = translate_slices(model, batch, direction, batch_size=batch_size)
+    for image, plan, result, (_, target) in zip(images, plans, translated, pairs):
+        restored = _per_channel(resize.unfit_plane, result, plan)
+        _write_png(target, _to_channels(restored, image.shape[2]))
+
+
+def _per_channel(function, image: np.ndarray, plan) -> np.ndarray:
+    """Applies a 2D `gan_mri.data.resize` function to each channel of ``(h, w, c)``."""
+    planes = [function(image[..., c], plan, order=1, fill=-1.0) for c in range(image.shape[-1])]
+    return np.stack(planes, axis=-1).astype(np.float32)
+
+
+def _to_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """Gray -> RGB by replication, RGB -> gray by the channel mean."""
+    if image.shape[-1] == channels:
+        return image
+    if channels == 1:
+        return image.mean(axis=-1, keepdims=True)
+    return np.repeat(image[..., :1], channels, axis=-1)
+
+
+# FALLBACK (until gan_mri.data offers PNG slice helpers): PNG <-> float32 (h, w, c) in [-1, 1].
+def _read_png(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as png:
+            pixels = np.asarray(png)
+    except Exception as err:  # PIL raises UnidentifiedImageError, OSError, SyntaxError...
+        raise ValueError(f"cannot read PNG slice {path}: {err}") from err
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    if pixels.ndim != 3 or pixels.shape[-1] not in (1, 2, 3, 4):
+        raise ValueError(f"PNG slice {path}: expected a gray or RGB image, found shape {pixels.shape}")
+    if pixels.shape[-1] in (2, 4):  # drop the alpha channel
+        pixels = pixels[..., :-1]
+    top = 65535.0 if pixels.dtype == np.uint16 else 255.0
+    return (pixels.astype(np.float32) / top * 2.0 - 1.0).astype(np.float32)
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    from PIL import Image
+
+    pixels = np.round((np.clip(image, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
+    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(path, format="PNG")
