@@ -1,0 +1,579 @@
+"""Evaluate a translation model on a paired test set, per direction and per epoch.
+
+The pure metric math lives in :mod:`gan_mri.metrics`; this module runs a model over a
+test set (:func:`evaluate`), writes results (:func:`save_results`), evaluates during
+training at chosen epochs (:class:`EvaluationCallback`) and builds the paper's
+Table 7(b): SSIM per epoch of the T1 output (B2A) and of the T2 output (A2B).
+
+A test set yields dicts with ``"a"`` (T1w) and ``"b"`` (T2w) batches in [-1, 1],
+``"brain_mask"`` (bool), ``"subject"``, ``"slice"`` and, when tissue labels exist,
+``"labels"`` (or ``"labels_a"`` / ``"labels_b"``; 0 background, 1 CSF, 2 GM, 3 WM).
+"""
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from gan_mri import DIRECTIONS
+from gan_mri import metrics
+
+logger = logging.getLogger(__name__)
+
+# Per direction: (source key, target key, source domain, target domain).
+DIRECTION_KEYS = {"A2B": ("a", "b", "A", "B"), "B2A": ("b", "a", "B", "A")}
+REQUIRED_KEYS = ("a", "b", "brain_mask")
+# Column order of results tables; further keys follow in sorted order.
+METRIC_NAMES = (
+    "ssim",
+    "ssim_brain",
+    "psnr",
+    "psnr_brain",
+    "mae",
+    "mae_brain",
+    "dice_csf",
+    "dice_gm",
+    "dice_wm",
+    "label_dice_csf",
+    "label_dice_gm",
+    "label_dice_wm",
+    "recon_ssim",
+    "recon_mae",
+    "n_slices",
+)
+
+
+def _to_numpy(value):
+    """Tensors, numpy arrays and lists -> numpy array."""
+    if hasattr(value, "numpy"):
+        return value.numpy()
+    return np.asarray(value)
+
+
+def _check_directions(directions):
+    directions = tuple(directions)
+    unknown = [d for d in directions if d not in DIRECTION_KEYS]
+    if unknown or not directions:
+        raise ValueError(f"directions: expected a non-empty subset of {DIRECTIONS}, found {directions}")
+    return directions
+
+
+def _iterate_batches(test_dataset, max_batches):
+    """Yield numpy dicts from a tf.data.Dataset or any iterable of dict batches."""
+    iterator = (
+        test_dataset.as_numpy_iterator() if hasattr(test_dataset, "as_numpy_iterator") else test_dataset
+    )
+    for index, batch in enumerate(iterator):
+        if max_batches is not None and index >= max_batches:
+            return
+        if not isinstance(batch, dict):
+            raise ValueError(
+                f"test_dataset: expected dict batches with keys {REQUIRED_KEYS}, found {type(batch).__name__}"
+            )
+        missing = [key for key in REQUIRED_KEYS if key not in batch]
+        if missing:
+            raise ValueError(
+                f"test_dataset: expected keys {REQUIRED_KEYS} in each batch, missing {missing} "
+                f"(found {sorted(batch)})"
+            )
+        yield {key: _to_numpy(value) for key, value in batch.items()}
+
+
+def _labels_for(batch, domain):
+    """Ground-truth tissue labels for images of ``domain``, or None."""
+    for key in (f"labels_{domain.lower()}", "labels"):
+        if key in batch:
+            labels = np.asarray(batch[key]).astype(np.int32)
+            return labels[..., 0] if labels.ndim == 4 else labels
+    return None
+
+
+class _DirectionAccumulator:
+    """Collects per-slice metrics and pooled Dice counts for one direction."""
+
+    def __init__(self):
+        self.per_slice = {}
+        self.overlap = None
+        self.label_overlap = None
+
+    def add_values(self, values):
+        for name, array in values.items():
+            self.per_slice.setdefault(name, []).append(np.asarray(array, dtype=np.float64))
+
+    @staticmethod
+    def _add_counts(total, counts):
+        if total is None:
+            return counts
+        return {tissue: total[tissue] + counts[tissue] for tissue in counts}
+
+    def add_overlap(self, counts, with_labels=False):
+        if with_labels:
+            self.label_overlap = self._add_counts(self.label_overlap, counts)
+        else:
+            self.overlap = self._add_counts(self.overlap, counts)
+
+    def summary(self):
+        result = {}
+        for name, chunks in self.per_slice.items():
+            values = np.concatenate(chunks)
+            finite = values[np.isfinite(values)]
+            result[name] = float(finite.mean()) if finite.size else float("nan")
+        if self.overlap is not None:
+            result.update(metrics.dice_from_overlap(self.overlap))
+        if self.label_overlap is not None:
+            dice = metrics.dice_from_overlap(self.label_overlap)
+            result.update({f"label_{name}": value for name, value in dice.items()})
+        result["n_slices"] = int(sum(len(chunk) for chunk in self.per_slice.get("ssim", [])))
+        return result
+
+
+def _score_direction(model, batch, direction, accumulator, reconstruction, structure):
+    """Translate one batch in one direction and add its metrics to ``accumulator``."""
+    source_key, target_key, source_domain, target_domain = DIRECTION_KEYS[direction]
+    source = batch[source_key]
+    translated = metrics.to_unit_range(_to_numpy(model.translate(source, direction)))
+    truth = metrics.to_unit_range(batch[target_key])
+    mask = np.asarray(batch["brain_mask"]).astype(bool)
+    if translated.shape != truth.shape:
+        raise ValueError(
+            f"model.translate({direction}): expected output shape {truth.shape}, found {translated.shape}"
+        )
+    values = metrics.image_metrics(translated, truth, mask)
+    if reconstruction:
+        recon = metrics.to_unit_range(_to_numpy(model.reconstruct(source, source_domain)))
+        original = metrics.to_unit_range(source)
+        values["recon_ssim"] = metrics.ssim(recon, original)
+        values["recon_mae"] = metrics.mae(recon, original)
+    accumulator.add_values(values)
+    if not structure:
+        return
+    reference = metrics.segment_tissues(truth, mask, target_domain)
+    predicted = metrics.segment_tissues(translated, mask, target_domain)
+    # A slice whose ground truth cannot be segmented says nothing about the translation;
+    # a translation that cannot be segmented (e.g. flat) keeps its zero labels and is penalised.
+    usable = reference.any(axis=(1, 2))
+    if usable.any():
+        accumulator.add_overlap(metrics.tissue_overlap(predicted[usable], reference[usable]))
+    labels = _labels_for(batch, target_domain)
+    if labels is not None:
+        accumulator.add_overlap(metrics.tissue_overlap(predicted, labels), with_labels=True)
+
+
+def evaluate(
+    model,
+    test_dataset,
+    directions=DIRECTIONS,
+    max_batches=None,
+    reconstruction=True,
+    structure=True,
+):
+    """Average translation metrics over a paired test set, per direction.
+
+    For each batch and direction, ``model.translate`` maps the source images, model
+    outputs and ground truth are mapped from [-1, 1] to [0, 1], and per-slice metrics
+    are computed (see :func:`gan_mri.metrics.image_metrics`) and averaged over all slices
+    (NaN slices, e.g. empty masks, are skipped). Structure fidelity: GM/WM/CSF are
+    segmented from the translation and from the ground truth with the same three-class
+    Otsu method and compared by Dice pooled over the test set (``dice_*``); with tissue
+    labels in the batches, the translation's segmentation is also compared with them
+    (``label_dice_*``). ``recon_ssim`` / ``recon_mae`` score ``model.reconstruct``
+    (the self-reconstruction through the shared latent space) against the input.
+
+    Args:
+        model: an object with ``translate(x, direction)`` and ``reconstruct(x, domain)``
+            (e.g. :class:`gan_mri.models.unit.UNIT`).
+        test_dataset: tf.data.Dataset or iterable of dict batches (see module docstring).
+        directions: subset of ``("A2B", "B2A")``.
+        max_batches: evaluate at most this many batches (None: all).
+        reconstruction: also score self-reconstructions.
+        structure: also compute the tissue Dice scores.
+
+    Returns:
+        dict direction -> dict metric name -> float, e.g.
+        ``{"A2B": {"ssim": 0.81, "ssim_brain": 0.74, ..., "n_slices": 120}, "B2A": {...}}``.
+
+    Raises:
+        ValueError: unknown direction, batches missing keys, an empty test set, or model
+            outputs whose shape differs from the ground truth.
+    """
+    directions = _check_directions(directions)
+    accumulators = {direction: _DirectionAccumulator() for direction in directions}
+    n_batches = 0
+    for batch in _iterate_batches(test_dataset, max_batches):
+        for direction in directions:
+            _score_direction(model, batch, direction, accumulators[direction], reconstruction, structure)
+        n_batches += 1
+    if n_batches == 0:
+        raise ValueError("test_dataset: expected at least one batch, found none")
+    results = {direction: accumulators[direction].summary() for direction in directions}
+    for direction, values in results.items():
+        logger.info(
+            "%s: SSIM %.4f (brain %.4f), PSNR %.2f dB, MAE %.4f over %d slices",
+            direction,
+            values["ssim"],
+            values["ssim_brain"],
+            values["psnr"],
+            values["mae"],
+            values["n_slices"],
+        )
+    return results
+
+
+def translation_examples(model, test_dataset, n_examples=4, directions=DIRECTIONS):
+    """Collect images for a translation grid figure (see :func:`gan_mri.plots.translation_grid`).
+
+    Args:
+        model: an object with ``translate`` and ``reconstruct``.
+        test_dataset: tf.data.Dataset or iterable of dict batches.
+        n_examples: number of slices per direction (the first ones of the test set).
+        directions: subset of ``("A2B", "B2A")``.
+
+    Returns:
+        dict direction -> dict with ``input``, ``translation``, ``reconstruction``,
+        ``truth``: float arrays (n, H, W, C) in [0, 1].
+
+    Raises:
+        ValueError: unknown direction, n_examples < 1, or an empty test set.
+    """
+    directions = _check_directions(directions)
+    if n_examples < 1:
+        raise ValueError(f"n_examples: expected >= 1, found {n_examples}")
+    sources = {"a": [], "b": []}
+    collected = 0
+    for batch in _iterate_batches(test_dataset, None):
+        for key in sources:
+            sources[key].append(batch[key])
+        collected += len(batch["a"])
+        if collected >= n_examples:
+            break
+    if collected == 0:
+        raise ValueError("test_dataset: expected at least one batch, found none")
+    images = {key: np.concatenate(chunks)[:n_examples] for key, chunks in sources.items()}
+    examples = {}
+    for direction in directions:
+        source_key, target_key, source_domain, _ = DIRECTION_KEYS[direction]
+        source = images[source_key]
+        examples[direction] = {
+            "input": metrics.to_unit_range(source),
+            "translation": metrics.to_unit_range(_to_numpy(model.translate(source, direction))),
+            "reconstruction": metrics.to_unit_range(_to_numpy(model.reconstruct(source, source_domain))),
+            "truth": metrics.to_unit_range(images[target_key]),
+        }
+    return examples
+
+
+def ordered_columns(names):
+    """Metric names in table order: :data:`METRIC_NAMES` first, then the rest sorted."""
+    names = set(names)
+    return [name for name in METRIC_NAMES if name in names] + sorted(names - set(METRIC_NAMES))
+
+
+def results_rows(results, epoch=None):
+    """Flatten ``{direction: {metric: value}}`` into table rows (one per direction).
+
+    Args:
+        results: the dict returned by :func:`evaluate`.
+        epoch: optional 1-based epoch number put in an ``epoch`` column.
+
+    Returns:
+        list of dicts with ``direction`` (and ``epoch``) plus the metric columns.
+    """
+    rows = []
+    for direction, values in results.items():
+        row = {} if epoch is None else {"epoch": int(epoch)}
+        row["direction"] = direction
+        row.update(values)
+        rows.append(row)
+    return rows
+
+
+def atomic_write_text(path, text):
+    """Write ``text`` to ``path`` through a temporary file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def rows_to_csv_text(rows):
+    """CSV text of rows (dicts), header = key columns then :func:`ordered_columns`."""
+    keys = [key for key in ("epoch", "direction") if any(key in row for row in rows)]
+    others = ordered_columns({key for row in rows for key in row} - set(keys))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=keys + others, restval="", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: _format_value(value) for key, value in row.items()})
+    return buffer.getvalue()
+
+
+def _format_value(value):
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.6g}"
+    return value
+
+
+def save_results(results, path, epoch=None):
+    """Write :func:`evaluate` results as JSON or CSV, chosen by the file suffix.
+
+    JSON keeps the nested ``{direction: {metric: value}}`` layout (NaN written as null,
+    ``epoch`` added to each direction's dict when given); CSV has one row per direction
+    (columns ``epoch`` if given, ``direction``, then the metrics).
+
+    Args:
+        results: the dict returned by :func:`evaluate`.
+        path: output file ending in ``.json`` or ``.csv``; parents are created.
+        epoch: optional epoch number recorded with the results.
+
+    Returns:
+        pathlib.Path of the written file.
+
+    Raises:
+        ValueError: the suffix is neither .json nor .csv.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        clean = {}
+        for direction, values in results.items():
+            clean[direction] = {
+                name: (None if isinstance(value, float) and math.isnan(value) else value)
+                for name, value in values.items()
+            }
+            if epoch is not None:
+                clean[direction]["epoch"] = int(epoch)
+        atomic_write_text(path, json.dumps(clean, indent=2, sort_keys=True) + "\n")
+    elif suffix == ".csv":
+        atomic_write_text(path, rows_to_csv_text(results_rows(results, epoch)))
+    else:
+        raise ValueError(f"path: expected a file ending in .json or .csv, found {str(path)!r}")
+    logger.info("wrote evaluation results to %s", path)
+    return path
+
+
+def read_metrics_csv(path):
+    """Read a metrics CSV (as written by :class:`EvaluationCallback`) into rows.
+
+    Args:
+        path: CSV file with an ``epoch`` and a ``direction`` column.
+
+    Returns:
+        list of dicts; ``epoch`` as int, ``direction`` as str, other non-empty cells as float.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the ``epoch`` or ``direction`` column is missing.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"metrics CSV not found: {path}")
+    with path.open(newline="", encoding="utf-8") as stream:
+        reader = csv.DictReader(stream)
+        missing = [key for key in ("epoch", "direction") if key not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: expected columns 'epoch' and 'direction', missing {missing}")
+        rows = []
+        for raw in reader:
+            row = {"epoch": int(raw["epoch"]), "direction": raw["direction"]}
+            row.update({key: float(value) for key, value in raw.items() if key not in row and value != ""})
+            rows.append(row)
+    return rows
+
+
+SSIM_TABLE_COLUMNS = (
+    ("SSIM T1", "B2A", "ssim"),
+    ("SSIM T2", "A2B", "ssim"),
+    ("SSIM T1 brain", "B2A", "ssim_brain"),
+    ("SSIM T2 brain", "A2B", "ssim_brain"),
+)
+
+
+def ssim_table(rows):
+    """The paper's Table 7(b): one row per epoch, SSIM of the T1 and the T2 outputs.
+
+    "SSIM T1" is the quality of T2w -> T1w translations (direction B2A), "SSIM T2" that
+    of T1w -> T2w translations (A2B); the brain-mask versions follow.
+
+    Args:
+        rows: metric rows with ``epoch``, ``direction``, ``ssim`` (and ``ssim_brain``),
+            e.g. from :func:`read_metrics_csv`.
+
+    Returns:
+        list of dicts ``{"Epoch": int, "SSIM T1": float, "SSIM T2": float, ...}`` sorted by
+        epoch; NaN where a direction was not evaluated.
+
+    Raises:
+        ValueError: rows are empty or lack the ``ssim`` column.
+    """
+    if not rows:
+        raise ValueError("rows: expected at least one metrics row, found none")
+    if not any("ssim" in row for row in rows):
+        raise ValueError("rows: expected a 'ssim' column, found none")
+    by_epoch = {}
+    for row in rows:
+        by_epoch.setdefault(int(row["epoch"]), {})[row["direction"]] = row
+    table = []
+    for epoch in sorted(by_epoch):
+        line = {"Epoch": epoch}
+        for title, direction, metric in SSIM_TABLE_COLUMNS:
+            line[title] = float(by_epoch[epoch].get(direction, {}).get(metric, float("nan")))
+        table.append(line)
+    return table
+
+
+def write_ssim_table(rows, out_dir, stem="ssim_table"):
+    """Write :func:`ssim_table` as ``<stem>.csv`` and ``<stem>.md`` (4 decimals, as the paper).
+
+    Args:
+        rows: metric rows (see :func:`ssim_table`).
+        out_dir: output folder (created).
+        stem: file name without suffix.
+
+    Returns:
+        (csv path, markdown path).
+
+    Raises:
+        ValueError: see :func:`ssim_table`.
+    """
+    table = ssim_table(rows)
+    out_dir = Path(out_dir)
+    titles = list(table[0])
+    cells = [[str(line["Epoch"])] + [f"{line[t]:.4f}" for t in titles[1:]] for line in table]
+    csv_text = ",".join(titles) + "\n" + "".join(",".join(row) + "\n" for row in cells)
+    markdown = "| " + " | ".join(titles) + " |\n|" + "|".join(" --- " for _ in titles) + "|\n"
+    markdown += "".join("| " + " | ".join(row) + " |\n" for row in cells)
+    csv_path, md_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.md"
+    atomic_write_text(csv_path, csv_text)
+    atomic_write_text(md_path, markdown)
+    return csv_path, md_path
+
+
+DEFAULT_LOG_METRICS = ("ssim", "ssim_brain", "psnr", "psnr_brain", "mae", "mae_brain")
+
+
+class EvaluationCallback(keras.callbacks.Callback):
+    """Evaluate on the paired test set at chosen epochs during ``fit``.
+
+    At each chosen (1-based) epoch, and at the last epoch of ``fit`` when
+    ``evaluate_last``, runs :func:`evaluate` on ``self.model`` and then:
+
+    - merges one row per direction into ``out_dir/metrics.csv`` (columns ``epoch``,
+      ``direction``, metrics; rows already there, e.g. from before a resume, are kept and
+      an epoch evaluated again replaces its rows);
+    - rewrites the Table 7(b) files ``out_dir/ssim_table.csv`` and ``ssim_table.md``;
+    - with ``save_figures``, writes ``figures/translation_epoch_XXX.png`` and
+      ``figures/ssim_curves.png`` under ``out_dir``;
+    - adds ``val_<metric>_<direction>`` (e.g. ``val_ssim_a2b``, ``val_ssim_brain_b2a``)
+      for the metrics in ``log_metrics`` to the epoch ``logs``, so History, CSVLogger,
+      TensorBoard and ModelCheckpoint see them. Place this callback before those in the
+      callback list (Keras passes one logs dict through the list in order).
+
+    CSVLogger fixes its columns at the first epoch, so with ``fill_missing=True`` (default)
+    the keys are logged every epoch, as NaN where no evaluation ran. Use
+    ``fill_missing=False`` to log them only at evaluated epochs (e.g. for EarlyStopping,
+    which treats NaN as no improvement).
+
+    Args:
+        test_dataset: paired test set (tf.data.Dataset or iterable of dict batches).
+        epochs: 1-based epoch numbers to evaluate at, e.g. ``(1, 25, 50, 75, 100)``.
+        out_dir: folder for metrics.csv, the SSIM table and figures.
+        evaluate_last: also evaluate after the last epoch of ``fit``.
+        directions: subset of ``("A2B", "B2A")``.
+        max_batches: limit on test batches per evaluation (None: all).
+        log_metrics: metric names added to the logs.
+        fill_missing: log NaN for the metrics at epochs without evaluation.
+        save_figures: write the translation grid and SSIM curve figures.
+        n_examples: slices per direction in the translation grid.
+
+    Raises:
+        ValueError: ``epochs`` holds something other than positive integers, or an
+            unknown direction / metric name.
+    """
+
+    def __init__(
+        self,
+        test_dataset,
+        epochs,
+        out_dir,
+        evaluate_last=True,
+        directions=DIRECTIONS,
+        max_batches=None,
+        log_metrics=DEFAULT_LOG_METRICS,
+        fill_missing=True,
+        save_figures=True,
+        n_examples=4,
+    ):
+        super().__init__()
+        epochs = list(epochs)
+        if not all(isinstance(e, (int, np.integer)) and not isinstance(e, bool) and e >= 1 for e in epochs):
+            raise ValueError(f"epochs: expected positive 1-based integers, found {epochs}")
+        unknown = [name for name in log_metrics if name not in METRIC_NAMES]
+        if unknown:
+            raise ValueError(f"log_metrics: expected names from {METRIC_NAMES}, found unknown {unknown}")
+        self.test_dataset = test_dataset
+        self.epochs = sorted({int(e) for e in epochs})
+        self.out_dir = Path(out_dir)
+        self.evaluate_last = evaluate_last
+        self.directions = _check_directions(directions)
+        self.max_batches = max_batches
+        self.log_metrics = tuple(log_metrics)
+        self.fill_missing = fill_missing
+        self.save_figures = save_figures
+        self.n_examples = n_examples
+        self.metrics_path = self.out_dir / "metrics.csv"
+        self.history = {}
+
+    def _should_evaluate(self, epoch_number):
+        last = (self.params or {}).get("epochs")
+        return epoch_number in self.epochs or (self.evaluate_last and epoch_number == last)
+
+    def on_epoch_end(self, epoch, logs=None):
+        """Evaluate if ``epoch + 1`` was chosen; write files and add metrics to ``logs``."""
+        logs = logs if logs is not None else {}
+        epoch_number = epoch + 1
+        results = self.evaluate_now(epoch_number) if self._should_evaluate(epoch_number) else None
+        if results is None and not self.fill_missing:
+            return
+        for direction in self.directions:
+            for name in self.log_metrics:
+                value = float("nan") if results is None else results[direction].get(name, float("nan"))
+                logs[f"val_{name}_{direction.lower()}"] = value
+
+    def evaluate_now(self, epoch_number):
+        """Evaluate ``self.model`` now, record it as ``epoch_number`` and write the files.
+
+        Args:
+            epoch_number: 1-based epoch recorded with the results.
+
+        Returns:
+            the :func:`evaluate` results.
+        """
+        results = evaluate(self.model, self.test_dataset, self.directions, self.max_batches)
+        self.history[epoch_number] = results
+        rows = read_metrics_csv(self.metrics_path) if self.metrics_path.is_file() else []
+        rows = [row for row in rows if row["epoch"] != epoch_number]
+        rows = sorted(rows + results_rows(results, epoch_number), key=lambda r: (r["epoch"], r["direction"]))
+        atomic_write_text(self.metrics_path, rows_to_csv_text(rows))
+        write_ssim_table(rows, self.out_dir)
+        if self.save_figures:
+            from gan_mri import plots  # plots pulls in matplotlib; only load it when drawing
+
+            figures = self.out_dir / "figures"
+            examples = translation_examples(self.model, self.test_dataset, self.n_examples, self.directions)
+            plots.translation_grid(examples, figures / f"translation_epoch_{epoch_number:03d}.png")
+            plots.ssim_curves(self.metrics_path, figures / "ssim_curves.png")
+        logger.info("epoch %d: evaluation written to %s", epoch_number, self.out_dir)
+        return results

@@ -1,0 +1,254 @@
+"""Figures: translation grids (the paper's Figs. 5 and 8), loss curves (Fig. 6), SSIM per epoch.
+
+Everything draws with matplotlib's non-interactive Agg backend into PNG files and
+returns the path written; nothing is shown on screen. Figure sizes are fixed by the
+layout (see each function), so the PNG's pixel size is ``figsize * dpi``.
+"""
+
+import csv
+import logging
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers and in tests; must precede pyplot
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+GRID_COLUMNS = ("input", "translation", "reconstruction", "truth")
+GRID_TITLES = {"input": "input", "translation": "translation", "reconstruction": "self-reconstruction", "truth": "ground truth"}
+DIRECTION_TITLES = {"A2B": "T1w -> T2w", "B2A": "T2w -> T1w"}
+# The paper's Table 7 names SSIM by the output contrast: "T2" scores A2B, "T1" scores B2A.
+SSIM_LABELS = {"A2B": "T2 output (A2B)", "B2A": "T1 output (B2A)"}
+CELL_INCHES = 2.0
+PANEL_INCHES = (4.0, 3.0)
+PANELS_PER_ROW = 3
+
+
+def _save(figure, path, dpi):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=dpi)
+    plt.close(figure)
+    logger.info("wrote figure %s", path)
+    return path
+
+
+def _display(image):
+    """(H, W, C) in [0, 1] -> what imshow expects: 2-D for gray, RGB for 3 channels."""
+    image = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        return image[..., 0]
+    return image
+
+
+def translation_grid(examples, path, dpi=100):
+    """Grid of translations: per direction and slice, one row of five images.
+
+    Columns: input, translation, self-reconstruction, ground truth, and the error map
+    ``|translation - ground truth|`` (channel mean; one colour scale for the whole figure)
+    with a colorbar. Rows: the slices of
+    the first direction, then those of the second. Size: ``5 * 2`` by ``rows * 2`` inches.
+
+    Args:
+        examples: dict direction ("A2B"/"B2A") -> dict with ``input``, ``translation``,
+            ``reconstruction``, ``truth``: arrays (n, H, W, C) or (n, H, W) in [0, 1]
+            (as returned by :func:`gan_mri.evaluation.translation_examples`).
+        path: PNG file to write (parents are created).
+        dpi: dots per inch.
+
+    Returns:
+        pathlib.Path of the PNG.
+
+    Raises:
+        ValueError: no directions, a missing image key, or images of different shapes.
+    """
+    if not examples:
+        raise ValueError("examples: expected at least one direction, found none")
+    rows = []
+    for direction, images in examples.items():
+        missing = [key for key in GRID_COLUMNS if key not in images]
+        if missing:
+            raise ValueError(f"examples[{direction!r}]: expected keys {GRID_COLUMNS}, missing {missing}")
+        arrays = {key: np.asarray(images[key], dtype=np.float32) for key in GRID_COLUMNS}
+        arrays = {key: a[..., None] if a.ndim == 3 else a for key, a in arrays.items()}
+        shapes = {key: a.shape for key, a in arrays.items()}
+        if len(set(shapes.values())) != 1 or arrays["input"].ndim != 4:
+            raise ValueError(f"examples[{direction!r}]: expected equal (n, H, W, C) shapes, found {shapes}")
+        rows.extend((direction, index, arrays) for index in range(arrays["input"].shape[0]))
+    if not rows:
+        raise ValueError("examples: expected at least one slice, found none")
+    errors = [np.abs(a["translation"][i] - a["truth"][i]).mean(axis=-1) for _, i, a in rows]
+    # One error scale for the whole figure, so rows can be compared by colour.
+    error_max = max(max(float(error.max()) for error in errors), 1e-6)
+    n_columns = len(GRID_COLUMNS) + 1
+    figure, axes = plt.subplots(
+        len(rows),
+        n_columns,
+        figsize=(n_columns * CELL_INCHES, len(rows) * CELL_INCHES),
+        squeeze=False,
+        layout="constrained",
+    )
+    for row_axes, (direction, index, arrays), error in zip(axes, rows, errors):
+        for axis, key in zip(row_axes, GRID_COLUMNS):
+            axis.imshow(_display(arrays[key][index]), cmap="gray", vmin=0.0, vmax=1.0)
+            axis.set_title(GRID_TITLES[key], fontsize=8)
+        image = row_axes[-1].imshow(error, cmap="magma", vmin=0.0, vmax=error_max)
+        row_axes[-1].set_title("|error|", fontsize=8)
+        figure.colorbar(image, ax=row_axes[-1], shrink=0.8)
+        row_axes[0].set_ylabel(f"{DIRECTION_TITLES.get(direction, direction)} #{index}", fontsize=8)
+        for axis in row_axes:
+            axis.set_xticks([])
+            axis.set_yticks([])
+    return _save(figure, path, dpi)
+
+
+def _read_csv_columns(path):
+    """CSV file -> dict column -> list of cell strings."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"CSV file not found: {path}")
+    with path.open(newline="", encoding="utf-8") as stream:
+        reader = csv.DictReader(stream)
+        columns = {name: [] for name in reader.fieldnames or []}
+        for row in reader:
+            for name in columns:
+                columns[name].append(row[name])
+    return columns
+
+
+def _to_float(values, column):
+    """Cells -> float array; empty or "NA" cells (Keras CSVLogger) become NaN."""
+    result = []
+    for value in values:
+        if value is None or value == "" or value == "NA":
+            result.append(math.nan)
+            continue
+        try:
+            result.append(float(value))
+        except (TypeError, ValueError):
+            raise ValueError(f"column {column!r}: expected numbers, found {value!r}") from None
+    return np.asarray(result, dtype=np.float64)
+
+
+def loss_curves(history, path, keys=None, dpi=100):
+    """Loss per epoch, one panel per loss (train solid, ``val_`` counterpart dashed).
+
+    Panels are laid out three per row, each 4 x 3 inches, so the PNG is
+    ``min(n, 3) * 4 * dpi`` by ``ceil(n / 3) * 3 * dpi`` pixels for n panels.
+
+    Args:
+        history: a history CSV (Keras CSVLogger: an ``epoch`` column, 0-based, and one column
+            per metric) or a dict metric -> list of per-epoch values (``History.history``).
+        path: PNG file to write.
+        keys: losses to draw; default: every column whose name ends in ``loss`` and does not
+            start with ``val_``.
+        dpi: dots per inch.
+
+    Returns:
+        pathlib.Path of the PNG.
+
+    Raises:
+        FileNotFoundError: the CSV does not exist.
+        ValueError: the history is empty, has no loss column, or lacks a requested key
+            (the message names the column).
+    """
+    if isinstance(history, (str, Path)):
+        columns = _read_csv_columns(history)
+        source = str(history)
+    elif isinstance(history, dict):
+        columns = {name: list(values) for name, values in history.items()}
+        source = "history"
+    else:
+        raise ValueError(f"history: expected a CSV path or a dict, found {type(history).__name__}")
+    lengths = {len(values) for values in columns.values()}
+    if not columns or lengths == {0}:
+        raise ValueError(f"{source}: expected at least one epoch of history, found none")
+    if keys is None:
+        keys = [name for name in columns if name.endswith("loss") and not name.startswith("val_")]
+        if not keys:
+            raise ValueError(f"{source}: expected a column ending in 'loss', found columns {sorted(columns)}")
+    for key in keys:
+        if key not in columns:
+            raise ValueError(f"{source}: expected a column {key!r}, found columns {sorted(columns)}")
+    n_epochs = max(lengths)
+    # CSVLogger stores 0-based epochs; figures count from 1 as the paper does.
+    epochs = _to_float(columns["epoch"], "epoch") + 1 if "epoch" in columns else np.arange(1, n_epochs + 1)
+    n_columns = min(len(keys), PANELS_PER_ROW)
+    n_rows = math.ceil(len(keys) / PANELS_PER_ROW)
+    figure, axes = plt.subplots(
+        n_rows,
+        n_columns,
+        figsize=(n_columns * PANEL_INCHES[0], n_rows * PANEL_INCHES[1]),
+        squeeze=False,
+        layout="constrained",
+    )
+    for axis in axes.flat[len(keys):]:
+        axis.set_visible(False)
+    for axis, key in zip(axes.flat, keys):
+        axis.plot(epochs, _to_float(columns[key], key), marker=".", label="train")
+        if f"val_{key}" in columns:
+            axis.plot(epochs, _to_float(columns[f"val_{key}"], f"val_{key}"), "--", marker=".", label="test")
+            axis.legend(fontsize=7)
+        axis.set_title(key, fontsize=9)
+        axis.set_xlabel("epoch")
+    return _save(figure, path, dpi)
+
+
+def ssim_curves(metrics_csv, path, metrics=("ssim", "ssim_brain"), dpi=100):
+    """SSIM per epoch for each direction, one panel per metric (4 x 3 inches each).
+
+    Lines are labelled by the output contrast as in the paper's Table 7:
+    "T2 output (A2B)" and "T1 output (B2A)".
+
+    Args:
+        metrics_csv: CSV with ``epoch``, ``direction`` and metric columns (as written by
+            :class:`gan_mri.evaluation.EvaluationCallback`).
+        path: PNG file to write.
+        metrics: metric columns to draw, one panel each.
+        dpi: dots per inch.
+
+    Returns:
+        pathlib.Path of the PNG.
+
+    Raises:
+        FileNotFoundError: the CSV does not exist.
+        ValueError: no rows, or a missing ``epoch``, ``direction`` or metric column
+            (the message names the column).
+    """
+    columns = _read_csv_columns(metrics_csv)
+    for key in ("epoch", "direction", *metrics):
+        if key not in columns:
+            raise ValueError(f"{metrics_csv}: expected a column {key!r}, found columns {sorted(columns)}")
+    if not columns["epoch"]:
+        raise ValueError(f"{metrics_csv}: expected at least one row, found none")
+    if not metrics:
+        raise ValueError("metrics: expected at least one metric column, found none")
+    epochs = _to_float(columns["epoch"], "epoch")
+    directions = np.asarray(columns["direction"])
+    figure, axes = plt.subplots(
+        1,
+        len(metrics),
+        figsize=(len(metrics) * PANEL_INCHES[0], PANEL_INCHES[1]),
+        squeeze=False,
+        layout="constrained",
+    )
+    for axis, metric in zip(axes[0], metrics):
+        values = _to_float(columns[metric], metric)
+        for direction in sorted(set(directions)):
+            chosen = directions == direction
+            order = np.argsort(epochs[chosen])
+            axis.plot(
+                epochs[chosen][order],
+                values[chosen][order],
+                marker="o",
+                label=SSIM_LABELS.get(direction, direction),
+            )
+        axis.set_title(metric, fontsize=9)
+        axis.set_xlabel("epoch")
+        axis.legend(fontsize=7)
+    return _save(figure, path, dpi)
