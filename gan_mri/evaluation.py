@@ -474,8 +474,8 @@ class EvaluationCallback(keras.callbacks.Callback):
       ``direction``, metrics; rows already there, e.g. from before a resume, are kept and
       an epoch evaluated again replaces its rows);
     - rewrites the Table 7(b) files ``out_dir/ssim_table.csv`` and ``ssim_table.md``;
-    - with ``save_figures``, writes ``figures/translation_epoch_XXX.png`` and
-      ``figures/ssim_curves.png`` under ``out_dir``;
+    - with ``save_figures``, writes ``translation_epoch_XXX.png`` and ``ssim_curves.png``
+      into ``figures_dir`` (default ``out_dir/figures``);
     - adds ``val_<metric>_<direction>`` (e.g. ``val_ssim_a2b``, ``val_ssim_brain_b2a``)
       for the metrics in ``log_metrics`` to the epoch ``logs``, so History, CSVLogger,
       TensorBoard and ModelCheckpoint see them. Place this callback before those in the
@@ -497,6 +497,7 @@ class EvaluationCallback(keras.callbacks.Callback):
         fill_missing: log NaN for the metrics at epochs without evaluation.
         save_figures: write the translation grid and SSIM curve figures.
         n_examples: slices per direction in the translation grid.
+        figures_dir: folder for the figures (default ``out_dir/figures``).
 
     Raises:
         ValueError: ``epochs`` holds something other than positive integers, or an
@@ -515,6 +516,7 @@ class EvaluationCallback(keras.callbacks.Callback):
         fill_missing=True,
         save_figures=True,
         n_examples=4,
+        figures_dir=None,
     ):
         super().__init__()
         epochs = list(epochs)
@@ -533,6 +535,7 @@ class EvaluationCallback(keras.callbacks.Callback):
         self.fill_missing = fill_missing
         self.save_figures = save_figures
         self.n_examples = n_examples
+        self.figures_dir = Path(figures_dir) if figures_dir is not None else self.out_dir / "figures"
         self.metrics_path = self.out_dir / "metrics.csv"
         self.history = {}
 
@@ -571,9 +574,8 @@ class EvaluationCallback(keras.callbacks.Callback):
         if self.save_figures:
             from gan_mri import plots  # plots pulls in matplotlib; only load it when drawing
 
-            figures = self.out_dir / "figures"
             examples = translation_examples(self.model, self.test_dataset, self.n_examples, self.directions)
-            plots.translation_grid(examples, figures / f"translation_epoch_{epoch_number:03d}.png")
-            plots.ssim_curves(self.metrics_path, figures / "ssim_curves.png")
+            plots.translation_grid(examples, self.figures_dir / f"translation_epoch_{epoch_number:03d}.png")
+            plots.ssim_curves(self.metrics_path, self.figures_dir / "ssim_curves.png")
         logger.info("epoch %d: evaluation written to %s", epoch_number, self.out_dir)
         return results

@@ -240,11 +240,19 @@ def test_callback_evaluates_chosen_epochs_logs_and_resumes(tmp_path):
 def test_callback_writes_figures(tmp_path):
     model = InvertingModel()
     model.compile()
-    callback = evaluation.EvaluationCallback(paired_dataset(4), epochs=[1], out_dir=tmp_path, n_examples=2)
+    callback = evaluation.EvaluationCallback(paired_dataset(4), epochs=[2], out_dir=tmp_path / "metrics", n_examples=2)
     callback.set_model(model)
-    callback.on_epoch_end(0, {})
-    assert (tmp_path / "figures" / "translation_epoch_001.png").stat().st_size > 1000
-    assert (tmp_path / "figures" / "ssim_curves.png").stat().st_size > 1000
+    logs = {}
+    callback.on_epoch_end(0, logs)  # epoch 1: not chosen, only NaN placeholders
+    assert math.isnan(logs["val_mae_b2a"]) and not (tmp_path / "metrics").exists()
+    callback.on_epoch_end(1, logs)
+    assert logs["val_mae_b2a"] == 0.0 and logs["val_ssim_a2b"] == pytest.approx(1.0)
+    assert (tmp_path / "metrics" / "figures" / "translation_epoch_002.png").stat().st_size > 1000
+    assert (tmp_path / "metrics" / "figures" / "ssim_curves.png").stat().st_size > 1000
+    elsewhere = evaluation.EvaluationCallback(paired_dataset(4), epochs=[1], out_dir=tmp_path / "m2", figures_dir=tmp_path / "figs", n_examples=1)
+    elsewhere.set_model(model)
+    elsewhere.on_epoch_end(0, {})
+    assert (tmp_path / "figs" / "translation_epoch_001.png").is_file() and (tmp_path / "m2" / "metrics.csv").is_file()
 
 
 def test_callback_rejects_bad_arguments(tmp_path):
