@@ -1,0 +1,301 @@
+"""Typed configuration for the UNIT model family, the paper's presets as data, JSON round trip.
+
+Every architectural and training choice of the model family lives in one `UNITConfig`, passed whole
+to `gan_mri.models.build_model`. The defaults are the lineage's values (GAN-MRI's UNIT, Welander et
+al. 2018); the eight variants of Maheshwari and Pant's Table 7(a) are named presets that override a
+few fields.
+
+Example:
+    >>> from gan_mri.config import get_preset
+    >>> config = get_preset("sa-enc-cl-sn", image_shape=(32, 32), base_width=8)
+    >>> config.attention, config.recon_loss
+    ('encoder', 'charbonnier')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+NORMS = ("instance", "batch")
+ATTENTION_PLACEMENTS = ("none", "encoder", "generator")
+SPECTRAL_NORM_SCOPES = ("encoder", "generator", "discriminator")
+RECON_LOSSES = ("mae", "charbonnier")
+PRECISIONS = ("auto", "float32", "mixed_float16")
+CHANNELS = (1, 3)
+# The encoder halves the resolution twice; the generator doubles it twice.
+SPATIAL_MULTIPLE = 4
+
+_ALL_SN = ("encoder", "generator", "discriminator")
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "unit-rgb": {"channels": 3},
+    "unit": {},
+    "unit-cl": {"recon_loss": "charbonnier"},
+    "unit-sn": {"spectral_norm": _ALL_SN},
+    "sa-gen": {"attention": "generator"},
+    "sa-gen-cl": {"attention": "generator", "recon_loss": "charbonnier"},
+    "sa-gen-cl-sn": {
+        "attention": "generator",
+        "recon_loss": "charbonnier",
+        "spectral_norm": _ALL_SN,
+    },
+    "sa-enc-cl-sn": {
+        "attention": "encoder",
+        "recon_loss": "charbonnier",
+        "spectral_norm": _ALL_SN,
+    },
+}
+"""Preset name -> the fields that differ from the lineage defaults of `UNITConfig`."""
+
+
+def preset_names() -> tuple[str, ...]:
+    """Returns the names of the built-in presets, in the paper's table order."""
+    return tuple(PRESETS)
+
+
+def _choice(field: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ValueError(
+            f"UNITConfig.{field} must be one of {list(allowed)}; found {value!r}"
+        )
+
+
+def _positive(field: str, value: Any, allow_zero: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"UNITConfig.{field} must be a number {bound}; found {value!r}")
+
+
+@dataclasses.dataclass
+class UNITConfig:
+    """Configuration of a UNIT model (architecture, losses, optimisation, precision).
+
+    Args:
+        model: model family; always "unit" here (used by `config_from_dict` to dispatch).
+        name: preset name the config came from, or "custom".
+        image_shape: (height, width) of the images; each a multiple of 4.
+        channels: 1 (grayscale) or 3 (RGB).
+        base_width: filters of the first encoder conv; later layers use 2x and 4x
+            (discriminator: 1x, 2x, 4x, 8x). Lineage: 64.
+        encoder_res_blocks: residual blocks at the end of each domain encoder.
+        shared_res_blocks: residual blocks in the shared encoder and in the shared decoder.
+        generator_res_blocks: residual blocks at the start of each generator.
+        norm: normalization in residual blocks, "instance" or "batch".
+        attention: self-attention placement, "none", "encoder" or "generator" (both at the
+            latent resolution, after the residual blocks).
+        spectral_norm: parts whose convolutions are spectrally normalized, a subset of
+            {"encoder", "generator", "discriminator"}. "encoder" covers the domain encoders
+            and the shared encoder, "generator" the shared decoder and the generators.
+        recon_loss: penalty of the image and cycle reconstruction terms, "mae" or "charbonnier".
+        charbonnier_epsilon: epsilon of the Charbonnier penalty sqrt(x^2 + eps^2).
+        gan_weight: lambda_0, weight of the adversarial terms (G and D).
+        kl_weight: lambda_1, weight of the KL term on the latent codes z_A, z_B.
+        recon_weight: lambda_2, weight of the image reconstruction terms.
+        cycle_kl_weight: lambda_3, weight of the KL term on the cycle latent codes.
+        cycle_weight: lambda_4, weight of the cycle reconstruction terms.
+        g_learning_rate, d_learning_rate: Adam learning rates of the generator and
+            discriminator players.
+        beta_1, beta_2: Adam betas for both players.
+        latent_noise_std: stddev of the Gaussian noise added to the shared latent code
+            while training (never at inference).
+        dropout: dropout rate at the end of each residual block while training.
+        precision: "auto" (mixed_float16 on a GPU, float32 otherwise), "float32" or
+            "mixed_float16".
+
+    Raises:
+        ValueError: on any invalid field (in `__post_init__`, via `validate`).
+    """
+
+    model: str = "unit"
+    name: str = "custom"
+    image_shape: tuple[int, int] = (256, 256)
+    channels: int = 1
+    base_width: int = 64
+    encoder_res_blocks: int = 3
+    shared_res_blocks: int = 1
+    generator_res_blocks: int = 3
+    norm: str = "instance"
+    attention: str = "none"
+    spectral_norm: tuple[str, ...] = ()
+    recon_loss: str = "mae"
+    charbonnier_epsilon: float = 1e-3
+    gan_weight: float = 10.0
+    kl_weight: float = 0.1
+    recon_weight: float = 100.0
+    cycle_kl_weight: float = 0.1
+    cycle_weight: float = 100.0
+    g_learning_rate: float = 1e-4
+    d_learning_rate: float = 1e-4
+    beta_1: float = 0.5
+    beta_2: float = 0.999
+    latent_noise_std: float = 1.0
+    dropout: float = 0.5
+    precision: str = "auto"
+
+    def __post_init__(self):
+        # JSON gives lists; keep tuples so configs compare equal and stay hashable-ish.
+        if isinstance(self.image_shape, list):
+            self.image_shape = tuple(self.image_shape)
+        if isinstance(self.spectral_norm, (list, set, frozenset)):
+            self.spectral_norm = tuple(self.spectral_norm)
+        if isinstance(self.spectral_norm, str):
+            self.spectral_norm = (self.spectral_norm,)
+        self.validate()
+
+    def validate(self) -> None:
+        """Checks every field.
+
+        Raises:
+            ValueError: naming the field, the allowed values and the value found.
+        """
+        if self.model != "unit":
+            raise ValueError(f"UNITConfig.model must be 'unit'; found {self.model!r}")
+        shape = self.image_shape
+        if (
+            not isinstance(shape, tuple)
+            or len(shape) != 2
+            or not all(isinstance(s, int) and s > 0 and s % SPATIAL_MULTIPLE == 0 for s in shape)
+        ):
+            raise ValueError(
+                "UNITConfig.image_shape must be (height, width), positive multiples of "
+                f"{SPATIAL_MULTIPLE}; found {shape!r}"
+            )
+        _choice("channels", self.channels, CHANNELS)
+        for field in ("base_width", "encoder_res_blocks", "generator_res_blocks"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (1 if field == "base_width" else 0):
+                low = 1 if field == "base_width" else 0
+                raise ValueError(
+                    f"UNITConfig.{field} must be an integer >= {low}; found {value!r}"
+                )
+        if not isinstance(self.shared_res_blocks, int) or self.shared_res_blocks < 1:
+            raise ValueError(
+                "UNITConfig.shared_res_blocks must be an integer >= 1; "
+                f"found {self.shared_res_blocks!r}"
+            )
+        _choice("norm", self.norm, NORMS)
+        _choice("attention", self.attention, ATTENTION_PLACEMENTS)
+        unknown = [s for s in self.spectral_norm if s not in SPECTRAL_NORM_SCOPES]
+        if unknown or len(set(self.spectral_norm)) != len(self.spectral_norm):
+            raise ValueError(
+                "UNITConfig.spectral_norm must be a subset (no repeats) of "
+                f"{list(SPECTRAL_NORM_SCOPES)}; found {list(self.spectral_norm)!r}"
+            )
+        _choice("recon_loss", self.recon_loss, RECON_LOSSES)
+        _positive("charbonnier_epsilon", self.charbonnier_epsilon)
+        for field in ("gan_weight", "kl_weight", "recon_weight", "cycle_kl_weight",
+                      "cycle_weight", "latent_noise_std"):
+            _positive(field, getattr(self, field), allow_zero=True)
+        for field in ("g_learning_rate", "d_learning_rate"):
+            _positive(field, getattr(self, field))
+        for field in ("beta_1", "beta_2", "dropout"):
+            value = getattr(self, field)
+            _positive(field, value, allow_zero=True)
+            if value >= 1:
+                raise ValueError(f"UNITConfig.{field} must be in [0, 1); found {value!r}")
+        _choice("precision", self.precision, PRECISIONS)
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """Shape (H/4, W/4, 4 * base_width) of the shared latent code."""
+        height, width = self.image_shape
+        return (height // SPATIAL_MULTIPLE, width // SPATIAL_MULTIPLE, 4 * self.base_width)
+
+    def replace(self, **changes) -> "UNITConfig":
+        """Returns a validated copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns a JSON-compatible dict of every field (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        out["image_shape"] = list(self.image_shape)
+        out["spectral_norm"] = list(self.spectral_norm)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "UNITConfig":
+        """Builds a config from `to_dict` output.
+
+        Raises:
+            ValueError: on unknown keys (naming them and the valid ones) or invalid values.
+        """
+        valid = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - valid)
+        if unknown:
+            raise ValueError(
+                f"Unknown UNITConfig fields {unknown}; valid fields are {sorted(valid)}"
+            )
+        return cls(**data)
+
+    def to_json(self, path: str | os.PathLike | None = None) -> str:
+        """Serializes to JSON text; also writes it to `path` when given.
+
+        Returns:
+            The JSON text.
+        """
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        if path is not None:
+            Path(path).write_text(text + "\n", encoding="utf-8")
+        return text
+
+    @classmethod
+    def from_json(cls, path_or_text: str | os.PathLike) -> "UNITConfig":
+        """Reads a config from a JSON file path or from JSON text.
+
+        Raises:
+            FileNotFoundError: if a path-like argument that is not JSON text does not exist.
+            ValueError: on invalid JSON or invalid fields.
+        """
+        text = str(path_or_text)
+        if not text.lstrip().startswith("{"):
+            path = Path(text)
+            if not path.is_file():
+                raise FileNotFoundError(f"UNIT config file not found: {path}")
+            text = path.read_text(encoding="utf-8")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"UNIT config is not valid JSON: {err}") from err
+        return cls.from_dict(data)
+
+
+def get_preset(name: str, **overrides) -> UNITConfig:
+    """Returns the config of a named preset, with optional field overrides.
+
+    Args:
+        name: one of `preset_names()`.
+        **overrides: any `UNITConfig` field, e.g. `image_shape=(32, 32), base_width=8`.
+
+    Returns:
+        A validated `UNITConfig` whose `name` is the preset name.
+
+    Raises:
+        ValueError: for an unknown preset (listing the valid names) or an invalid override.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"Unknown preset {name!r}; valid presets are {list(PRESETS)}")
+    fields = {"name": name, **PRESETS[name], **overrides}
+    return UNITConfig.from_dict(fields)
+
+
+_CONFIG_CLASSES = {"unit": UNITConfig}
+
+
+def config_from_dict(data: dict[str, Any]):
+    """Builds the config of the model family named by `data["model"]` (default "unit").
+
+    Raises:
+        ValueError: for an unknown model family (listing the known ones) or invalid fields.
+    """
+    model = data.get("model", "unit")
+    if model not in _CONFIG_CLASSES:
+        raise ValueError(
+            f"Unknown config 'model' {model!r}; known models are {list(_CONFIG_CLASSES)}"
+        )
+    return _CONFIG_CLASSES[model].from_dict(data)

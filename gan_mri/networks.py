@@ -1,0 +1,174 @@
+"""Builder functions for the UNIT sub-networks (Keras functional API).
+
+Widths scale with `base_width` (lineage 64): encoders and generators use base, 2x and 4x
+(64/128/256), discriminators base to 8x (64..512). The latent code has shape
+(H / 4, W / 4, 4 * base_width). LeakyReLU slopes are 0.01 as in the lineage.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+from keras import layers
+
+from gan_mri.layers import ResidualBlock, SelfAttention, spectral_norm
+
+LEAKY_SLOPE = 0.01
+DISCRIMINATOR_SCALES = 3
+
+
+def _conv(filters, kernel, strides, sn, name, transpose=False):
+    cls = layers.Conv2DTranspose if transpose else layers.Conv2D
+    return spectral_norm(cls(filters, kernel, strides=strides, padding="same", name=name), sn)
+
+
+def _res_blocks(x, count, norm, dropout, sn, prefix):
+    for i in range(count):
+        x = ResidualBlock(norm=norm, dropout=dropout, use_spectral_norm=sn, name=f"{prefix}_res{i}")(x)
+    return x
+
+
+def build_encoder(
+    image_shape: Sequence[int],
+    channels: int,
+    base_width: int,
+    res_blocks: int,
+    norm: str = "instance",
+    dropout: float = 0.0,
+    attention: bool = False,
+    use_spectral_norm: bool = False,
+    name: str = "encoder",
+) -> keras.Model:
+    """Domain encoder: image -> features at the latent resolution.
+
+    conv 7x7 (w) -> conv 3x3/2 (2w) -> conv 3x3/2 (4w), each with LeakyReLU, then `res_blocks`
+    residual blocks and, when `attention`, a SelfAttention layer.
+
+    Args:
+        image_shape: (H, W).
+        channels: image channels.
+        base_width: w.
+        res_blocks: number of residual blocks.
+        norm, dropout: residual block settings.
+        attention: append SelfAttention at the latent resolution.
+        use_spectral_norm: spectrally normalize every conv.
+        name: model name.
+
+    Returns:
+        A functional model (B, H, W, channels) -> (B, H/4, W/4, 4w).
+    """
+    image = keras.Input((*image_shape, channels), name="image")
+    x = image
+    for i, (filters, kernel, strides) in enumerate(
+        [(base_width, 7, 1), (2 * base_width, 3, 2), (4 * base_width, 3, 2)]
+    ):
+        x = _conv(filters, kernel, strides, use_spectral_norm, f"conv{i}")(x)
+        x = layers.LeakyReLU(LEAKY_SLOPE, name=f"lrelu{i}")(x)
+    x = _res_blocks(x, res_blocks, norm, dropout, use_spectral_norm, "enc")
+    if attention:
+        x = SelfAttention(use_spectral_norm=use_spectral_norm, name="attention")(x)
+    return keras.Model(image, x, name=name)
+
+
+def build_shared_encoder(
+    latent_shape: Sequence[int],
+    res_blocks: int,
+    norm: str = "instance",
+    dropout: float = 0.0,
+    noise_std: float = 1.0,
+    use_spectral_norm: bool = False,
+    name: str = "shared_encoder",
+) -> keras.Model:
+    """Shared encoder (one set of weights for both domains): residual blocks, then noise.
+
+    Returns:
+        A functional model features -> [mu, z]: mu is the latent mean (the KL term's input),
+        z = mu + N(0, noise_std^2) while training and z = mu at inference.
+    """
+    features = keras.Input(tuple(latent_shape), name="features")
+    mu = _res_blocks(features, res_blocks, norm, dropout, use_spectral_norm, "shared_enc")
+    z = layers.GaussianNoise(noise_std, name="latent_noise")(mu)
+    return keras.Model(features, [mu, z], name=name)
+
+
+def build_shared_decoder(
+    latent_shape: Sequence[int],
+    res_blocks: int,
+    norm: str = "instance",
+    dropout: float = 0.0,
+    use_spectral_norm: bool = False,
+    name: str = "shared_decoder",
+) -> keras.Model:
+    """Shared decoder (one set of weights for both domains): residual blocks on the latent code.
+
+    Returns:
+        A functional model z -> features, both of shape `latent_shape`.
+    """
+    z = keras.Input(tuple(latent_shape), name="z")
+    x = _res_blocks(z, res_blocks, norm, dropout, use_spectral_norm, "shared_dec")
+    return keras.Model(z, x, name=name)
+
+
+def build_generator(
+    latent_shape: Sequence[int],
+    channels: int,
+    base_width: int,
+    res_blocks: int,
+    norm: str = "instance",
+    dropout: float = 0.0,
+    attention: bool = False,
+    use_spectral_norm: bool = False,
+    name: str = "generator",
+) -> keras.Model:
+    """Domain generator: latent features -> image in [-1, 1].
+
+    `res_blocks` residual blocks (and SelfAttention when `attention`), transposed conv 3x3/2 (2w),
+    transposed conv 3x3/2 (w), each with LeakyReLU, a 1x1 conv to `channels`, tanh in float32.
+
+    Returns:
+        A functional model (B, H/4, W/4, 4w) -> (B, H, W, channels), float32 output.
+    """
+    features = keras.Input(tuple(latent_shape), name="features")
+    x = _res_blocks(features, res_blocks, norm, dropout, use_spectral_norm, "gen")
+    if attention:
+        x = SelfAttention(use_spectral_norm=use_spectral_norm, name="attention")(x)
+    for i, filters in enumerate([2 * base_width, base_width]):
+        x = _conv(filters, 3, 2, use_spectral_norm, f"upconv{i}", transpose=True)(x)
+        x = layers.LeakyReLU(LEAKY_SLOPE, name=f"up_lrelu{i}")(x)
+    x = _conv(channels, 1, 1, use_spectral_norm, "to_image")(x)
+    # tanh in float32: a float16 tanh output would quantise intensities near +-1.
+    image = layers.Activation("tanh", dtype="float32", name="tanh")(x)
+    return keras.Model(features, image, name=name)
+
+
+def build_discriminator(
+    image_shape: Sequence[int],
+    channels: int,
+    base_width: int,
+    use_spectral_norm: bool = False,
+    scales: int = DISCRIMINATOR_SCALES,
+    name: str = "discriminator",
+) -> keras.Model:
+    """Multi-scale discriminator: one patch discriminator per scale (input, /2, /4).
+
+    Each scale (own weights): 4 convs 3x3/2 (w, 2w, 4w, 8w) with LeakyReLU, then a 1x1 conv to a
+    single logit map. The image is average-pooled by 2 between scales. Outputs are logits (no
+    sigmoid), in float32, for `from_logits`-style losses.
+
+    Returns:
+        A functional model image -> list of `scales` logit maps.
+    """
+    image = keras.Input((*image_shape, channels), name="image")
+    outputs = []
+    x_scale = image
+    for s in range(scales):
+        if s > 0:
+            x_scale = layers.AveragePooling2D(3, strides=2, padding="same", name=f"down{s}")(x_scale)
+        x = x_scale
+        for i, mult in enumerate([1, 2, 4, 8]):
+            x = _conv(mult * base_width, 3, 2, use_spectral_norm, f"s{s}_conv{i}")(x)
+            x = layers.LeakyReLU(LEAKY_SLOPE, name=f"s{s}_lrelu{i}")(x)
+        x = _conv(1, 1, 1, use_spectral_norm, f"s{s}_logits")(x)
+        outputs.append(layers.Activation("linear", dtype="float32", name=f"s{s}_float32")(x))
+    return keras.Model(image, outputs, name=name)
