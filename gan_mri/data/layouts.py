@@ -1,0 +1,242 @@
+"""Find subjects and contrasts in the folder layouts users bring.
+
+Domain A is T1-weighted, domain B T2-weighted. Supported layouts (``layout=``):
+
+- ``"bids"``: ``sub-*/[ses-*/]anat/*_T1w.nii[.gz]`` and ``*_T2w``; ``*_dseg.nii[.gz]`` in the same
+  folder are tissue labels (0 background, 1 CSF, 2 GM, 3 WM, as the phantom writes them).
+- ``"hcp"``: ``<subject>/T1w/T1w_acpc_dc_restore_brain.nii.gz`` and ``T2w_acpc_dc_restore_brain``
+  (in ``T1w/`` or ``T2w/``).
+- ``"ixi"``: ``IXI###-Site-####-T1.nii.gz`` and ``-T2`` (anywhere below the source).
+- ``"brats"``: ``*_t1.nii.gz`` and ``*_t2.nii.gz`` (BraTS 2023 ``-t1n`` / ``-t2w`` too).
+- ``"glob"``: explicit ``a_glob`` / ``b_glob`` (relative to the source, or absolute); the subject id
+  is the file name without extension and without a trailing contrast token (``_T1w``, ``-t2``...),
+  so ``x_T1w.nii.gz`` and ``x_T2w.nii.gz`` pair up.
+- ``"png"``: GAN-MRI folders ``trainA/ trainB/ testA/ testB/`` (see :mod:`gan_mri.data.png`).
+
+``"auto"`` picks the first layout that matches, in the order png, bids, hcp, brats, ixi.
+The train/test split is by subject (:func:`split_subjects`), never by slice.
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+LAYOUTS = ("auto", "bids", "hcp", "ixi", "brats", "glob", "png")
+PNG_FOLDERS = ("trainA", "trainB", "testA", "testB")
+_NIFTI = re.compile(r"\.nii(\.gz)?$", re.IGNORECASE)
+_CONTRAST_TOKEN = re.compile(r"[_\-.]?(t1w?|t2w?|t1n)$", re.IGNORECASE)
+
+_PATTERNS = {
+    "bids": "sub-*/[ses-*/]anat/*_T1w.nii[.gz] and *_T2w.nii[.gz]",
+    "hcp": "*/T1w/T1w_acpc_dc_restore_brain.nii.gz and T2w_acpc_dc_restore_brain.nii.gz",
+    "ixi": "IXI###-Site-####-T1.nii.gz and -T2.nii.gz",
+    "brats": "*_t1.nii.gz and *_t2.nii.gz",
+    "png": "trainA/ trainB/ testA/ testB/ folders of PNG files",
+}
+
+
+@dataclass(frozen=True)
+class VolumeSet:
+    """The volumes of one subject (and session).
+
+    Attributes:
+        subject: subject id; the unit of the train/test split.
+        session: session id or ``None``.
+        a: T1-weighted volume or ``None``.
+        b: T2-weighted volume or ``None``.
+        labels: tissue-label volume (0 bg, 1 CSF, 2 GM, 3 WM) or ``None``.
+    """
+
+    subject: str
+    session: str | None
+    a: Path | None
+    b: Path | None
+    labels: Path | None = None
+
+    @property
+    def name(self) -> str:
+        """``subject`` or ``subject_session``: the id used in manifests and test batches."""
+        return self.subject if self.session is None else f"{self.subject}_{self.session}"
+
+
+def _strip_nifti(name: str) -> str:
+    return _NIFTI.sub("", name)
+
+
+def _first(paths, what: str, where) -> Path | None:
+    paths = sorted(paths)
+    if len(paths) > 1:
+        logger.warning("%s: %d %s files, using %s", where, len(paths), what, paths[0].name)
+    return paths[0] if paths else None
+
+
+def _niftis(folder: Path, suffix: str):
+    return [p for p in folder.glob(f"*_{suffix}.nii*") if _NIFTI.search(p.name)]
+
+
+def _discover_bids(source: Path) -> list[VolumeSet]:
+    sets = []
+    for anat in sorted(source.glob("sub-*/anat")) + sorted(source.glob("sub-*/ses-*/anat")):
+        subject = anat.parts[len(source.parts)]
+        session = anat.parent.name if anat.parent.name.startswith("ses-") else None
+        a = _first(_niftis(anat, "T1w"), "T1w", anat)
+        b = _first(_niftis(anat, "T2w"), "T2w", anat)
+        if a or b:
+            sets.append(VolumeSet(subject, session, a, b, _first(_niftis(anat, "dseg"), "dseg", anat)))
+    return sets
+
+
+def _discover_hcp(source: Path) -> list[VolumeSet]:
+    sets = []
+    for a in sorted(source.glob("*/T1w/T1w_acpc_dc_restore_brain.nii*")):
+        subject_dir = a.parent.parent
+        b = _first(list(subject_dir.glob("T1w/T2w_acpc_dc_restore_brain.nii*"))
+                   + list(subject_dir.glob("T2w/T2w_acpc_dc_restore_brain.nii*")), "T2w", subject_dir)
+        sets.append(VolumeSet(subject_dir.name, None, a, b))
+    return sets
+
+
+def _pair_by_key(a_paths, b_paths, key) -> list[VolumeSet]:
+    a_by, b_by = {}, {}
+    for paths, table in ((a_paths, a_by), (b_paths, b_by)):
+        for path in sorted(paths):
+            table.setdefault(key(path), path)
+    return [VolumeSet(name, None, a_by.get(name), b_by.get(name)) for name in sorted(set(a_by) | set(b_by))]
+
+
+def _discover_ixi(source: Path) -> list[VolumeSet]:
+    pattern = re.compile(r"^(IXI\d{3}-[A-Za-z]+-\d{4})-(T1|T2)\.nii(\.gz)?$")
+    found = [p for p in source.rglob("IXI*") if pattern.match(p.name)]
+    a = [p for p in found if pattern.match(p.name).group(2) == "T1"]
+    b = [p for p in found if pattern.match(p.name).group(2) == "T2"]
+    return _pair_by_key(a, b, lambda p: pattern.match(p.name).group(1))
+
+
+def _discover_brats(source: Path) -> list[VolumeSet]:
+    a = list(source.rglob("*_t1.nii.gz")) + list(source.rglob("*-t1n.nii.gz"))
+    b = list(source.rglob("*_t2.nii.gz")) + list(source.rglob("*-t2w.nii.gz"))
+    return _pair_by_key(a, b, lambda p: re.sub(r"([_-](t1|t2|t1n|t2w))$", "", _strip_nifti(p.name)))
+
+
+def glob_subject_id(path: Path) -> str:
+    """Subject id of a file found by an explicit glob: name without extension and contrast token."""
+    stem = _strip_nifti(Path(path).name)
+    return _CONTRAST_TOKEN.sub("", stem) or stem
+
+
+def _expand_glob(source: Path, pattern: str, field: str) -> list[Path]:
+    full = pattern if Path(pattern).is_absolute() else str(source / pattern)
+    paths = sorted(Path(p) for p in _glob.glob(full, recursive=True) if Path(p).is_file())
+    if not paths:
+        raise ValueError(f"{field}: the glob {full!r} matched no files (expected NIfTI volumes)")
+    return paths
+
+
+def _discover_glob(source: Path, a_glob, b_glob) -> list[VolumeSet]:
+    a = _expand_glob(source, a_glob, "a_glob") if a_glob else []
+    b = _expand_glob(source, b_glob, "b_glob") if b_glob else []
+    return _pair_by_key(a, b, glob_subject_id)
+
+
+def _is_png_layout(source: Path) -> bool:
+    return any((source / name).is_dir() for name in PNG_FOLDERS)
+
+
+def detect_layout(source) -> str:
+    """Name of the first layout that matches ``source`` (png, bids, hcp, brats, ixi).
+
+    Raises:
+        FileNotFoundError: if ``source`` is not a folder.
+        ValueError: if no layout matches, listing the patterns looked for.
+    """
+    source = Path(source)
+    if not source.is_dir():
+        raise FileNotFoundError(f"{source}: source folder not found")
+    if _is_png_layout(source):
+        return "png"
+    for name, finder in (("bids", _discover_bids), ("hcp", _discover_hcp), ("brats", _discover_brats),
+                         ("ixi", _discover_ixi)):
+        if finder(source):
+            return name
+    expected = "; ".join(f"{name}: {pattern}" for name, pattern in _PATTERNS.items())
+    raise ValueError(f"{source}: found no known layout (expected one of {expected}; or pass a_glob/b_glob)")
+
+
+def discover(source, layout: str = "auto", a_glob: str | None = None, b_glob: str | None = None):
+    """Find the subjects and their T1w/T2w (and label) volumes below ``source``.
+
+    Args:
+        source: root folder.
+        layout: one of :data:`LAYOUTS` except ``"png"`` (PNG folders are read by :mod:`.png`).
+        a_glob, b_glob: explicit globs for domain A / B (imply ``layout="glob"`` under ``"auto"``).
+
+    Returns:
+        ``(layout_name, [VolumeSet, ...])`` sorted by subject and session.
+
+    Raises:
+        FileNotFoundError: if ``source`` is not a folder.
+        ValueError: for an unknown layout, or when nothing matches (naming the folder or glob).
+    """
+    source = Path(source)
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout: expected one of {LAYOUTS}, found {layout!r}")
+    if not source.is_dir():
+        raise FileNotFoundError(f"{source}: source folder not found")
+    if layout == "auto":
+        layout = "glob" if (a_glob or b_glob) else detect_layout(source)
+    if layout == "png":
+        raise ValueError(f"{source}: the png layout holds images, not volumes; use gan_mri.data.png")
+    if layout == "glob":
+        if not (a_glob or b_glob):
+            raise ValueError("layout 'glob': expected a_glob and/or b_glob, found neither")
+        sets = _discover_glob(source, a_glob, b_glob)
+    else:
+        sets = {"bids": _discover_bids, "hcp": _discover_hcp, "ixi": _discover_ixi,
+                "brats": _discover_brats}[layout](source)
+    if not sets:
+        raise ValueError(f"{source}: layout {layout!r} expected files matching {_PATTERNS[layout]}, found none")
+    logger.info("%s: layout %s, %d subject volume sets", source, layout, len(sets))
+    return layout, sorted(sets, key=lambda s: (s.subject, s.session or ""))
+
+
+def split_subjects(subjects, test_fraction: float, seed: int, pairable=None) -> tuple[list[str], list[str]]:
+    """Split subject ids into train and test, by subject, reproducibly.
+
+    Args:
+        subjects: subject ids (duplicates are merged).
+        test_fraction: fraction of subjects for the test set, in [0, 1).
+        seed: seed of the permutation.
+        pairable: subject ids that have both contrasts (only these can be test subjects);
+            default: all.
+
+    Returns:
+        ``(train_ids, test_ids)``, each sorted; disjoint.
+
+    Raises:
+        ValueError: for a bad fraction, or too few pairable subjects for a non-empty test set.
+    """
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"test_fraction: expected a value in [0, 1), found {test_fraction!r}")
+    unique = sorted(set(subjects))
+    candidates = sorted(set(unique if pairable is None else pairable) & set(unique))
+    if test_fraction == 0.0:
+        return unique, []
+    n_test = max(1, int(round(test_fraction * len(unique))))
+    n_test = min(n_test, len(candidates))
+    if n_test == 0 or len(unique) - n_test < 1:
+        raise ValueError(
+            f"test_fraction={test_fraction}: expected at least 2 subjects with at least one having both "
+            f"T1w and T2w, found {len(unique)} subjects, {len(candidates)} with both"
+        )
+    order = np.random.default_rng(int(seed)).permutation(len(candidates))
+    test = sorted(candidates[i] for i in order[:n_test])
+    train = sorted(set(unique) - set(test))
+    return train, test

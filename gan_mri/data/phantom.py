@@ -1,0 +1,270 @@
+"""The embedded brain phantom: a simulated multi-contrast BIDS cohort built from MNI152 (no download).
+
+Design (DESIGN.md section 4):
+
+- Anatomy: the MNI152 (ICBM 2009) grey- and white-matter probability maps and brain mask that nilearn
+  ships; CSF = clip(brain mask - GM - WM, 0, 1). The three maps give partial volume for free.
+- Physics: per tissue, the spin-echo magnitude ``S = PD (1 - exp(-TR/T1)) exp(-TE/T2)`` with
+  literature 3T values (WM T1 830 ms, T2 80 ms, PD 0.69; GM 1330/110/0.80; CSF 4000/2000/1.0).
+  T1w: short TR/TE (500/10 ms), or, with ``t1w_sequence="ir"``, an MPRAGE-like magnitude inversion
+  recovery ``|1 - 2 exp(-TI/T1) + exp(-TR/T1)|`` (TR 2300, TI 900, TE 3). T2w: long TR/TE (4000/100 ms).
+  A voxel's signal is the probability-weighted sum of its tissues' signals.
+- Population: each subject gets its own smooth random deformation (a few mm), a small affine
+  (rotation, scale, shift), tissue-parameter jitter (log-normal, a few %), a smooth multiplicative
+  bias field per contrast, Rician noise and a scanner gain, then is stored as int16 like scanner data.
+- Labels: ``sub-XX_dseg.nii.gz`` with 0 background, 1 CSF, 2 GM, 3 WM (the most probable class).
+- Determinism: subject ``i`` draws from ``numpy.random.default_rng([seed, i])``, so it is the same
+  whatever ``n_subjects`` is; nibabel writes gzip with mtime 0, so files are byte-identical per seed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+logger = logging.getLogger(__name__)
+
+#: 3T tissue parameters: (T1 ms, T2 ms, proton density), in label order CSF, GM, WM.
+TISSUE_PARAMETERS = {
+    "CSF": (4000.0, 2000.0, 1.00),
+    "GM": (1330.0, 110.0, 0.80),
+    "WM": (830.0, 80.0, 0.69),
+}
+#: Label values written in ``*_dseg.nii.gz``.
+LABELS = {"background": 0, "CSF": 1, "GM": 2, "WM": 3}
+#: Sequence timings in ms.
+SEQUENCES = {
+    "T1w-se": {"TR": 500.0, "TE": 10.0},
+    "T1w-ir": {"TR": 2300.0, "TI": 900.0, "TE": 3.0},
+    "T2w": {"TR": 4000.0, "TE": 100.0},
+}
+CONTRASTS = ("T1w", "T2w")
+
+
+@functools.lru_cache(maxsize=2)
+def load_templates(resolution: int = 2):
+    """MNI152 T1 template, tissue probabilities and brain mask from nilearn (cached per resolution).
+
+    Args:
+        resolution: voxel size in mm (1 or 2).
+
+    Returns:
+        ``(t1_template, probabilities, brain_mask, affine)``: float32 template, float32
+        ``(3, X, Y, Z)`` probabilities of CSF, GM, WM summing to at most 1, bool mask, 4x4 affine.
+
+    Raises:
+        ValueError: for a resolution other than 1 or 2.
+    """
+    if resolution not in (1, 2):
+        raise ValueError(f"resolution: expected 1 or 2 (mm), found {resolution!r}")
+    from nilearn import datasets  # imported lazily: it is slow and only the phantom needs it
+
+    template = datasets.load_mni152_template(resolution=resolution)
+    mask = datasets.load_mni152_brain_mask(resolution=resolution).get_fdata() > 0
+    gm = np.clip(datasets.load_mni152_gm_template(resolution=resolution).get_fdata(), 0, 1) * mask
+    wm = np.clip(datasets.load_mni152_wm_template(resolution=resolution).get_fdata(), 0, 1) * mask
+    total = gm + wm
+    over = total > 1.0
+    gm[over] /= total[over]
+    wm[over] /= total[over]
+    csf = np.clip(mask - gm - wm, 0.0, 1.0)
+    probabilities = np.stack([csf, gm, wm]).astype(np.float32)
+    return template.get_fdata().astype(np.float32), probabilities, mask, template.affine.copy()
+
+
+def tissue_signal(t1: float, t2: float, pd: float, sequence: str) -> float:
+    """Magnitude signal of one tissue under one of :data:`SEQUENCES`.
+
+    Spin echo: ``PD (1 - exp(-TR/T1)) exp(-TE/T2)``; inversion recovery:
+    ``PD |1 - 2 exp(-TI/T1) + exp(-TR/T1)| exp(-TE/T2)``.
+    """
+    timing = SEQUENCES[sequence]
+    if "TI" in timing:
+        recovery = abs(1.0 - 2.0 * np.exp(-timing["TI"] / t1) + np.exp(-timing["TR"] / t1))
+    else:
+        recovery = 1.0 - np.exp(-timing["TR"] / t1)
+    return float(pd * recovery * np.exp(-timing["TE"] / t2))
+
+
+def _smooth_field(rng, shape, components: int, coarse: int = 6) -> np.ndarray:
+    """Smooth random field with unit standard deviation: coarse noise, smoothed, upsampled."""
+    small_shape = tuple(max(3, int(np.ceil(s / coarse))) for s in shape)
+    noise = rng.standard_normal((components, *small_shape))
+    fields = []
+    for component in noise:
+        smooth = ndimage.gaussian_filter(component, sigma=1.0, mode="reflect")
+        zoom = [s / c for s, c in zip(shape, small_shape)]
+        up = ndimage.zoom(smooth, zoom, order=1, mode="nearest", grid_mode=True)
+        fields.append(up / max(float(up.std()), 1e-6))
+    return np.stack(fields).astype(np.float32)
+
+
+def _warp_coordinates(rng, shape, voxel_mm: float, deformation_mm, rotation_deg, scale_jitter, translation_mm):
+    """Source coordinates of each output voxel: a small affine about the centre plus a smooth warp."""
+    angles = np.deg2rad(rng.uniform(-rotation_deg, rotation_deg, size=3))
+    cx, cy, cz = np.cos(angles)
+    sx, sy, sz = np.sin(angles)
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    matrix = rz @ ry @ rx @ np.diag(1.0 + rng.uniform(-scale_jitter, scale_jitter, size=3))
+    shift = rng.uniform(-translation_mm, translation_mm, size=3) / voxel_mm
+    centre = (np.asarray(shape) - 1) / 2.0
+    grid = np.indices(shape, dtype=np.float32).reshape(3, -1)
+    coords = (matrix.astype(np.float32) @ (grid - centre[:, None].astype(np.float32))) + (centre + shift)[:, None]
+    warp = _smooth_field(rng, shape, 3, coarse=max(2, int(round(12 / voxel_mm)))) * (deformation_mm / voxel_mm)
+    return (coords + warp.reshape(3, -1)).astype(np.float32)
+
+
+def simulate_subject(
+    rng: np.random.Generator,
+    resolution: int = 2,
+    deformation_mm: float = 2.0,
+    rotation_deg: float = 3.0,
+    scale_jitter: float = 0.03,
+    translation_mm: float = 2.0,
+    bias_field: float = 0.1,
+    noise: float = 0.02,
+    tissue_jitter: float = 0.05,
+    t1w_sequence: str = "se",
+):
+    """Simulate one subject in memory.
+
+    Args:
+        rng: numpy Generator (its draws define the subject).
+        resolution: template voxel size in mm (1 or 2).
+        deformation_mm: standard deviation of the smooth displacement, mm.
+        rotation_deg, scale_jitter, translation_mm: bounds of the uniform random affine.
+        bias_field: standard deviation of the log bias field (0.1 ~ +-10 %).
+        noise: Rician noise standard deviation relative to the white-matter signal.
+        tissue_jitter: log-normal standard deviation of T1, T2 and PD per tissue.
+        t1w_sequence: ``"se"`` (spin echo, short TR/TE) or ``"ir"`` (MPRAGE-like inversion recovery).
+
+    Returns:
+        ``{"T1w": int16 array, "T2w": int16 array, "dseg": uint8 array, "affine": 4x4}``.
+
+    Raises:
+        ValueError: for an unknown ``t1w_sequence`` or a negative variation parameter.
+    """
+    if t1w_sequence not in ("se", "ir"):
+        raise ValueError(f"t1w_sequence: expected 'se' or 'ir', found {t1w_sequence!r}")
+    for name, value in (("deformation_mm", deformation_mm), ("rotation_deg", rotation_deg),
+                        ("scale_jitter", scale_jitter), ("translation_mm", translation_mm),
+                        ("bias_field", bias_field), ("noise", noise), ("tissue_jitter", tissue_jitter)):
+        if not value >= 0:
+            raise ValueError(f"{name}: expected a value >= 0, found {value!r}")
+    _, probabilities, _, affine = load_templates(resolution)
+    shape = probabilities.shape[1:]
+    coords = _warp_coordinates(rng, shape, float(resolution), deformation_mm, rotation_deg, scale_jitter,
+                               translation_mm)
+    warped = np.stack([
+        ndimage.map_coordinates(p, coords, order=1, mode="constant", cval=0.0).reshape(shape) for p in probabilities
+    ])
+    background = np.clip(1.0 - warped.sum(axis=0), 0.0, 1.0)
+    dseg = np.argmax(np.concatenate([background[None], warped]), axis=0).astype(np.uint8)
+
+    jitter = np.exp(rng.normal(0.0, tissue_jitter, size=(3, 3)))
+    parameters = [np.asarray(TISSUE_PARAMETERS[name]) * jitter[row] for row, name in enumerate(("CSF", "GM", "WM"))]
+    volumes = {}
+    for contrast in CONTRASTS:
+        sequence = f"T1w-{t1w_sequence}" if contrast == "T1w" else "T2w"
+        signals = np.array([tissue_signal(*tissue, sequence) for tissue in parameters], dtype=np.float32)
+        clean = np.tensordot(signals, warped, axes=1)
+        bias = np.exp(bias_field * _smooth_field(rng, shape, 1, coarse=max(2, int(round(40 / resolution))))[0])
+        sigma = noise * float(signals[2])
+        real = clean * bias + rng.normal(0.0, sigma, size=shape).astype(np.float32)
+        imaginary = rng.normal(0.0, sigma, size=shape).astype(np.float32)
+        magnitude = np.sqrt(real * real + imaginary * imaginary)
+        # Scanner gain: the brightest tissue lands near 1000 +- 20 % of the int16 range.
+        gain = 1000.0 * rng.uniform(0.8, 1.2) / float(signals.max())
+        volumes[contrast] = np.clip(np.round(magnitude * gain), 0, np.iinfo(np.int16).max).astype(np.int16)
+    return {"T1w": volumes["T1w"], "T2w": volumes["T2w"], "dseg": dseg, "affine": affine}
+
+
+def mni_t1_correlation(t1w: np.ndarray, resolution: int = 2) -> float:
+    """Pearson correlation of a T1w volume with nilearn's MNI152 T1 template inside its brain mask.
+
+    Args:
+        t1w: array on the template grid (e.g. a simulated T1w).
+        resolution: the grid's voxel size in mm.
+
+    Returns:
+        The correlation coefficient.
+
+    Raises:
+        ValueError: if the shapes differ.
+    """
+    template, _, mask, _ = load_templates(resolution)
+    if tuple(np.shape(t1w)) != tuple(template.shape):
+        raise ValueError(f"t1w: expected shape {template.shape} (the template grid), found {np.shape(t1w)}")
+    return float(np.corrcoef(np.asarray(t1w, dtype=np.float64)[mask], template[mask])[0, 1])
+
+
+def _save_atomically(image, path: Path) -> None:
+    temporary = path.with_name(f".{path.name}.partial.nii.gz")
+    nib.save(image, str(temporary))
+    os.replace(temporary, path)
+
+
+def _nifti(array: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
+    image = nib.Nifti1Image(array, affine)
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
+    image.header.set_xyzt_units("mm", "sec")
+    return image
+
+
+def simulate(n_subjects: int, out_dir, seed: int = 0, resolution: int = 2, overwrite: bool = False, **variation):
+    """Write a simulated BIDS cohort: ``sub-XX/anat/sub-XX_{T1w,T2w,dseg}.nii.gz``.
+
+    Args:
+        n_subjects: number of subjects (>= 1).
+        out_dir: BIDS root to create (or fill, if empty).
+        seed: cohort seed; subject ``i`` uses ``default_rng([seed, i])``.
+        resolution: voxel size in mm (2 is fast; 1 for detail).
+        overwrite: replace existing subject files instead of raising.
+        **variation: keyword arguments of :func:`simulate_subject` (deformation_mm, rotation_deg,
+            scale_jitter, translation_mm, bias_field, noise, tissue_jitter, t1w_sequence).
+
+    Returns:
+        List of the subject folders written.
+
+    Raises:
+        ValueError: for ``n_subjects < 1``, unknown variation keywords, or an existing non-empty
+            ``out_dir`` without ``overwrite``.
+    """
+    if not isinstance(n_subjects, (int, np.integer)) or n_subjects < 1:
+        raise ValueError(f"n_subjects: expected an integer >= 1, found {n_subjects!r}")
+    allowed = set(simulate_subject.__code__.co_varnames[1:simulate_subject.__code__.co_argcount]) - {"resolution"}
+    unknown = sorted(set(variation) - allowed)
+    if unknown:
+        raise ValueError(f"simulate: unknown keyword(s) {unknown}; expected some of {sorted(allowed)}")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise ValueError(f"{out_dir}: expected an empty or new folder (or overwrite=True), found existing files")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    width = max(2, len(str(int(n_subjects))))
+    subjects = []
+    for index in range(int(n_subjects)):
+        subject = f"sub-{index + 1:0{width}d}"
+        volumes = simulate_subject(np.random.default_rng([int(seed), index]), resolution=resolution, **variation)
+        anat = out_dir / subject / "anat"
+        anat.mkdir(parents=True, exist_ok=True)
+        for suffix in ("T1w", "T2w", "dseg"):
+            _save_atomically(_nifti(volumes[suffix], volumes["affine"]), anat / f"{subject}_{suffix}.nii.gz")
+        subjects.append(out_dir / subject)
+        logger.info("simulated %s", subject)
+    description = {"Name": "gan-mri MNI152 brain phantom", "BIDSVersion": "1.8.0", "DatasetType": "raw",
+                   "GeneratedBy": [{"Name": "gan-mri phantom", "Description": f"seed={int(seed)}"}]}
+    (out_dir / "dataset_description.json").write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
+    (out_dir / "participants.tsv").write_text(
+        "participant_id\n" + "".join(f"{path.name}\n" for path in subjects))
+    (out_dir / "dseg.tsv").write_text("index\tname\n" + "".join(f"{v}\t{k}\n" for k, v in LABELS.items()))
+    return subjects

@@ -1,0 +1,209 @@
+"""Reading a prepared dataset: :class:`PreparedDataset` and its tf.data pipelines.
+
+Arrays are opened as read-only memory maps; pipelines gather the rows of each batch from them
+(``tf.numpy_function``), so only the pages a batch touches are read: large sets stream.
+Training shuffles slice indices (a true global shuffle, cheap because only indices are shuffled).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from .manifest import MANIFEST_NAME, SCHEMA_VERSION
+
+logger = logging.getLogger(__name__)
+
+
+class PreparedDataset:
+    """A folder written by :func:`gan_mri.data.prepare`.
+
+    Attributes:
+        path: the folder.
+        manifest: the parsed ``manifest.json``.
+        image_shape: ``(H, W)``.
+        channels: default channel count of the pipelines.
+    """
+
+    def __init__(self, path: Path, manifest: dict):
+        self.path = Path(path)
+        self.manifest = manifest
+        self.image_shape = tuple(int(v) for v in manifest["image_shape"])
+        self.channels = int(manifest["channels"])
+        self._arrays: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def open(cls, path) -> "PreparedDataset":
+        """Open and check a prepared dataset folder.
+
+        Raises:
+            FileNotFoundError: if the folder, its manifest or a listed array file is missing.
+            ValueError: if the manifest is unreadable, of another schema version, or an array's shape
+                or dtype differs from the manifest (an incomplete or altered folder).
+        """
+        path = Path(path)
+        manifest_path = path / MANIFEST_NAME
+        if not path.is_dir():
+            raise FileNotFoundError(f"{path}: prepared dataset folder not found")
+        if not manifest_path.is_file():
+            raise FileNotFoundError(f"{manifest_path}: manifest not found (not a complete prepared dataset)")
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{manifest_path}: not valid JSON: {error}") from None
+        version = manifest.get("schema_version") if isinstance(manifest, dict) else None
+        if version != SCHEMA_VERSION:
+            raise ValueError(f"{manifest_path}: expected schema_version {SCHEMA_VERSION}, found {version!r}")
+        dataset = cls(path, manifest)
+        for name, entry in manifest["files"].items():
+            array = dataset.array(name.removesuffix(".npy"))
+            if list(array.shape) != entry["shape"] or array.dtype.str != entry["dtype"]:
+                raise ValueError(
+                    f"{path / name}: expected shape {entry['shape']} dtype {entry['dtype']} (manifest), "
+                    f"found {list(array.shape)} {array.dtype.str}")
+        return dataset
+
+    def array(self, name: str) -> np.ndarray:
+        """Read-only memory map of ``train_a``, ``train_b``, ``test_a``, ``test_b``, ``test_mask``, ``test_labels``.
+
+        Raises:
+            FileNotFoundError: if the array file is missing.
+            ValueError: if ``name`` is not listed in the manifest.
+        """
+        if f"{name}.npy" not in self.manifest["files"]:
+            raise ValueError(f"array: expected one of {sorted(self.manifest['files'])}, found {name!r}")
+        if name not in self._arrays:
+            file = self.path / f"{name}.npy"
+            if not file.is_file():
+                raise FileNotFoundError(f"{file}: array file not found (incomplete prepared dataset)")
+            self._arrays[name] = np.load(file, mmap_mode="r")
+        return self._arrays[name]
+
+    @property
+    def has_labels(self) -> bool:
+        """Whether the test set has tissue labels."""
+        return bool(self.manifest.get("has_labels"))
+
+    @property
+    def counts(self) -> dict:
+        """Number of slices per array, e.g. ``{"train_a": 120, "train_b": 120, "test_a": 40, ...}``."""
+        return dict(self.manifest["counts"])
+
+    def _channels(self, channels) -> int:
+        channels = self.channels if channels is None else channels
+        if channels not in (1, 3):
+            raise ValueError(f"channels: expected 1 or 3, found {channels!r}")
+        return channels
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        """Training batches per epoch: ``max(len(train_a), len(train_b)) // batch_size``."""
+        return max(self.counts["train_a"], self.counts["train_b"]) // int(batch_size)
+
+    def train_dataset(self, batch_size: int, shuffle: bool = True, flip: bool = False, seed=None, channels=None):
+        """Unpaired training batches ``(x_a, x_b)``, float32 ``(batch_size, H, W, C)`` in [-1, 1].
+
+        One epoch has :meth:`steps_per_epoch` batches: the larger domain is seen once, the smaller
+        one cycles (reshuffled each pass). Incomplete final batches are dropped, so shapes are static.
+
+        Args:
+            batch_size: slices per batch.
+            shuffle: shuffle slice indices (independently per domain, reshuffled every epoch).
+            flip: random left-right flips, independently per image.
+            seed: seed of the shuffles and flips (``None``: not reproducible).
+            channels: 1 or 3 (replicated gray); default: the manifest's.
+
+        Returns:
+            A ``tf.data.Dataset``.
+
+        Raises:
+            ValueError: for a bad batch size or channels, or fewer slices than one batch.
+        """
+        import tensorflow as tf
+
+        channels = self._channels(channels)
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size: expected an integer >= 1, found {batch_size!r}")
+        train_a, train_b = self.array("train_a"), self.array("train_b")
+        length = max(len(train_a), len(train_b))
+        if length < batch_size:
+            raise ValueError(f"batch_size: expected at most {length} (training slices), found {batch_size}")
+
+        def indices(count: int, offset: int):
+            dataset = tf.data.Dataset.range(count)
+            if shuffle:
+                op_seed = None if seed is None else int(seed) * 3 + offset
+                dataset = dataset.shuffle(count, seed=op_seed, reshuffle_each_iteration=True)
+            return dataset.repeat()
+
+        flips = tf.data.Dataset.random(seed=None if seed is None else int(seed) * 3 + 2) if flip else \
+            tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).repeat()
+        dataset = tf.data.Dataset.zip((indices(len(train_a), 0), indices(len(train_b), 1), flips))
+        dataset = dataset.take(length).batch(int(batch_size), drop_remainder=True)
+
+        def gather(index_a, index_b, bits):
+            x_a, x_b = np.take(train_a, index_a, axis=0), np.take(train_b, index_b, axis=0)
+            if flip:
+                flip_a, flip_b = (bits & 1).astype(bool), (bits & 2).astype(bool)
+                x_a[flip_a] = x_a[flip_a, :, ::-1]
+                x_b[flip_b] = x_b[flip_b, :, ::-1]
+            return x_a.astype(np.float32), x_b.astype(np.float32)
+
+        shape = (int(batch_size), *self.image_shape)
+
+        def load(index_a, index_b, bits):
+            x_a, x_b = tf.numpy_function(gather, [index_a, index_b, bits], [tf.float32, tf.float32])
+            return _with_channels(x_a, shape, channels), _with_channels(x_b, shape, channels)
+
+        return dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+    def test_dataset(self, batch_size: int, channels=None):
+        """Paired test batches as dicts, in manifest order (every slice once, last batch may be short).
+
+        Keys: ``"a"``, ``"b"`` float32 ``(B, H, W, C)``; ``"brain_mask"`` bool ``(B, H, W)``;
+        ``"subject"`` string ``(B,)``; ``"slice"`` int32 ``(B,)`` (canonical axial index); and
+        ``"labels"`` int32 ``(B, H, W)`` (0 background, 1 CSF, 2 GM, 3 WM) when the layout has tissue labels.
+
+        Raises:
+            ValueError: for a bad batch size or channels, or an empty test set.
+        """
+        import tensorflow as tf
+
+        channels = self._channels(channels)
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size: expected an integer >= 1, found {batch_size!r}")
+        names = ["test_a", "test_b", "test_mask"] + (["test_labels"] if self.has_labels else [])
+        arrays = [self.array(name) for name in names]
+        if len(arrays[0]) == 0:
+            raise ValueError(f"{self.path}: the test set is empty (prepared with test_fraction=0?)")
+        index = self.manifest["test_index"]
+        rows = tf.data.Dataset.range(len(arrays[0]))
+        ids = tf.data.Dataset.from_tensor_slices(
+            (tf.constant(index["subject"], tf.string), tf.constant(index["slice"], tf.int32)))
+        dataset = tf.data.Dataset.zip((rows, ids)).batch(int(batch_size))
+        dtypes = [tf.float32, tf.float32, tf.bool] + ([tf.int32] if self.has_labels else [])
+
+        def gather(row_index):
+            taken = [np.take(array, row_index, axis=0) for array in arrays]
+            return [value.astype(dtype.as_numpy_dtype) for value, dtype in zip(taken, dtypes)]
+
+        def load(row_index, subject_slice):
+            values = tf.numpy_function(gather, [row_index], dtypes)
+            shape = (None, *self.image_shape)
+            batch = {"a": _with_channels(values[0], shape, channels), "b": _with_channels(values[1], shape, channels),
+                     "brain_mask": tf.ensure_shape(values[2], shape),
+                     "subject": subject_slice[0], "slice": subject_slice[1]}
+            if self.has_labels:
+                batch["labels"] = tf.ensure_shape(values[3], shape)
+            return batch
+
+        return dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+
+def _with_channels(images, shape, channels: int):
+    import tensorflow as tf
+
+    images = tf.ensure_shape(images, shape)[..., tf.newaxis]
+    return tf.repeat(images, channels, axis=-1) if channels > 1 else images

@@ -1,0 +1,382 @@
+"""Volumes in: read, validate, reorient, mask, normalize and slice 3D MR volumes, and back again.
+
+The forward path (:func:`volume_to_slices`):
+
+1. reorient to the closest canonical orientation (RAS+) so every input, whatever its voxel order
+   (LPS DICOM conversions, sagittal IXI T1s), gives the same axial slices;
+2. take axial slices (RAS axis 2) and show them radiologist-style: anterior at the top, the
+   subject's left on the image's left (array ``canonical[:, ::-1, k].T``);
+3. estimate a brain mask when none is given (:func:`estimate_brain_mask`) and keep the slices whose
+   brain area is at least ``min_brain_fraction`` of the largest axial brain cross-section (or all of
+   them with ``keep_all=True``, as whole-volume inference needs);
+4. normalize intensities to [-1, 1]: ``low`` is a low percentile of the whole volume (the background
+   level, robust to negative interpolation ringing), ``high`` a high percentile inside the brain
+   (the brightest tissue, robust to vessels and outliers); ``y = clip(2 (x - low) / (high - low) - 1)``;
+5. fit each slice into the configured shape (:mod:`gan_mri.data.resize`).
+
+:class:`SliceStack` keeps the normalization, the kept slice indices, the in-plane fit and the input's
+affine, shape, orientation and header, so :meth:`SliceStack.to_volume` writes translated slices
+back on the input's grid and intensity scale.
+
+Mask estimation: Otsu's threshold (scikit-image) on the lightly smoothed volume, halved so that dark
+tissue that is still brighter than the background (CSF on T1w) stays inside, then a closing, hole
+filling and the largest connected component (scipy.ndimage). This suits the skull-stripped inputs of
+the supported layouts (HCP ``*_restore_brain``, BraTS, the phantom); on a volume with skull it gives a
+head mask, which is still a sound region for the intensity percentiles. nilearn's
+``compute_background_mask`` assumes an exactly constant background and fails on Rician noise, so it is
+not used.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from nibabel import orientations
+from scipy import ndimage
+from skimage.filters import threshold_otsu
+
+from .resize import PlaneFit, fit_plane, plan_plane_fit, unfit_plane, validate_image_shape
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PERCENTILES = (1.0, 99.5)
+DEFAULT_MIN_BRAIN_FRACTION = 0.25
+_RAS = orientations.axcodes2ornt(("R", "A", "S"))
+
+
+def load_volume(path) -> nib.spatialimages.SpatialImage:
+    """Read and validate one 3D volume (anything nibabel reads: NIfTI-1/2, Analyze, MGH, ...).
+
+    Args:
+        path: file path.
+
+    Returns:
+        An in-memory image of the same class with float32 data (a trailing axis of length 1 is
+        dropped), the input's affine and header.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: naming the file, if it is not a readable image, is truncated or corrupt, is not
+            3D, contains NaN/Inf voxels, or is all zero.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    try:
+        image = nib.load(str(path))
+    except Exception as error:  # nibabel raises several types for non-images
+        raise ValueError(f"{path}: not a readable image (expected NIfTI or another nibabel format): {error}") from None
+    shape = tuple(int(v) for v in image.shape)
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    if len(shape) != 3:
+        raise ValueError(f"{path}: expected a 3D volume, found shape {tuple(image.shape)} ({len(image.shape)}D)")
+    try:
+        data = np.asarray(image.dataobj, dtype=np.float32).reshape(shape)
+    except (EOFError, OSError, zlib.error, ValueError) as error:
+        raise ValueError(f"{path}: truncated or corrupt image data: {error}") from None
+    bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+    if bad:
+        raise ValueError(f"{path}: expected finite intensities, found {bad} NaN/Inf voxels")
+    if not np.any(data):
+        raise ValueError(f"{path}: all voxels are zero (expected an image with signal)")
+    header = image.header.copy()
+    header.set_data_dtype(np.float32)
+    try:
+        loaded = type(image)(data, image.affine, header)
+    except Exception:  # formats whose constructor wants other arguments: fall back to NIfTI-1
+        loaded = nib.Nifti1Image(data, image.affine)
+    return loaded
+
+
+def estimate_brain_mask(data: np.ndarray) -> np.ndarray:
+    """Estimate a brain (or head) mask of a 3D volume.
+
+    Otsu threshold of the smoothed volume, halved; closing; hole filling; largest component.
+
+    Args:
+        data: 3D array.
+
+    Returns:
+        Boolean array of ``data``'s shape.
+    """
+    smooth = ndimage.gaussian_filter(np.asarray(data, dtype=np.float32), sigma=1.0)
+    low, high = float(smooth.min()), float(smooth.max())
+    if high <= low:
+        return np.ones(smooth.shape, dtype=bool)
+    mask = smooth > 0.5 * (threshold_otsu(smooth) - low) + low
+    mask = ndimage.binary_closing(mask, iterations=2)
+    mask = ndimage.binary_fill_holes(mask)
+    labels, count = ndimage.label(mask)
+    if count > 1:
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        mask = labels == int(np.argmax(sizes))
+    return mask
+
+
+def normalize_intensities(data: np.ndarray, mask: np.ndarray, percentiles=DEFAULT_PERCENTILES):
+    """Map intensities to [-1, 1] robustly.
+
+    ``low = percentile(data, p_low)`` over the whole volume, ``high = percentile(data[mask], p_high)``,
+    ``y = clip(2 (x - low) / (high - low) - 1, -1, 1)``.
+
+    Args:
+        data: array of intensities.
+        mask: boolean brain mask of the same shape.
+        percentiles: ``(p_low, p_high)``.
+
+    Returns:
+        ``(normalized float32 array, normalization dict)`` with keys ``low``, ``high``,
+        ``low_percentile``, ``high_percentile``.
+
+    Raises:
+        ValueError: if the mask is empty or the volume has no contrast between the percentiles.
+    """
+    p_low, p_high = (float(p) for p in percentiles)
+    if not 0.0 <= p_low < p_high <= 100.0:
+        raise ValueError(f"percentiles: expected 0 <= low < high <= 100, found {percentiles!r}")
+    if not np.any(mask):
+        raise ValueError("brain_mask: expected at least one brain voxel, found none")
+    low = float(np.percentile(data, p_low))
+    high = float(np.percentile(data[mask], p_high))
+    if not high > low:
+        raise ValueError(
+            f"intensities: expected the {p_high} percentile inside the brain ({high}) above the "
+            f"{p_low} percentile of the volume ({low}); the volume has no contrast"
+        )
+    params = {"low": low, "high": high, "low_percentile": p_low, "high_percentile": p_high}
+    return apply_normalization(data, params), params
+
+
+def apply_normalization(data: np.ndarray, params: dict) -> np.ndarray:
+    """Apply a normalization dict from :func:`normalize_intensities` (clipped to [-1, 1])."""
+    low, high = params["low"], params["high"]
+    scaled = 2.0 * (np.asarray(data, dtype=np.float64) - low) / (high - low) - 1.0
+    return np.clip(scaled, -1.0, 1.0).astype(np.float32)
+
+
+def invert_normalization(normalized: np.ndarray, params: dict) -> np.ndarray:
+    """Inverse of :func:`apply_normalization`: ``x = (y + 1) / 2 (high - low) + low`` (float32)."""
+    low, high = params["low"], params["high"]
+    values = np.clip(np.asarray(normalized, dtype=np.float64), -1.0, 1.0)
+    return ((values + 1.0) * 0.5 * (high - low) + low).astype(np.float32)
+
+
+def _axial_plane(canonical: np.ndarray, index: int) -> np.ndarray:
+    # RAS axis 1 runs posterior -> anterior; reversed and transposed puts anterior at the top.
+    return canonical[:, ::-1, index].T
+
+
+def _plane_to_axial(plane: np.ndarray) -> np.ndarray:
+    return plane.T[:, ::-1]
+
+
+def _as_array(image_or_array, name: str) -> np.ndarray:
+    if isinstance(image_or_array, nib.spatialimages.SpatialImage):
+        return np.asarray(image_or_array.dataobj)
+    if isinstance(image_or_array, np.ndarray):
+        return image_or_array
+    raise ValueError(f"{name}: expected a nibabel image or a numpy array, found {type(image_or_array).__name__}")
+
+
+@dataclass
+class SliceStack:
+    """Axial slices of one volume, with everything needed to put translated slices back.
+
+    Attributes:
+        slices: float32 ``(N, H, W, C)`` in [-1, 1].
+        brain_mask: bool ``(N, H, W)``.
+        slice_indices: int ``(N,)`` axial indices in the canonical (RAS) volume.
+        normalization: ``{"low", "high", "low_percentile", "high_percentile"}``.
+        plane_fit: in-plane mapping onto ``(H, W)``.
+        affine: the input's 4x4 affine.
+        shape: the input's 3D shape.
+        header: the input's header (copied into the output of :meth:`to_volume`).
+    """
+
+    slices: np.ndarray
+    brain_mask: np.ndarray
+    slice_indices: np.ndarray
+    normalization: dict
+    plane_fit: PlaneFit
+    affine: np.ndarray
+    shape: tuple[int, int, int]
+    header: object = field(default=None, repr=False)
+
+    @property
+    def orientation(self) -> tuple[str, str, str]:
+        """Axis codes of the input volume, e.g. ``("L", "P", "S")``."""
+        return tuple(nib.aff2axcodes(self.affine))
+
+    @property
+    def canonical_shape(self) -> tuple[int, int, int]:
+        """Shape of the input after reorientation to RAS."""
+        ornt = orientations.io_orientation(self.affine)
+        return tuple(int(self.shape[int(axis)]) for axis in np.argsort(ornt[:, 0]))
+
+    def to_volume(self, translated_slices) -> nib.Nifti1Image:
+        """Write slices (e.g. translations of :attr:`slices`) back on the input's grid.
+
+        Args:
+            translated_slices: ``(N, H, W)`` or ``(N, H, W, C)`` in [-1, 1], N = ``len(slice_indices)``;
+                with C > 1 the channel mean is used.
+
+        Returns:
+            A float32 ``Nifti1Image`` with the input's shape, affine and orientation, intensities on
+            the input's scale (inverse normalization). Axial slices that were not kept hold the
+            background level ``normalization["low"]``.
+
+        Raises:
+            ValueError: if the slice count or the image shape do not match.
+        """
+        array = np.asarray(translated_slices, dtype=np.float32)
+        if array.ndim == 4:
+            array = array.mean(axis=-1)
+        expected = (len(self.slice_indices), *self.plane_fit.target_shape)
+        if array.ndim != 3 or tuple(array.shape) != expected:
+            raise ValueError(
+                f"translated_slices: expected shape {expected} (+ channels), found {tuple(np.shape(translated_slices))}"
+            )
+        canonical = np.full(self.canonical_shape, self.normalization["low"], dtype=np.float32)
+        for image, index in zip(array, self.slice_indices):
+            plane = unfit_plane(image, self.plane_fit, order=1, fill=-1.0)
+            canonical[:, :, int(index)] = _plane_to_axial(invert_normalization(plane, self.normalization))
+        to_input = orientations.ornt_transform(_RAS, orientations.io_orientation(self.affine))
+        data = orientations.apply_orientation(canonical, to_input).astype(np.float32)
+        header = self.header.copy() if isinstance(self.header, nib.Nifti1Header) else None
+        output = nib.Nifti1Image(data, self.affine, header=header)
+        output.set_data_dtype(np.float32)
+        output.header.set_slope_inter(1.0, 0.0)
+        return output
+
+
+def select_slices(canonical_mask: np.ndarray, min_brain_fraction: float) -> np.ndarray:
+    """Axial indices whose brain area is >= ``min_brain_fraction`` of the largest cross-section."""
+    if not 0.0 <= min_brain_fraction <= 1.0:
+        raise ValueError(f"min_brain_fraction: expected a value in [0, 1], found {min_brain_fraction}")
+    areas = canonical_mask.reshape(-1, canonical_mask.shape[2]).sum(axis=0)
+    if areas.max() == 0:
+        return np.zeros(0, dtype=np.int64)
+    keep = (areas > 0) & (areas >= min_brain_fraction * areas.max())
+    return np.flatnonzero(keep).astype(np.int64)
+
+
+def to_canonical(image, array: np.ndarray | None = None) -> np.ndarray:
+    """Reorder ``array`` (default: the image's data) from the image's voxel order to RAS."""
+    data = np.asarray(image.dataobj) if array is None else array
+    return orientations.apply_orientation(data, orientations.io_orientation(image.affine))
+
+
+def volume_to_slices(
+    image,
+    image_shape,
+    channels: int = 1,
+    brain_mask=None,
+    min_brain_fraction: float = DEFAULT_MIN_BRAIN_FRACTION,
+    keep_all: bool = False,
+    percentiles=DEFAULT_PERCENTILES,
+    resize: str = "fit",
+    slice_indices=None,
+) -> SliceStack:
+    """Turn one volume into normalized axial slices of ``image_shape``.
+
+    Args:
+        image: a nibabel image (e.g. from :func:`load_volume`).
+        image_shape: ``(H, W)`` of the output slices.
+        channels: 1, or 3 to replicate the gray channel for RGB presets.
+        brain_mask: optional mask (image or array, input voxel order); estimated when ``None``.
+        min_brain_fraction: keep slices whose brain area is at least this fraction of the largest one.
+        keep_all: keep every axial slice (whole-volume inference).
+        percentiles: ``(p_low, p_high)`` for :func:`normalize_intensities`.
+        resize: ``"fit"`` or ``"pad"`` (see :mod:`gan_mri.data.resize`).
+        slice_indices: explicit canonical axial indices to keep (e.g. the same slices of a T1w/T2w
+            pair); overrides ``min_brain_fraction`` and ``keep_all``.
+
+    Returns:
+        A :class:`SliceStack`.
+
+    Raises:
+        ValueError: for a bad ``channels``, ``image_shape``, mask shape or slice index.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels: expected 1 or 3, found {channels!r}")
+    target = validate_image_shape(image_shape)
+    data = np.asarray(image.dataobj, dtype=np.float32)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise ValueError(f"image: expected a 3D volume, found shape {data.shape}")
+    if brain_mask is None:
+        mask = estimate_brain_mask(data)
+    else:
+        given = np.asarray(_as_array(brain_mask, "brain_mask"))
+        if given.ndim == 4 and given.shape[3] == 1:
+            given = given[..., 0]
+        if tuple(given.shape) != tuple(data.shape):
+            raise ValueError(f"brain_mask: expected shape {data.shape} (the image's), found {given.shape}")
+        mask = given > 0
+    normalized, params = normalize_intensities(data, mask, percentiles)
+    canonical = to_canonical(image, normalized)
+    canonical_mask = to_canonical(image, mask)
+    if slice_indices is not None:
+        indices = np.asarray(slice_indices, dtype=np.int64).reshape(-1)
+        if indices.size and (indices.min() < 0 or indices.max() >= canonical.shape[2]):
+            raise ValueError(
+                f"slice_indices: expected values in [0, {canonical.shape[2]}), found {indices.min()}..{indices.max()}"
+            )
+    elif keep_all:
+        indices = np.arange(canonical.shape[2], dtype=np.int64)
+    else:
+        indices = select_slices(canonical_mask, min_brain_fraction)
+    plan = plan_plane_fit(_axial_plane(canonical, 0).shape, target, resize)
+    slices = np.empty((len(indices), *target), dtype=np.float32)
+    masks = np.empty((len(indices), *target), dtype=bool)
+    for row, index in enumerate(indices):
+        slices[row] = fit_plane(_axial_plane(canonical, index), plan, order=1, fill=-1.0)
+        masks[row] = fit_plane(_axial_plane(canonical_mask, index), plan, order=0, fill=False)
+    np.clip(slices, -1.0, 1.0, out=slices)
+    stacked = np.repeat(slices[..., None], channels, axis=-1)
+    return SliceStack(
+        slices=stacked,
+        brain_mask=masks,
+        slice_indices=indices,
+        normalization=params,
+        plane_fit=plan,
+        affine=np.asarray(image.affine, dtype=np.float64),
+        shape=tuple(int(v) for v in data.shape),
+        header=image.header.copy() if hasattr(image, "header") else None,
+    )
+
+
+def label_slices(labels, stack: SliceStack, reference=None) -> np.ndarray:
+    """Resample a label (or mask) volume onto the slices of ``stack`` (nearest neighbour).
+
+    Args:
+        labels: image or array in the voxel order of the volume ``stack`` came from (or of
+            ``reference`` when given).
+        stack: the :class:`SliceStack` whose slices the labels must match.
+        reference: image whose affine gives the voxel order of ``labels``; default: ``stack.affine``.
+
+    Returns:
+        ``(N, H, W)`` array of the labels' dtype.
+
+    Raises:
+        ValueError: if the label volume's shape differs from the stack's input shape.
+    """
+    array = np.asarray(_as_array(labels, "labels"))
+    if array.ndim == 4 and array.shape[3] == 1:
+        array = array[..., 0]
+    if tuple(array.shape) != tuple(stack.shape):
+        raise ValueError(f"labels: expected shape {tuple(stack.shape)} (the image's), found {tuple(array.shape)}")
+    affine = stack.affine if reference is None else reference.affine
+    canonical = orientations.apply_orientation(array, orientations.io_orientation(affine))
+    out = np.empty((len(stack.slice_indices), *stack.plane_fit.target_shape), dtype=array.dtype)
+    for row, index in enumerate(stack.slice_indices):
+        out[row] = fit_plane(_axial_plane(canonical, int(index)), stack.plane_fit, order=0, fill=0)
+    return out
