@@ -1,0 +1,153 @@
+"""Export a trained model as a TensorFlow SavedModel for TF Serving.
+
+The SavedModel holds only the translation graphs and their weights; loading it needs TensorFlow,
+not gan_mri. Signatures (see docs/serving.md):
+
+    serving_default   same as a2b
+    a2b               T1w -> T2w
+    b2a               T2w -> T1w
+
+Each takes one float32 tensor ``image`` of shape ``(batch, H, W, C)`` (the model's image shape and
+channels) with intensities in [-1, 1], and returns ``{"translated": float32 (batch, H, W, C) in
+[-1, 1]}``. A ``serving_info.json`` next to ``saved_model.pb`` records the same facts and the
+model config, for clients.
+
+Example:
+    >>> from gan_mri.export import export_saved_model
+    >>> export_saved_model(model, "saved_models/run/export/1")      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+logger = logging.getLogger(__name__)
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "translated"
+SERVING_INFO_FILE = "serving_info.json"
+# Signature name -> translation direction; serving_default is what TF Serving calls by default.
+SIGNATURES = {"serving_default": "A2B", "a2b": "A2B", "b2a": "B2A"}
+
+
+def serving_input_shape(model) -> tuple[None, int, int, int]:
+    """Returns the signature input shape ``(None, H, W, C)`` of a model's export."""
+    try:
+        height, width = (int(size) for size in model.image_shape)
+        channels = int(model.channels)
+    except (AttributeError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"model: expected a gan-mri model with image_shape (H, W) and channels, found "
+            f"{type(model).__name__} ({err})"
+        ) from err
+    return None, height, width, channels
+
+
+def export_saved_model(model, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Writes ``model`` as a SavedModel with the signatures ``serving_default``, ``a2b``, ``b2a``.
+
+    The SavedModel is written into a temporary folder next to ``path`` and renamed into place, so
+    ``path`` is either the complete export or untouched. For TF Serving, ``path`` should be a
+    numbered version folder, e.g. ``.../gan_mri/1`` (see docs/serving.md).
+
+    Args:
+        model: a gan-mri model (``translate(x, direction)``, ``image_shape``, ``channels``).
+        path: the SavedModel folder to create.
+        overwrite: replace an existing ``path``.
+
+    Returns:
+        ``path`` as a `Path`.
+
+    Raises:
+        ValueError: if ``path`` exists and ``overwrite`` is false, or ``model`` is not a
+            gan-mri model.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise ValueError(f"export path {path} already exists; pass overwrite=True (--overwrite) to replace it")
+    if not callable(getattr(model, "translate", None)):
+        raise ValueError(f"model: expected a gan-mri model with a translate() method, found {type(model).__name__}")
+    input_shape = serving_input_shape(model)
+    spec = tf.TensorSpec(shape=input_shape, dtype=tf.float32, name=INPUT_NAME)
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for name, direction in SIGNATURES.items():
+        archive.add_endpoint(name, _endpoint(model, direction, input_shape), input_signature=[spec])
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    try:
+        archive.write_out(str(staging), verbose=False)
+        _write_serving_info(staging / SERVING_INFO_FILE, model, input_shape)
+        _replace_dir(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("exported SavedModel with signatures %s to %s", list(SIGNATURES), path)
+    return path
+
+
+def _endpoint(model, direction: str, input_shape):
+    """The serving function of one direction; its argument name becomes the input name."""
+    expected = tf.constant(input_shape[1:], dtype=tf.int32)
+    message = (
+        f"{INPUT_NAME}: expected a float32 tensor of shape (batch, {input_shape[1]}, "
+        f"{input_shape[2]}, {input_shape[3]}) with values in [-1, 1]; found shape"
+    )
+
+    def translate(image):
+        # Signature callers (TF Serving, signatures[...]) bypass the TensorSpec check, and a wrong
+        # size would otherwise fail deep inside a convolution or return a wrong-size image.
+        found = tf.shape(image)
+        # Graph ops do not short-circuit: pad to rank 4 so the comparison is valid at any rank.
+        padded = tf.concat([found, tf.zeros([4], tf.int32)], axis=0)[:4]
+        check = tf.debugging.Assert(
+            tf.logical_and(tf.equal(tf.size(found), 4), tf.reduce_all(tf.equal(padded[1:], expected))),
+            [message, found],
+            summarize=4,
+        )
+        with tf.control_dependencies([check]):
+            image = tf.identity(image)
+        return {OUTPUT_NAME: model.translate(image, direction)}
+
+    translate.__name__ = f"translate_{direction.lower()}"
+    return translate
+
+
+def _write_serving_info(path: Path, model, input_shape) -> None:
+    config = getattr(model, "config", None)
+    info = {
+        "signatures": {name: {"direction": direction} for name, direction in SIGNATURES.items()},
+        "directions": {"A2B": "T1-weighted -> T2-weighted", "B2A": "T2-weighted -> T1-weighted"},
+        "inputs": {INPUT_NAME: {"dtype": "float32", "shape": list(input_shape), "range": [-1.0, 1.0]}},
+        "outputs": {OUTPUT_NAME: {"dtype": "float32", "shape": list(input_shape), "range": [-1.0, 1.0]}},
+        "config": config.to_dict() if hasattr(config, "to_dict") else None,
+    }
+    path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+
+def _replace_dir(source: Path, target: Path) -> None:
+    """Renames ``source`` to ``target``, replacing an existing ``target`` only once the new one is whole."""
+    if not target.exists():
+        os.replace(source, target)
+        return
+    backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    backup.rmdir()
+    os.replace(target, backup)
+    try:
+        os.replace(source, target)
+    except BaseException:
+        os.replace(backup, target)
+        raise
+    if backup.is_dir():
+        shutil.rmtree(backup)
+    else:
+        backup.unlink()

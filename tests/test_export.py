@@ -1,0 +1,177 @@
+"""SavedModel export for TF Serving: signatures, fresh-process loading, saved_model_cli, errors."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from gan_mri.config import get_preset
+from gan_mri.export import export_saved_model
+from gan_mri.models import build_model
+
+SIGNATURES = ("serving_default", "a2b", "b2a")
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(11)
+    config = get_preset(
+        "sa-enc-cl-sn", image_shape=(32, 32), base_width=8, encoder_res_blocks=1, generator_res_blocks=1
+    )
+    return build_model(config)
+
+
+@pytest.fixture(scope="module")
+def exported(model, tmp_path_factory):
+    return export_saved_model(model, tmp_path_factory.mktemp("export") / "gan_mri" / "1")
+
+
+def _quiet_env():
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+
+
+_FRESH_PROCESS = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+
+    export_dir, inputs_file, outputs_file = sys.argv[1:4]
+    loaded = tf.saved_model.load(export_dir)
+    x = np.load(inputs_file)
+    result = {"signatures": sorted(loaded.signatures), "errors": {}}
+    outputs = {}
+    for name in sorted(loaded.signatures):
+        out = loaded.signatures[name](image=tf.constant(x))
+        result[name] = {key: [str(v.dtype.name), v.shape.as_list()] for key, v in out.items()}
+        outputs[name] = out["translated"].numpy()
+    bad_inputs = {
+        "size": tf.zeros((1, 16, 16, 1), tf.float32),
+        "channels": tf.zeros((1, 32, 32, 3), tf.float32),
+        "rank": tf.zeros((32, 32, 1), tf.float32),
+        "dtype": tf.zeros((1, 32, 32, 1), tf.float64),
+    }
+    for what, bad in bad_inputs.items():
+        try:
+            loaded.signatures["a2b"](image=bad)
+            result["errors"][what] = None
+        except Exception as err:
+            result["errors"][what] = type(err).__name__ + ": " + str(err)
+    np.savez(outputs_file, **outputs)
+    result["gan_mri_imported"] = any(m == "gan_mri" or m.startswith("gan_mri.") for m in sys.modules)
+    print("RESULT " + json.dumps(result))
+    """
+)
+
+
+def test_fresh_process_without_gan_mri_loads_and_matches_translate(model, exported, tmp_path):
+    x = np.random.default_rng(0).uniform(-1, 1, (3, 32, 32, 1)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    script = tmp_path / "serve_check.py"
+    script.write_text(_FRESH_PROCESS)
+    # Run from tmp_path so the repository (and gan_mri) is not on the child's import path.
+    completed = subprocess.run(
+        [sys.executable, str(script), str(exported), str(tmp_path / "x.npy"), str(tmp_path / "out.npz")],
+        cwd=tmp_path, env=_quiet_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    line = [row for row in completed.stdout.splitlines() if row.startswith("RESULT ")][-1]
+    result = json.loads(line[len("RESULT "):])
+
+    assert result["gan_mri_imported"] is False
+    assert result["signatures"] == sorted(SIGNATURES)
+    for name in SIGNATURES:
+        assert result[name] == {"translated": ["float32", [3, 32, 32, 1]]}
+    outputs = np.load(tmp_path / "out.npz")
+    a2b = keras.ops.convert_to_numpy(model.translate(x, "A2B"))
+    b2a = keras.ops.convert_to_numpy(model.translate(x, "B2A"))
+    np.testing.assert_allclose(outputs["serving_default"], a2b, atol=1e-5)
+    np.testing.assert_allclose(outputs["a2b"], a2b, atol=1e-5)
+    np.testing.assert_allclose(outputs["b2a"], b2a, atol=1e-5)
+    assert np.abs(a2b - b2a).max() > 1e-3
+    assert np.abs(outputs["a2b"]).max() <= 1.0
+
+    errors = result["errors"]
+    shape_message = r"image: expected a float32 tensor of shape \(batch, 32, 32, 1\) with values in \[-1, 1\]; found shape\] \[%s\]"
+    assert re.search(shape_message % "1 16 16 1", errors["size"]), errors["size"]
+    assert re.search(shape_message % "1 32 32 3", errors["channels"]), errors["channels"]
+    assert re.search(shape_message % "32 32 1", errors["rank"]), errors["rank"]
+    assert "expected to be a float tensor but is a double tensor" in errors["dtype"], errors["dtype"]
+
+
+def _saved_model_cli() -> list[str]:
+    script = Path(sys.executable).with_name("saved_model_cli")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+
+
+def test_saved_model_cli_lists_the_three_signatures_with_shapes(exported):
+    completed = subprocess.run(
+        [*_saved_model_cli(), "show", "--dir", str(exported), "--all"],
+        env=_quiet_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    text = completed.stdout
+    # "signature_def['a2b']:\n  ...inputs/outputs...\n  Method name is: ..." per signature.
+    blocks = {part.split("'")[0]: part for part in text.split("signature_def['")[1:]}
+    assert set(SIGNATURES) <= set(blocks), text[:2000]
+    for name in SIGNATURES:
+        block = blocks[name]
+        tensor = r"\s+dtype: DT_FLOAT\n\s+shape: \(-1, 32, 32, 1\)"
+        assert re.search(r"inputs\['image'\] tensor_info:" + tensor, block), block
+        assert re.search(r"outputs\['translated'\] tensor_info:" + tensor, block), block
+    assert text.count("Method name is: tensorflow/serving/predict") >= 3
+
+
+def test_export_records_serving_info(model, exported):
+    info = json.loads((exported / "serving_info.json").read_text())
+    assert info["signatures"] == {"serving_default": {"direction": "A2B"}, "a2b": {"direction": "A2B"},
+                                  "b2a": {"direction": "B2A"}}
+    assert info["inputs"]["image"] == {"dtype": "float32", "shape": [None, 32, 32, 1], "range": [-1.0, 1.0]}
+    assert info["outputs"]["translated"]["shape"] == [None, 32, 32, 1]
+    assert info["config"]["name"] == "sa-enc-cl-sn" and info["config"]["base_width"] == 8
+    assert (exported / "saved_model.pb").is_file() and (exported / "variables").is_dir()
+    # Nothing but the export is left next to it (no temporary folders).
+    assert [p.name for p in exported.parent.iterdir()] == ["1"]
+
+
+def test_export_refuses_an_existing_path_unless_overwrite(model, tmp_path):
+    target = tmp_path / "export"
+    target.mkdir()
+    (target / "mine.txt").write_text("keep me")
+    with pytest.raises(ValueError, match=r"export path .*export already exists; pass overwrite=True"):
+        export_saved_model(model, target)
+    assert [p.name for p in target.iterdir()] == ["mine.txt"]
+
+    export_saved_model(model, target, overwrite=True)
+    assert sorted(p.name for p in target.iterdir()) == [
+        "assets", "fingerprint.pb", "saved_model.pb", "serving_info.json", "variables"
+    ]
+    assert [p.name for p in tmp_path.iterdir()] == ["export"]
+
+
+def test_failed_export_leaves_nothing_behind(model, tmp_path, monkeypatch):
+    def broken_write_out(self, filepath, **kwargs):
+        Path(filepath, "saved_model.pb").write_bytes(b"half")
+        raise OSError("disk full")
+
+    # ExportArchive() returns the backend's subclass, which defines write_out.
+    monkeypatch.setattr(type(keras.export.ExportArchive()), "write_out", broken_write_out)
+    with pytest.raises(OSError, match="disk full"):
+        export_saved_model(model, tmp_path / "export")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_rejects_what_is_not_a_gan_mri_model(tmp_path):
+    plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    with pytest.raises(ValueError, match="model: expected a gan-mri model with a translate"):
+        export_saved_model(plain, tmp_path / "export")
+    assert not (tmp_path / "export").exists()
