@@ -3,8 +3,9 @@
 A volume is cut into all its axial slices (after reorientation to RAS, padding and intensity
 normalization by `gan_mri.data.volumes.volume_to_slices(..., keep_all=True)`), translated in
 batches, restacked and mapped back by `SliceStack.to_volume`, so the written NIfTI has the input's
-affine, shape and orientation. PNG slices (the GAN-MRI folder layout) are translated one file at a
-time, padded or cropped to the model's image shape and back.
+affine, shape and orientation. PNG slices (the GAN-MRI folder layout) are fitted into the model's
+image shape like volume slices, translated in batches, fitted back onto their own size and written
+as 8-bit gray PNGs (colour inputs are read as luminance, as `gan_mri.data.png` does).
 
 Files are written atomically: every output is first written under a temporary name in the output
 folder and renamed into place only when all outputs of the call are complete, so an error (an
@@ -30,7 +31,7 @@ import nibabel as nib
 import numpy as np
 
 from gan_mri import DIRECTIONS
-from gan_mri.data import resize, volumes
+from gan_mri.data import png, resize, volumes
 
 logger = logging.getLogger(__name__)
 
@@ -262,12 +263,12 @@ def translate_path(
     try:
         staged = [staging / target.name for _, target in plan]
         nifti = [(s, t) for (s, _), t in zip(plan, staged) if _is_nifti(s)]
-        png = [(s, t) for (s, _), t in zip(plan, staged) if s.name.lower().endswith(PNG_SUFFIX)]
+        slices = [(s, t) for (s, _), t in zip(plan, staged) if s.name.lower().endswith(PNG_SUFFIX)]
         for source, target in nifti:
             logger.info("translating %s (%s)", source, direction)
             nib.save(translate_volume(model, source, direction, batch_size=batch_size), target)
-        if png:
-            _translate_pngs(model, png, direction, batch_size)
+        if slices:
+            _translate_pngs(model, slices, direction, batch_size)
         # Every output is complete: move them into place (same filesystem, so each is a rename).
         for temp, (_, target) in zip(staged, plan):
             os.replace(temp, target)
@@ -331,54 +332,18 @@ def _translate_pngs(model, pairs: list[tuple[Path, Path]], direction: str, batch
     (`gan_mri.data.resize`, method "fit"), and mapped back onto their own size.
     """
     height, width, channels = model_input_shape(model)
-    images = [_read_png(source) for source, _ in pairs]
-    plans = [resize.plan_plane_fit(image.shape[:2], (height, width), "fit") for image in images]
-    batch = np.stack([
-        _per_channel(resize.fit_plane, _to_channels(image, channels), plan)
-        for image, plan in zip(images, plans)
-    ])
-    translated = translate_slices(model, batch, direction, batch_size=batch_size)
-    for image, plan, result, (_, target) in zip(images, plans, translated, pairs):
-        restored = _per_channel(resize.unfit_plane, result, plan)
-        _write_png(target, _to_channels(restored, image.shape[2]))
-
-
-def _per_channel(function, image: np.ndarray, plan) -> np.ndarray:
-    """Applies a 2D `gan_mri.data.resize` function to each channel of ``(h, w, c)``."""
-    planes = [function(image[..., c], plan, order=1, fill=-1.0) for c in range(image.shape[-1])]
-    return np.stack(planes, axis=-1).astype(np.float32)
-
-
-def _to_channels(image: np.ndarray, channels: int) -> np.ndarray:
-    """Gray -> RGB by replication, RGB -> gray by the channel mean."""
-    if image.shape[-1] == channels:
-        return image
-    if channels == 1:
-        return image.mean(axis=-1, keepdims=True)
-    return np.repeat(image[..., :1], channels, axis=-1)
-
-
-# FALLBACK (until gan_mri.data offers PNG slice helpers): PNG <-> float32 (h, w, c) in [-1, 1].
-def _read_png(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as png:
-            pixels = np.asarray(png)
-    except Exception as err:  # PIL raises UnidentifiedImageError, OSError, SyntaxError...
-        raise ValueError(f"cannot read PNG slice {path}: {err}") from err
-    if pixels.ndim == 2:
-        pixels = pixels[..., None]
-    if pixels.ndim != 3 or pixels.shape[-1] not in (1, 2, 3, 4):
-        raise ValueError(f"PNG slice {path}: expected a gray or RGB image, found shape {pixels.shape}")
-    if pixels.shape[-1] in (2, 4):  # drop the alpha channel
-        pixels = pixels[..., :-1]
-    top = 65535.0 if pixels.dtype == np.uint16 else 255.0
-    return (pixels.astype(np.float32) / top * 2.0 - 1.0).astype(np.float32)
+    images = [png.read_png(source) for source, _ in pairs]
+    plans = [resize.plan_plane_fit(image.shape, (height, width), "fit") for image in images]
+    batch = np.stack([resize.fit_plane(image, plan, order=1, fill=-1.0) for image, plan in zip(images, plans)])
+    # Gray slices feed RGB presets by replication; an RGB output is written as its channel mean.
+    batch = np.repeat(batch[..., None], channels, axis=-1)
+    translated = translate_slices(model, batch, direction, batch_size=batch_size).mean(axis=-1)
+    for result, plan, (_, target) in zip(translated, plans, pairs):
+        _write_png(target, resize.unfit_plane(result, plan, order=1, fill=-1.0))
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:
-    from PIL import Image
-
-    pixels = np.round((np.clip(image, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
-    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(path, format="PNG")
+    """Writes ``(h, w)`` in [-1, 1] as an 8-bit gray PNG at exactly ``path``."""
+    # write_png_slices names files "<stem>.png"; write under a unique name, then rename.
+    written = png.write_png_slices(image[None], path.parent, names=[f".{path.name}.part"])[0]
+    os.replace(written, path)

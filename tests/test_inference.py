@@ -223,25 +223,37 @@ def test_translate_path_writes_nothing_when_one_volume_is_unreadable(model, tmp_
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
-def test_translate_path_png_slices_keep_names_size_and_mode(model, tmp_path):
+def test_translate_path_png_slices_keep_names_and_size(model, tmp_path):
     rng = np.random.default_rng(2)
     inputs = tmp_path / "testB"
     inputs.mkdir()
     square = rng.integers(0, 256, (32, 32), dtype=np.uint8)
     Image.fromarray(square).save(inputs / "slice_000.png")
     Image.fromarray(rng.integers(0, 256, (40, 28), dtype=np.uint8)).save(inputs / "slice_001.png")
-    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(inputs / "slice_002.png")
+    Image.fromarray(np.repeat(square[..., None], 3, axis=-1)).save(inputs / "slice_002.PNG")
 
     written = translate_path(model, inputs, tmp_path / "out", "T2->T1")
 
-    assert [p.name for p in written] == ["slice_000_B2A.png", "slice_001_B2A.png", "slice_002_B2A.png"]
-    shapes = [np.asarray(Image.open(p)).shape for p in written]
-    assert shapes == [(32, 32), (40, 28), (32, 32, 3)]
+    assert [p.name for p in written] == ["slice_000_B2A.png", "slice_001_B2A.png", "slice_002_B2A.PNG"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in written)
+    pixels = [np.asarray(Image.open(p)) for p in written]
+    assert [(a.shape, a.dtype) for a in pixels] == [((32, 32), np.uint8), ((40, 28), np.uint8), ((32, 32), np.uint8)]
     expected = keras.ops.convert_to_numpy(
         model.translate((square[None, :, :, None] / 127.5 - 1.0).astype(np.float32), "B2A")
     )
     expected = np.round((expected[0, :, :, 0] + 1.0) * 127.5)
-    np.testing.assert_allclose(np.asarray(Image.open(written[0])), expected, atol=1)
+    np.testing.assert_allclose(pixels[0], expected, atol=1)
+    # A gray image stored as RGB (the GAN-MRI PNGs) translates like the gray one.
+    np.testing.assert_allclose(pixels[2], pixels[0], atol=1)
+    assert np.ptp(pixels[1]) > 0
+
+
+def test_translate_path_names_an_unreadable_png(model, tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "slice_007.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="slice_007.png: not a readable PNG"):
+        translate_path(model, tmp_path / "in", tmp_path / "out", "A2B")
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(
