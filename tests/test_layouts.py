@@ -1,0 +1,125 @@
+"""Layout discovery (BIDS, HCP, IXI, BraTS, globs, PNG) and the subject-level split."""
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from gan_mri.data import detect_layout, discover, split_subjects, write_png_slices
+from gan_mri.data.layouts import glob_subject_id
+
+
+def write_volume(path: Path, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = np.random.default_rng(seed).integers(1, 100, size=(6, 7, 5)).astype(np.int16)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+    return path
+
+
+def names(sets):
+    return [(s.name, s.a.name if s.a else None, s.b.name if s.b else None) for s in sets]
+
+
+def test_bids_with_and_without_sessions_and_labels(tmp_path):
+    write_volume(tmp_path / "sub-01/anat/sub-01_T1w.nii.gz")
+    write_volume(tmp_path / "sub-01/anat/sub-01_T2w.nii.gz")
+    write_volume(tmp_path / "sub-01/anat/sub-01_dseg.nii.gz")
+    write_volume(tmp_path / "sub-02/ses-1/anat/sub-02_ses-1_T1w.nii")
+    write_volume(tmp_path / "sub-02/ses-2/anat/sub-02_ses-2_T2w.nii.gz")
+    write_volume(tmp_path / "sub-03/func/sub-03_bold.nii.gz")  # not anatomical: ignored
+    layout, sets = discover(tmp_path)
+    assert layout == "bids"
+    assert names(sets) == [
+        ("sub-01", "sub-01_T1w.nii.gz", "sub-01_T2w.nii.gz"),
+        ("sub-02_ses-1", "sub-02_ses-1_T1w.nii", None),
+        ("sub-02_ses-2", None, "sub-02_ses-2_T2w.nii.gz"),
+    ]
+    assert sets[0].labels.name == "sub-01_dseg.nii.gz" and sets[1].labels is None
+    assert [s.subject for s in sets] == ["sub-01", "sub-02", "sub-02"]
+    assert [s.session for s in sets] == [None, "ses-1", "ses-2"]
+
+
+def test_hcp(tmp_path):
+    for subject in ("100307", "100408"):
+        write_volume(tmp_path / subject / "T1w/T1w_acpc_dc_restore_brain.nii.gz")
+    write_volume(tmp_path / "100307/T1w/T2w_acpc_dc_restore_brain.nii.gz")
+    write_volume(tmp_path / "100408/T2w/T2w_acpc_dc_restore_brain.nii.gz")
+    assert detect_layout(tmp_path) == "hcp"
+    layout, sets = discover(tmp_path, layout="hcp")
+    assert layout == "hcp"
+    assert [(s.name, s.a.parent.name, s.b.parent.name) for s in sets] == [
+        ("100307", "T1w", "T1w"), ("100408", "T1w", "T2w")]
+
+
+def test_ixi(tmp_path):
+    write_volume(tmp_path / "IXI-T1/IXI002-Guys-0828-T1.nii.gz")
+    write_volume(tmp_path / "IXI-T2/IXI002-Guys-0828-T2.nii.gz")
+    write_volume(tmp_path / "IXI-T1/IXI012-HH-1211-T1.nii.gz")
+    write_volume(tmp_path / "IXI-T1/IXI012-HH-1211-PD.nii.gz")  # other contrasts are ignored
+    layout, sets = discover(tmp_path)
+    assert layout == "ixi"
+    assert names(sets) == [
+        ("IXI002-Guys-0828", "IXI002-Guys-0828-T1.nii.gz", "IXI002-Guys-0828-T2.nii.gz"),
+        ("IXI012-HH-1211", "IXI012-HH-1211-T1.nii.gz", None),
+    ]
+
+
+def test_brats_2020_and_2023_names(tmp_path):
+    for modality in ("t1", "t2", "t1ce", "flair", "seg"):
+        write_volume(tmp_path / f"BraTS20_Training_001/BraTS20_Training_001_{modality}.nii.gz")
+    write_volume(tmp_path / "BraTS-GLI-00000-000/BraTS-GLI-00000-000-t1n.nii.gz")
+    write_volume(tmp_path / "BraTS-GLI-00000-000/BraTS-GLI-00000-000-t2w.nii.gz")
+    layout, sets = discover(tmp_path)
+    assert layout == "brats"
+    assert names(sets) == [
+        ("BraTS-GLI-00000-000", "BraTS-GLI-00000-000-t1n.nii.gz", "BraTS-GLI-00000-000-t2w.nii.gz"),
+        ("BraTS20_Training_001", "BraTS20_Training_001_t1.nii.gz", "BraTS20_Training_001_t2.nii.gz"),
+    ]
+
+
+def test_explicit_globs_pair_by_name_without_contrast_token(tmp_path):
+    write_volume(tmp_path / "t1/case7_T1w.nii.gz")
+    write_volume(tmp_path / "t1/case8_T1w.nii.gz")
+    write_volume(tmp_path / "t2/case7-T2.nii.gz")
+    layout, sets = discover(tmp_path, a_glob="t1/*.nii.gz", b_glob=str(tmp_path / "t2/*.nii.gz"))
+    assert layout == "glob"
+    assert names(sets) == [("case7", "case7_T1w.nii.gz", "case7-T2.nii.gz"), ("case8", "case8_T1w.nii.gz", None)]
+    assert glob_subject_id(Path("x/sub7_t1.nii")) == "sub7"
+    assert glob_subject_id(Path("brain.nii.gz")) == "brain"
+
+
+def test_png_folders_are_detected(tmp_path):
+    write_png_slices(np.zeros((1, 8, 8)), tmp_path / "trainA")
+    assert detect_layout(tmp_path) == "png"
+    with pytest.raises(ValueError, match="png layout holds images"):
+        discover(tmp_path, layout="png")
+
+
+def test_layout_that_matches_nothing_names_folder_and_pattern(tmp_path):
+    write_volume(tmp_path / "sub-01/anat/sub-01_T1w.nii.gz")
+    with pytest.raises(ValueError, match=r"layout 'hcp' expected files matching \*/T1w/T1w_acpc"):
+        discover(tmp_path, layout="hcp")
+    with pytest.raises(ValueError, match="layout: expected one of"):
+        discover(tmp_path, layout="nifti")
+
+
+def test_split_is_by_subject_disjoint_and_seeded():
+    subjects = [f"sub-{i:02d}" for i in range(20)] * 2  # two sessions each
+    train, test = split_subjects(subjects, 0.25, seed=3)
+    assert len(test) == 5 and len(train) == 15
+    assert not set(train) & set(test) and set(train) | set(test) == set(subjects)
+    assert split_subjects(subjects, 0.25, seed=3) == (train, test)
+    assert split_subjects(subjects, 0.25, seed=4)[1] != test
+
+
+def test_split_draws_test_subjects_only_from_pairable_ones():
+    subjects = ["a", "b", "c", "d"]
+    for seed in range(5):
+        train, test = split_subjects(subjects, 0.5, seed=seed, pairable=["c"])
+        assert test == ["c"] and train == ["a", "b", "d"]
+    assert split_subjects(subjects, 0.0, seed=0) == (subjects, [])
+    with pytest.raises(ValueError, match="test_fraction: expected a value in"):
+        split_subjects(subjects, 1.0, seed=0)
+    with pytest.raises(ValueError, match="found 1 subjects"):
+        split_subjects(["a"], 0.5, seed=0)
