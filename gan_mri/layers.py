@@ -25,25 +25,29 @@ def spectral_norm(layer: keras.layers.Layer, enabled: bool = True, power_iterati
     """
     if not enabled:
         return layer
-    return layers.SpectralNormalization(layer, power_iterations=power_iterations, name=f"sn_{layer.name}")
+    # The wrapper takes the wrapped layer's dtype policy, whatever the global policy is now.
+    return layers.SpectralNormalization(
+        layer, power_iterations=power_iterations, name=f"sn_{layer.name}", dtype=layer.dtype_policy
+    )
 
 
-def normalization(norm: str, name: str | None = None) -> keras.layers.Layer:
+def normalization(norm: str, name: str | None = None, dtype=None) -> keras.layers.Layer:
     """Returns the normalization layer of a residual block.
 
     Args:
         norm: "instance" (per-sample, per-channel statistics over height and width, with a
             learned scale and offset) or "batch".
         name: layer name.
+        dtype: dtype policy (default: the global policy).
 
     Raises:
         ValueError: for any other value of `norm`.
     """
     if norm == "instance":
         # groups=-1 puts every channel in its own group: instance normalization.
-        return layers.GroupNormalization(groups=-1, epsilon=1e-5, name=name)
+        return layers.GroupNormalization(groups=-1, epsilon=1e-5, name=name, dtype=dtype)
     if norm == "batch":
-        return layers.BatchNormalization(name=name)
+        return layers.BatchNormalization(name=name, dtype=dtype)
     raise ValueError(f"norm must be one of ['instance', 'batch']; found {norm!r}")
 
 
@@ -65,23 +69,25 @@ class ResidualBlock(layers.Layer):
         self.norm = norm
         self.dropout = dropout
         self.use_spectral_norm = use_spectral_norm
-        self.norm1 = normalization(norm, name="norm1")
-        self.norm2 = normalization(norm, name="norm2")
-        self.drop = layers.Dropout(dropout, name="dropout")
+        # Sub-layers take this layer's policy, not the global one at build time.
+        self.norm1 = normalization(norm, name="norm1", dtype=self.dtype_policy)
+        self.norm2 = normalization(norm, name="norm2", dtype=self.dtype_policy)
+        self.drop = layers.Dropout(dropout, name="dropout", dtype=self.dtype_policy)
         self.conv1 = None
         self.conv2 = None
 
     def build(self, input_shape):
         channels = input_shape[-1]
-        # The norm that follows each conv removes any bias, so the convs have none.
-        self.conv1 = spectral_norm(
-            layers.Conv2D(channels, 3, padding="same", use_bias=False, name="conv1"),
-            self.use_spectral_norm,
-        )
-        self.conv2 = spectral_norm(
-            layers.Conv2D(channels, 3, padding="same", use_bias=False, name="conv2"),
-            self.use_spectral_norm,
-        )
+
+        def conv(name):
+            # The norm that follows each conv removes any bias, so the convs have none.
+            layer = layers.Conv2D(
+                channels, 3, padding="same", use_bias=False, name=name, dtype=self.dtype_policy
+            )
+            return spectral_norm(layer, self.use_spectral_norm)
+
+        self.conv1 = conv("conv1")
+        self.conv2 = conv("conv2")
         self.conv1.build(input_shape)
         self.norm1.build(input_shape)
         self.conv2.build(input_shape)
@@ -135,7 +141,8 @@ class SelfAttention(layers.Layer):
         keys = self.key_channels or max(1, channels // 8)
 
         def conv(filters, name):
-            return spectral_norm(layers.Conv2D(filters, 1, name=name), self.use_spectral_norm)
+            layer = layers.Conv2D(filters, 1, name=name, dtype=self.dtype_policy)
+            return spectral_norm(layer, self.use_spectral_norm)
 
         self.f = conv(keys, "f")
         self.g = conv(keys, "g")
@@ -160,7 +167,7 @@ class SelfAttention(layers.Layer):
         attended = ops.dot_product_attention(query, key, value, scale=1.0)
         attended = ops.reshape(attended, (batch, height, width, channels))
         o = self.out(ops.cast(attended, self.compute_dtype), training=training)
-        return inputs + ops.cast(self.gamma, o.dtype) * o
+        return inputs + ops.cast(ops.cast(self.gamma, o.dtype) * o, inputs.dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape

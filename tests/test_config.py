@@ -1,0 +1,110 @@
+"""UNITConfig: lineage defaults, presets, overrides, validation errors, JSON round trip."""
+
+import json
+
+import pytest
+
+from gan_mri.config import PRESETS, UNITConfig, config_from_dict, get_preset, preset_names
+
+
+def test_defaults_are_the_lineage_values():
+    config = UNITConfig()
+    assert config.image_shape == (256, 256)
+    assert (config.base_width, config.encoder_res_blocks, config.shared_res_blocks,
+            config.generator_res_blocks) == (64, 3, 1, 3)
+    assert (config.gan_weight, config.kl_weight, config.recon_weight,
+            config.cycle_kl_weight, config.cycle_weight) == (10.0, 0.1, 100.0, 0.1, 100.0)
+    assert (config.g_learning_rate, config.d_learning_rate, config.beta_1, config.beta_2) == (
+        1e-4, 1e-4, 0.5, 0.999)
+    assert (config.latent_noise_std, config.dropout, config.charbonnier_epsilon) == (1.0, 0.5, 1e-3)
+    assert config.latent_shape == (64, 64, 256)
+
+
+def test_the_eight_presets_of_the_paper():
+    assert preset_names() == ("unit-rgb", "unit", "unit-cl", "unit-sn", "sa-gen", "sa-gen-cl",
+                              "sa-gen-cl-sn", "sa-enc-cl-sn")
+    expected = {
+        # name: (channels, attention, recon_loss, spectral_norm)
+        "unit-rgb": (3, "none", "mae", ()),
+        "unit": (1, "none", "mae", ()),
+        "unit-cl": (1, "none", "charbonnier", ()),
+        "unit-sn": (1, "none", "mae", ("encoder", "generator", "discriminator")),
+        "sa-gen": (1, "generator", "mae", ()),
+        "sa-gen-cl": (1, "generator", "charbonnier", ()),
+        "sa-gen-cl-sn": (1, "generator", "charbonnier", ("encoder", "generator", "discriminator")),
+        "sa-enc-cl-sn": (1, "encoder", "charbonnier", ("encoder", "generator", "discriminator")),
+    }
+    for name, (channels, attention, recon, sn) in expected.items():
+        config = get_preset(name)
+        assert config.name == name
+        assert (config.channels, config.attention, config.recon_loss, config.spectral_norm) == (
+            channels, attention, recon, sn)
+        # Everything a preset does not mention stays at the lineage default.
+        assert config.recon_weight == 100.0 and config.base_width == 64
+
+
+def test_overrides_apply_and_are_validated():
+    config = get_preset("sa-enc-cl-sn", image_shape=(32, 32), base_width=8)
+    assert config.image_shape == (32, 32) and config.base_width == 8
+    assert config.latent_shape == (8, 8, 32)
+    with pytest.raises(ValueError, match="base_width must be an integer >= 1; found -8"):
+        get_preset("unit", base_width=-8)
+    with pytest.raises(ValueError, match=r"Unknown UNITConfig fields \['widht'\]"):
+        get_preset("unit", widht=8)
+
+
+def test_unknown_preset_lists_valid_names():
+    with pytest.raises(ValueError, match=r"Unknown preset 'sa-unit'.*'unit-rgb'.*'sa-enc-cl-sn'"):
+        get_preset("sa-unit")
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("attention", "encodr",
+         r"UNITConfig.attention must be one of \['none', 'encoder', 'generator'\]; found 'encodr'"),
+        ("norm", "layer", r"UNITConfig.norm must be one of \['instance', 'batch'\]; found 'layer'"),
+        ("channels", 2, r"UNITConfig.channels must be one of \[1, 3\]; found 2"),
+        ("recon_loss", "l2", r"UNITConfig.recon_loss must be one of \['mae', 'charbonnier'\]"),
+        ("precision", "bfloat16", r"UNITConfig.precision must be one of \['auto', 'float32', 'mixed_float16'\]"),
+        ("spectral_norm", ("decoder",), r"spectral_norm must be a subset.*found \['decoder'\]"),
+        ("image_shape", (30, 32), r"image_shape must be \(height, width\), positive multiples of 4; found \(30, 32\)"),
+        ("base_width", 0, "base_width must be an integer >= 1; found 0"),
+        ("shared_res_blocks", 0, "shared_res_blocks must be an integer >= 1; found 0"),
+        ("dropout", 1.0, r"dropout must be in \[0, 1\); found 1.0"),
+        ("g_learning_rate", 0.0, "g_learning_rate must be a number > 0; found 0.0"),
+        ("charbonnier_epsilon", -1e-3, "charbonnier_epsilon must be a number > 0"),
+    ],
+)
+def test_invalid_fields_name_field_allowed_and_found(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        UNITConfig(**{field: value})
+
+
+def test_json_round_trip_through_text_and_file(tmp_path):
+    config = get_preset("sa-gen-cl-sn", image_shape=(64, 32), base_width=16, dropout=0.25)
+    text = config.to_json()
+    assert json.loads(text)["spectral_norm"] == ["encoder", "generator", "discriminator"]
+    assert UNITConfig.from_json(text) == config
+    path = tmp_path / "config.json"
+    config.to_json(path)
+    restored = UNITConfig.from_json(path)
+    assert restored == config
+    assert restored.image_shape == (64, 32) and isinstance(restored.spectral_norm, tuple)
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        UNITConfig.from_json(tmp_path / "missing.json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        UNITConfig.from_json("{not json")
+
+
+def test_config_from_dict_dispatches_on_model():
+    data = get_preset("unit-cl", base_width=8).to_dict()
+    assert config_from_dict(data) == get_preset("unit-cl", base_width=8)
+    with pytest.raises(ValueError, match=r"Unknown config 'model' 'pix2pix'; known models are \['unit'\]"):
+        config_from_dict({**data, "model": "pix2pix"})
+
+
+def test_presets_are_plain_data():
+    # Presets must be JSON-serializable data, not code.
+    assert json.loads(json.dumps(PRESETS))["unit-sn"]["spectral_norm"] == [
+        "encoder", "generator", "discriminator"]

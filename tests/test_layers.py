@@ -1,0 +1,136 @@
+"""SelfAttention, ResidualBlock and spectral normalization."""
+
+import keras
+import numpy as np
+import pytest
+
+from gan_mri.layers import ResidualBlock, SelfAttention, normalization, spectral_norm
+
+
+@pytest.fixture
+def x():
+    return np.random.default_rng(3).normal(size=(2, 4, 6, 16)).astype(np.float32)
+
+
+def _conv1x1(layer, x):
+    kernel, bias = (np.asarray(w) for w in layer.get_weights())
+    return np.einsum("bhwc,ck->bhwk", x, kernel[0, 0]) + bias
+
+
+def _numpy_self_attention(layer, x):
+    b, h, w, c = x.shape
+    f = _conv1x1(layer.f, x).reshape(b, h * w, -1)
+    g = _conv1x1(layer.g, x).reshape(b, h * w, -1)
+    v = _conv1x1(layer.h, x).reshape(b, h * w, c)
+    scores = np.einsum("bjk,bik->bji", g, f)  # s[j, i] = g_j . f_i
+    beta = np.exp(scores - scores.max(-1, keepdims=True))
+    beta /= beta.sum(-1, keepdims=True)  # softmax over the attended positions i
+    o = _conv1x1(layer.out, np.einsum("bji,bic->bjc", beta, v).reshape(b, h, w, c))
+    return float(np.asarray(layer.gamma)) * o + x
+
+
+def test_self_attention_is_identity_at_initialization(x):
+    layer = SelfAttention()
+    np.testing.assert_array_equal(np.asarray(layer(x)), x)
+    assert float(np.asarray(layer.gamma)) == 0.0
+    # f, g: C/8 = 2 channels; h, out: C channels.
+    assert layer.f.filters == 2 and layer.g.filters == 2 and layer.h.filters == 16
+    assert len(layer.trainable_weights) == 9
+
+
+def test_self_attention_matches_numpy_reference_with_gamma_one(x):
+    layer = SelfAttention()
+    layer(x)
+    layer.gamma.assign(1.0)
+    got = np.asarray(layer(x))
+    expected = _numpy_self_attention(layer, x)
+    assert np.abs(got - x).max() > 1e-2  # the attention branch contributes
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_self_attention_serialization_round_trip(x, tmp_path):
+    layer = SelfAttention(key_channels=4, use_spectral_norm=True, name="attn")
+    layer(x)
+    layer.gamma.assign(0.7)
+    config = keras.saving.serialize_keras_object(layer)
+    assert config["registered_name"] == "gan_mri>SelfAttention"
+    clone = keras.saving.deserialize_keras_object(config)
+    clone(x)
+    clone.set_weights(layer.get_weights())
+    assert clone.key_channels == 4 and clone.use_spectral_norm
+    np.testing.assert_array_equal(np.asarray(clone(x)), np.asarray(layer(x)))
+
+    inputs = keras.Input(x.shape[1:])
+    model = keras.Model(inputs, SelfAttention(name="attn")(inputs))
+    model.get_layer("attn").gamma.assign(0.5)
+    path = tmp_path / "attention.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_self_attention_under_mixed_float16_matches_float32(x):
+    reference = SelfAttention()
+    reference(x)
+    reference.gamma.assign(1.0)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    layer = SelfAttention()
+    keras.mixed_precision.set_global_policy("float32")
+    layer(x)
+    layer.set_weights(reference.get_weights())
+    # Large activations would overflow a float16 softmax over f^T g.
+    big = 40.0 * x
+    got = np.asarray(layer(big)).astype(np.float32)
+    assert layer(big).dtype == "float16"
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, np.asarray(reference(big)), rtol=2e-2, atol=0.5)
+
+
+@pytest.mark.parametrize("norm, trainable, non_trainable", [("instance", 6, 0), ("batch", 6, 4)])
+def test_residual_block_shapes_and_variables(x, norm, trainable, non_trainable):
+    block = ResidualBlock(norm=norm, dropout=0.5)
+    y = block(x, training=True)
+    assert y.shape == x.shape
+    # 2 bias-free convs + 2 norms (scale, offset); batch norm adds 4 moving statistics.
+    assert len(block.trainable_weights) == trainable
+    assert len(block.non_trainable_weights) == non_trainable
+
+
+def test_residual_block_is_deterministic_and_instance_normalized_at_inference(x):
+    block = ResidualBlock(norm="instance", dropout=0.5)
+    first = np.asarray(block(x, training=False))
+    np.testing.assert_array_equal(first, np.asarray(block(x, training=False)))
+    # Instance norm: a sample's output does not depend on the other samples in the batch.
+    other = np.concatenate([x[:1], 5.0 * x[1:]])
+    np.testing.assert_allclose(np.asarray(block(other, training=False))[0], first[0], atol=1e-5)
+    # Dropout is active while training.
+    assert np.abs(np.asarray(block(x, training=True)) - first).max() > 1e-3
+
+
+def test_residual_block_config_round_trip():
+    block = ResidualBlock(norm="batch", dropout=0.25, use_spectral_norm=True, name="rb")
+    clone = ResidualBlock.from_config(block.get_config())
+    assert (clone.norm, clone.dropout, clone.use_spectral_norm, clone.name) == ("batch", 0.25, True, "rb")
+
+
+def test_spectral_norm_drives_top_singular_value_to_one():
+    rng = np.random.default_rng(0)
+    conv = keras.layers.Conv2D(8, 3, kernel_initializer="he_normal")
+    wrapped = spectral_norm(conv, enabled=True)
+    assert isinstance(wrapped, keras.layers.SpectralNormalization)
+    x = rng.normal(size=(1, 8, 8, 4)).astype(np.float32)
+    wrapped(x)
+    kernel = np.asarray(conv.kernel).reshape(-1, 8)
+    assert np.linalg.svd(kernel, compute_uv=False)[0] > 1.5
+    for _ in range(50):  # each training call runs one power iteration
+        wrapped(x, training=True)
+    top = np.linalg.svd(np.asarray(conv.kernel).reshape(-1, 8), compute_uv=False)[0]
+    assert abs(top - 1.0) < 1e-2
+    assert len(wrapped.non_trainable_weights) == 1  # the power-iteration vector u
+
+
+def test_spectral_norm_disabled_returns_layer_and_bad_norm_is_rejected():
+    conv = keras.layers.Conv2D(4, 3)
+    assert spectral_norm(conv, enabled=False) is conv
+    with pytest.raises(ValueError, match=r"norm must be one of \['instance', 'batch'\]; found 'layer'"):
+        normalization("layer")

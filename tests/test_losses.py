@@ -1,0 +1,75 @@
+"""Loss functions against their formulas in numpy."""
+
+import numpy as np
+import pytest
+
+from gan_mri import losses
+
+
+def _np_bce(logits, target):
+    p = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    return np.mean(-target * np.log(p) - (1 - target) * np.log(1 - p))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(7)
+
+
+def test_bce_from_logits_matches_formula(rng):
+    logits = rng.normal(0, 3, (2, 4, 4, 1)).astype(np.float32)
+    for target in (0.0, 1.0):
+        got = float(losses.bce_from_logits(logits, target))
+        assert got == pytest.approx(_np_bce(logits, target), rel=1e-5)
+
+
+def test_bce_from_logits_is_finite_for_extreme_logits():
+    logits = np.array([-200.0, 200.0], np.float32)
+    # -log(sigmoid(-200)) = 200 for the "real" target; the naive formula would give inf.
+    assert float(losses.bce_from_logits(logits, 1.0)) == pytest.approx(100.0, rel=1e-5)
+
+
+def test_gan_losses_sum_over_scales(rng):
+    real = [rng.normal(size=(2, s, s, 1)).astype(np.float32) for s in (4, 2, 1)]
+    fake = [rng.normal(size=(2, s, s, 1)).astype(np.float32) for s in (4, 2, 1)]
+    expected_g = sum(_np_bce(f, 1.0) for f in fake)
+    expected_d = sum(_np_bce(r, 1.0) + _np_bce(f, 0.0) for r, f in zip(real, fake))
+    assert float(losses.generator_gan_loss(fake)) == pytest.approx(expected_g, rel=1e-5)
+    assert float(losses.discriminator_gan_loss(real, fake)) == pytest.approx(expected_d, rel=1e-5)
+    with pytest.raises(ValueError, match="one entry per scale; found 3 and 2"):
+        losses.discriminator_gan_loss(real, fake[:2])
+
+
+def test_mae_charbonnier_kl_match_formulas(rng):
+    a = rng.uniform(-1, 1, (3, 8, 8, 1)).astype(np.float32)
+    b = rng.uniform(-1, 1, (3, 8, 8, 1)).astype(np.float32)
+    assert float(losses.mae(a, b)) == pytest.approx(np.mean(np.abs(a - b)), rel=1e-5)
+    eps = 0.1
+    assert float(losses.charbonnier(a, b, eps)) == pytest.approx(
+        np.mean(np.sqrt((a - b) ** 2 + eps**2)), rel=1e-5)
+    assert float(losses.kl_loss(a)) == pytest.approx(np.mean(a**2), rel=1e-5)
+
+
+def test_charbonnier_approaches_mae_as_epsilon_shrinks(rng):
+    a = rng.uniform(-1, 1, (2, 8, 8, 1)).astype(np.float32)
+    b = rng.uniform(-1, 1, (2, 8, 8, 1)).astype(np.float32)
+    mae = float(losses.mae(a, b))
+    gaps = [float(losses.charbonnier(a, b, eps)) - mae for eps in (1e-1, 1e-2, 1e-4)]
+    assert gaps[0] > gaps[1] > gaps[2] >= 0
+    assert gaps[2] < 1e-5
+
+
+def test_losses_compute_in_float32_for_float16_inputs():
+    a = np.full((1, 4, 4, 1), 300.0, np.float16)
+    # 300^2 = 90000 overflows float16 (max 65504) unless the loss casts first.
+    assert float(losses.kl_loss(a)) == pytest.approx(90000.0)
+    assert losses.mae(a, a).dtype == "float32"
+
+
+def test_reconstruction_loss_by_name():
+    a = np.zeros((1, 2, 2, 1), np.float32)
+    b = np.ones((1, 2, 2, 1), np.float32)
+    assert float(losses.reconstruction_loss("mae")(a, b)) == pytest.approx(1.0)
+    assert float(losses.reconstruction_loss("charbonnier", 1.0)(a, b)) == pytest.approx(np.sqrt(2.0))
+    with pytest.raises(ValueError, match=r"recon_loss must be one of \['mae', 'charbonnier'\]; found 'l2'"):
+        losses.reconstruction_loss("l2")
