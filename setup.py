@@ -17,11 +17,13 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=find_packages(include=["gan_mri", "gan_mri.*"]),
-    include_package_data=True,
-    package_data={"gan_mri": ["pretrained/**/*"]},
+    # saved_models/ (the shipped pretrained run folder) installs as gan_mri/pretrained_models/.
+    packages=find_packages(include=["gan_mri", "gan_mri.*"]) + ["gan_mri.pretrained_models"],
+    package_dir={"gan_mri.pretrained_models": "saved_models"},
+    package_data={"gan_mri.pretrained_models": ["README.md", "phantom-sa-enc-cl-sn/*", "phantom-sa-enc-cl-sn/*/*"]},
     install_requires=[
         "tensorflow>=2.16",
+        "tensorboard",  # TensorFlow 2.21 no longer pulls it in; the TensorBoard callback needs it
         "keras>=3.3",
         "numpy",
         "scipy",

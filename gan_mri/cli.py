@@ -1,0 +1,269 @@
+"""The `gan-mri` command line: parses arguments and calls the library; no logic of its own.
+
+    gan-mri demo                              simulate -> prepare -> train -> evaluate -> export
+    gan-mri simulate --subjects 20 --out phantom/
+    gan-mri prepare phantom/ --out data/ --size 64
+    gan-mri train --preset sa-enc-cl-sn --data data/ --epochs 5 --out saved_models/run1
+    gan-mri evaluate saved_models/run1 --data data/
+    gan-mri translate sub-01_T1w.nii.gz --direction T1->T2 --out sub-01_T2w-synth.nii.gz
+    gan-mri export saved_models/run1
+
+Every subcommand has `--help`. Errors print one line naming the file or field and exit with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text}")
+    return value
+
+
+def _epoch_list(text: str) -> list[int]:
+    try:
+        epochs = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated epochs like 1,25,50, found {text!r}") from None
+    if any(e < 1 for e in epochs):
+        raise argparse.ArgumentTypeError(f"epochs are 1-based, found {text!r}")
+    return epochs
+
+
+def _shape(text: str) -> tuple[int, int]:
+    parts = text.lower().replace("x", ",").split(",")
+    try:
+        shape = tuple(int(p) for p in parts if p.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SIZE or HxW like 64 or 96x80, found {text!r}") from None
+    shape = shape * 2 if len(shape) == 1 else shape
+    if len(shape) != 2 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"expected SIZE or HxW like 64 or 96x80, found {text!r}")
+    return shape
+
+
+# ----------------------------------------------------------------------------------- commands
+def cmd_simulate(args) -> None:
+    from gan_mri.data.phantom import simulate
+
+    folders = simulate(args.subjects, args.out, seed=args.seed, resolution=args.resolution,
+                       overwrite=args.overwrite)
+    print(f"wrote {len(folders)} simulated subjects (T1w, T2w, dseg) to {args.out}")
+
+
+def cmd_prepare(args) -> None:
+    from gan_mri.data.dataset import prepare
+
+    dataset = prepare(args.source, args.out, image_shape=args.size, layout=args.layout,
+                      a_glob=args.a_glob, b_glob=args.b_glob, test_fraction=args.test_fraction,
+                      seed=args.seed, overwrite=args.overwrite)
+    print(f"prepared dataset {dataset.path}: {describe_dataset(dataset)}")
+
+
+def _train_config(args, dataset):
+    from gan_mri.config import UNITConfig, config_from_dict, get_preset
+
+    overrides = {} if args.width is None else {"base_width": args.width}
+    if args.precision:
+        overrides["precision"] = args.precision
+    if args.config:
+        config = config_from_dict(json.loads(Path(args.config).read_text(encoding="utf-8")))
+        return config.replace(**overrides) if overrides else config
+    # A preset takes the dataset's image shape unless the user fixes it.
+    overrides.setdefault("image_shape", tuple(dataset.image_shape))
+    config = get_preset(args.preset, **overrides)
+    assert isinstance(config, UNITConfig) or hasattr(config, "model")
+    return config
+
+
+def cmd_train(args) -> None:
+    from gan_mri.data.dataset import PreparedDataset
+    from gan_mri.training import train
+
+    dataset = PreparedDataset.open(args.data)
+    config = None if args.resume else _train_config(args, dataset)
+    eval_epochs = args.eval_epochs if args.eval_epochs is not None else [args.epochs]
+    _, run = train(config, dataset, args.out, epochs=args.epochs, batch_size=args.batch_size,
+                   resume=args.resume, overwrite=args.overwrite, eval_epochs=eval_epochs,
+                   max_eval_batches=args.max_eval_batches, seed=args.seed, flip=args.flip)
+    print(f"run written to {run.root}")
+
+
+def cmd_evaluate(args) -> None:
+    from gan_mri.data.dataset import PreparedDataset
+    from gan_mri.report import evaluate_to_folder
+    from gan_mri.inference import load_model
+
+    model = load_model(args.model)
+    dataset = PreparedDataset.open(args.data)
+    out = Path(args.out) if args.out else Path(args.model) / "evaluation" if Path(args.model).is_dir() else None
+    if out is None:
+        raise ValueError("--out is required when the model is a .keras file")
+    results = evaluate_to_folder(model, dataset, out, max_batches=args.max_batches, overwrite=args.overwrite)
+    print(format_results(results))
+    print(f"metrics and figures written to {out}")
+
+
+def cmd_translate(args) -> None:
+    from gan_mri.inference import load_model, translate_path
+    from gan_mri.pretrained import pretrained_model_path
+
+    model = load_model(args.model or pretrained_model_path())
+    written = translate_path(model, args.input, args.out, args.direction, overwrite=args.overwrite,
+                             batch_size=args.batch_size)
+    for path in written:
+        print(path)
+
+
+def cmd_export(args) -> None:
+    from gan_mri.export import export_saved_model
+    from gan_mri.inference import load_model
+
+    out = Path(args.out) if args.out else Path(args.model) / "export"
+    path = export_saved_model(load_model(args.model), out, overwrite=args.overwrite)
+    print(f"SavedModel with signatures serving_default, a2b, b2a written to {path}")
+
+
+def cmd_demo(args) -> None:
+    from gan_mri.demo import DemoSettings, run_demo
+
+    settings = DemoSettings(out_dir=Path(args.out), subjects=args.subjects, image_size=args.size,
+                            epochs=args.epochs, base_width=args.width, batch_size=args.batch_size,
+                            seed=args.seed, overwrite=args.overwrite)
+    summary = run_demo(settings, progress=print)
+    print()
+    print("gan-mri demo finished")
+    for name, path in summary["paths"].items():
+        print(f"  {name:<18} {path}")
+    print()
+    print(format_results(summary["results"]))
+
+
+def format_results(results: dict) -> str:
+    """The SSIM/PSNR/MAE table of `evaluate` results, as printed by the CLI."""
+    header = f"{'direction':<16}{'SSIM':>8}{'SSIM brain':>12}{'PSNR dB':>9}{'MAE':>8}"
+    lines = [header, "-" * len(header)]
+    names = {"A2B": "T1w -> T2w", "B2A": "T2w -> T1w"}
+    for direction, values in results.items():
+        lines.append(f"{names.get(direction, direction):<16}{values['ssim']:>8.4f}{values['ssim_brain']:>12.4f}"
+                     f"{values['psnr']:>9.2f}{values['mae']:>8.4f}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `gan-mri` and its subcommands."""
+    parser = argparse.ArgumentParser(prog="gan-mri", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"gan-mri {_version()}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="the whole job on the embedded phantom (about 10 min on 2 CPU cores)")
+    p.add_argument("--out", default="gan-mri-demo", help="output folder (default: gan-mri-demo)")
+    p.add_argument("--subjects", type=_positive_int, default=20, help="phantom subjects (default 20)")
+    p.add_argument("--size", type=_positive_int, default=64, help="image size in pixels (default 64)")
+    p.add_argument("--epochs", type=_positive_int, default=5, help="training epochs (default 5)")
+    p.add_argument("--width", type=_positive_int, default=16, help="base width of the networks (default 16)")
+    p.add_argument("--batch-size", type=_positive_int, default=4, help="batch size (default 4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing demo folder")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("simulate", help="write simulated T1w/T2w/tissue-label phantom subjects as BIDS")
+    p.add_argument("--subjects", type=_positive_int, default=20, help="number of subjects (default 20)")
+    p.add_argument("--out", required=True, help="BIDS folder to write")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resolution", type=int, choices=(1, 2), default=2, help="voxel size in mm (default 2)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("prepare", help="turn volumes (BIDS/HCP/IXI/BraTS/globs/PNG folders) into a dataset")
+    p.add_argument("source", help="folder holding the volumes")
+    p.add_argument("--out", required=True, help="dataset folder to write")
+    p.add_argument("--size", type=_shape, default=(128, 128), help="image size: 128 or HxW (default 128)")
+    p.add_argument("--layout", default="auto", choices=("auto", "bids", "hcp", "ixi", "brats", "glob", "png"))
+    p.add_argument("--a-glob", help="glob of T1w volumes under SOURCE (layout glob)")
+    p.add_argument("--b-glob", help="glob of T2w volumes under SOURCE (layout glob)")
+    p.add_argument("--test-fraction", type=float, default=0.2, help="share of subjects in the test split")
+    p.add_argument("--seed", type=int, default=0, help="seed of the subject split")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("train", help="train a preset or a config JSON on a prepared dataset")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--preset", default="sa-enc-cl-sn", help="preset name (default sa-enc-cl-sn)")
+    source.add_argument("--config", help="config JSON file (e.g. a run's config.json)")
+    p.add_argument("--data", required=True, help="prepared dataset folder")
+    p.add_argument("--out", required=True, help="run folder, e.g. saved_models/my-run")
+    p.add_argument("--epochs", type=_positive_int, default=10)
+    p.add_argument("--batch-size", type=_positive_int, default=1)
+    p.add_argument("--width", type=_positive_int, help="override the base width (e.g. 16 on a CPU)")
+    p.add_argument("--precision", choices=("auto", "float32", "mixed_float16"))
+    p.add_argument("--eval-epochs", type=_epoch_list, help="1-based epochs to evaluate at, e.g. 1,25,50")
+    p.add_argument("--max-eval-batches", type=_positive_int, help="limit test batches per evaluation")
+    p.add_argument("--flip", action="store_true", help="random left-right flips")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="SSIM/PSNR/MAE/Dice of a model on a dataset's test split, with figures")
+    p.add_argument("model", help="run folder or .keras file")
+    p.add_argument("--data", required=True, help="prepared dataset folder")
+    p.add_argument("--out", help="output folder (default: RUN/evaluation)")
+    p.add_argument("--max-batches", type=_positive_int)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("translate", help="translate a NIfTI volume, a folder of volumes or PNG slices")
+    p.add_argument("input", help=".nii/.nii.gz/.png file or folder")
+    p.add_argument("--direction", required=True, help="T1->T2 or T2->T1 (also A2B/B2A)")
+    p.add_argument("--out", required=True, help="output file or folder")
+    p.add_argument("--model", help="run folder or .keras file (default: the shipped pretrained model)")
+    p.add_argument("--batch-size", type=_positive_int, default=16)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_translate)
+
+    p = sub.add_parser("export", help="export a SavedModel for TF Serving (signatures a2b, b2a)")
+    p.add_argument("model", help="run folder or .keras file")
+    p.add_argument("--out", help="SavedModel folder (default: RUN/export)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_export)
+    return parser
+
+
+def _version() -> str:
+    from gan_mri import __version__
+
+    return __version__
+
+
+def main(argv=None) -> int:
+    """Entry point of the `gan-mri` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"gan-mri {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"gan-mri {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,339 @@
+"""Training runs: the run folder and resumable training with Keras callbacks.
+
+A run folder records everything one training run produced::
+
+    run.json          what was trained on, how long, with which seed (marks the folder as a run)
+    config.json       the model config (UNITConfig/CycleGANConfig as JSON)
+    checkpoints/      latest.weights.h5 (weights + both optimizers) and state.json (epochs done)
+    model.keras       the final model, loadable with keras.models.load_model
+    history.csv       one row of losses per epoch (CSVLogger)
+    logs/             TensorBoard event files
+    metrics/          metrics.csv (per evaluated epoch and direction) and ssim_table.csv/.md (Table 7(b))
+    figures/          translation grids, loss curves, SSIM per epoch
+    export/           the SavedModel for TF Serving (after `gan-mri export`)
+
+Resuming is exact: each epoch gets its own data order from (seed, epoch), and the checkpoint
+holds the weights, both optimizers' state and the random-generator state of the noise and
+dropout layers, so a run killed after epoch k and resumed reproduces an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from gan_mri import __version__
+from gan_mri.config import config_from_dict
+from gan_mri.models import build_model
+
+logger = logging.getLogger(__name__)
+
+RUN_FILE = "run.json"
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.keras"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFolder:
+    """Paths inside one training run folder (see the module docstring)."""
+
+    root: Path
+
+    @property
+    def run_file(self) -> Path:
+        return self.root / RUN_FILE
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def model_file(self) -> Path:
+        return self.root / MODEL_FILE
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def history_file(self) -> Path:
+        return self.root / "history.csv"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def metrics_dir(self) -> Path:
+        return self.root / "metrics"
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.root / "figures"
+
+    @property
+    def export_dir(self) -> Path:
+        return self.root / "export"
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "RunFolder":
+        """Opens an existing run folder.
+
+        Raises:
+            FileNotFoundError: if ``path`` does not exist.
+            ValueError: if ``path`` is not a gan-mri run folder (no run.json / config.json).
+        """
+        root = Path(path)
+        if not root.exists():
+            raise FileNotFoundError(f"run folder {root} does not exist")
+        missing = [name for name in (RUN_FILE, CONFIG_FILE) if not (root / name).is_file()]
+        if not root.is_dir() or missing:
+            raise ValueError(
+                f"{root} is not a gan-mri run folder: expected a folder with {RUN_FILE} and "
+                f"{CONFIG_FILE} (written by `gan-mri train`), missing {', '.join(missing) or 'folder'}"
+            )
+        return cls(root)
+
+    def read_run_info(self) -> dict:
+        """Returns the contents of run.json."""
+        return json.loads(self.run_file.read_text(encoding="utf-8"))
+
+    def load_config(self):
+        """Returns the model config recorded in config.json."""
+        return config_from_dict(json.loads(self.config_file.read_text(encoding="utf-8")))
+
+    def epochs_done(self) -> int:
+        """Number of epochs the latest checkpoint holds (0 when there is none)."""
+        state = self.checkpoint_dir / "state.json"
+        if not state.is_file():
+            return 0
+        return int(json.loads(state.read_text(encoding="utf-8"))["epoch"])
+
+
+def _write_json_atomic(path: Path, payload: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _seed_generators(model: keras.Model) -> list:
+    """Every random-seed generator state of the model's layers (noise, dropout)."""
+    states = []
+    for layer in model._flatten_layers(include_self=False):
+        for generator in getattr(layer, "_seed_generators", []):
+            states.append(generator.state)
+    return states
+
+
+def _model_optimizers(model: keras.Model) -> list:
+    """The optimizers a GAN model was compiled with (one per player: g_optimizer, d_optimizer)."""
+    return [getattr(model, name) for name in ("g_optimizer", "d_optimizer") if getattr(model, name, None)]
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Saves weights, optimizer state and RNG state atomically at the end of every epoch.
+
+    Writing goes to temporary files renamed into place, so a process killed at any moment
+    leaves either the previous checkpoint or the new one, never a torn file.
+
+    Args:
+        checkpoint_dir: folder for ``latest.weights.h5`` and ``state.json``.
+    """
+
+    def __init__(self, checkpoint_dir: str | os.PathLike):
+        super().__init__()
+        self.checkpoint_dir = Path(checkpoint_dir)
+
+    def on_epoch_end(self, epoch, logs=None):
+        save_checkpoint(self.model, self.checkpoint_dir, epoch + 1)
+
+
+def save_checkpoint(model: keras.Model, checkpoint_dir: Path, epochs_done: int) -> None:
+    """Writes the training state after ``epochs_done`` epochs (see `EpochCheckpoint`)."""
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    weights = checkpoint_dir / "latest.weights.h5"
+    tmp = checkpoint_dir / "partial.weights.h5"
+    model.save_weights(tmp)
+    rng = [keras.ops.convert_to_numpy(s).tolist() for s in _seed_generators(model)]
+    os.replace(tmp, weights)
+    _write_json_atomic(checkpoint_dir / "state.json", {"epoch": epochs_done, "rng": rng})
+
+
+def restore_checkpoint(model: keras.Model, checkpoint_dir: Path) -> int:
+    """Restores a model (built and compiled) from ``checkpoint_dir``; returns the epochs done."""
+    state_file = checkpoint_dir / "state.json"
+    if not state_file.is_file():
+        return 0
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    for optimizer in _model_optimizers(model):
+        if not optimizer.built:
+            raise RuntimeError("optimizers must be built before restoring a checkpoint")
+    model.load_weights(checkpoint_dir / "latest.weights.h5")
+    generators = _seed_generators(model)
+    for variable, value in zip(generators, state.get("rng", [])):
+        variable.assign(value)
+    return int(state["epoch"])
+
+
+def epoch_datasets(dataset, *, first_epoch: int, epochs: int, batch_size: int, seed: int,
+                   channels: int, flip: bool) -> tf.data.Dataset:
+    """Training batches for epochs ``first_epoch .. epochs - 1``, one seeded order per epoch.
+
+    Seeding by (seed, epoch) rather than reshuffling one dataset is what makes a resumed run
+    see exactly the batches the uninterrupted run would have seen.
+    """
+    per_epoch = [
+        dataset.train_dataset(batch_size, shuffle=True, flip=flip, seed=seed * 100_003 + epoch,
+                              channels=channels)
+        for epoch in range(first_epoch, epochs)
+    ]
+    return functools.reduce(lambda left, right: left.concatenate(right), per_epoch)
+
+
+def create_run(run_dir: str | os.PathLike, config, run_info: dict, *, overwrite: bool = False) -> RunFolder:
+    """Creates a run folder with run.json and config.json.
+
+    Raises:
+        ValueError: if ``run_dir`` exists and is not empty and ``overwrite`` is false.
+    """
+    root = Path(run_dir)
+    if root.exists() and any(root.iterdir()):
+        if not overwrite:
+            raise ValueError(f"run folder {root} already exists; pass --resume to continue it or "
+                             "--overwrite to replace it")
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    run = RunFolder(root)
+    config.to_json(run.config_file)
+    _write_json_atomic(run.run_file, {"gan_mri_version": __version__, **run_info})
+    return run
+
+
+def check_dataset_fits(config, dataset) -> None:
+    """Raises ValueError if a prepared dataset's image shape differs from the model's."""
+    found = tuple(dataset.image_shape)
+    if found != tuple(config.image_shape):
+        raise ValueError(
+            f"dataset {dataset.path}: image shape {found} does not fit the model, which expects "
+            f"image_shape {tuple(config.image_shape)}; prepare the data at that shape or set "
+            f"image_shape={found} in the config"
+        )
+
+
+def _truncate_history(history_file: Path, epochs_done: int) -> None:
+    """Drops history rows of epochs past the checkpoint (CSVLogger's epoch column is 0-based)."""
+    if not history_file.is_file():
+        return
+    lines = history_file.read_text(encoding="utf-8").splitlines(keepends=True)
+    if not lines:
+        return
+    kept = [lines[0]] + [line for line in lines[1:] if int(line.split(",", 1)[0]) < epochs_done]
+    tmp = history_file.with_name(history_file.name + ".tmp")
+    tmp.write_text("".join(kept), encoding="utf-8")
+    os.replace(tmp, history_file)
+
+
+def save_model_atomic(model: keras.Model, path: Path) -> None:
+    """Saves a `.keras` file through a temporary name, so a crash leaves no torn file."""
+    tmp = path.with_name("partial-" + path.name)
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume: bool = False,
+          overwrite: bool = False, eval_epochs=(), max_eval_batches: int | None = None,
+          seed: int = 0, flip: bool = False, verbose="auto", callbacks=()):
+    """Trains a model on a prepared dataset into a run folder.
+
+    Args:
+        config: the model config (`UNITConfig`, ...). Ignored with ``resume``: the run's
+            config.json is used.
+        dataset: a `PreparedDataset` or the path of one.
+        run_dir: the run folder to create (or to continue with ``resume``).
+        epochs: total number of epochs (with ``resume``, including those already done).
+        batch_size: images per domain per step.
+        resume: continue the run in ``run_dir`` from its last checkpoint.
+        overwrite: replace an existing ``run_dir`` (without ``resume``).
+        eval_epochs: 1-based epochs at which to evaluate on the test split (the last
+            epoch is always evaluated when this is non-empty).
+        max_eval_batches: limit on test batches per evaluation.
+        seed: seed of weights, data order and noise.
+        flip: random left-right flips of training images.
+        verbose: `fit`'s verbosity (progress bar by default).
+        callbacks: extra Keras callbacks.
+
+    Returns:
+        (model, run): the trained model and its `RunFolder`.
+
+    Raises:
+        ValueError: the dataset does not fit the model, the run folder exists (without
+            ``resume``/``overwrite``) or is not a run (with ``resume``), bad epochs/batch size.
+    """
+    from gan_mri.data.dataset import PreparedDataset
+    from gan_mri.evaluation import EvaluationCallback
+    from gan_mri import plots
+
+    if int(epochs) < 1:
+        raise ValueError(f"epochs: expected a positive integer, found {epochs}")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size: expected a positive integer, found {batch_size}")
+    if not isinstance(dataset, PreparedDataset):
+        dataset = PreparedDataset.open(dataset)
+    if resume:
+        run = RunFolder.open(run_dir)
+        config = run.load_config()
+        info = run.read_run_info()
+        seed, flip = info["seed"], info["flip"]
+        batch_size, eval_epochs = info["batch_size"], info["eval_epochs"]
+    check_dataset_fits(config, dataset)
+    if not resume:
+        run = create_run(run_dir, config, {
+            "dataset": str(Path(dataset.path).resolve()), "epochs": int(epochs),
+            "batch_size": int(batch_size), "seed": int(seed), "flip": bool(flip),
+            "eval_epochs": sorted(int(e) for e in eval_epochs),
+        }, overwrite=overwrite)
+
+    keras.utils.set_random_seed(seed)
+    model = build_model(config)
+    model.compile()
+    initial_epoch = restore_checkpoint(model, run.checkpoint_dir) if resume else 0
+    if resume:
+        logger.info("resuming %s after epoch %d of %d", run.root, initial_epoch, epochs)
+        _truncate_history(run.history_file, initial_epoch)
+
+    history = None
+    if initial_epoch < epochs:
+        steps = dataset.steps_per_epoch(batch_size)
+        if steps == 0:
+            raise ValueError(f"batch_size: {batch_size} is larger than the training set of {dataset.path} "
+                             f"({dataset.counts})")
+        batches = epoch_datasets(dataset, first_epoch=initial_epoch, epochs=epochs, batch_size=batch_size,
+                                 seed=seed, channels=config.channels, flip=flip)
+        run_callbacks = list(callbacks)
+        if eval_epochs:
+            test_set = dataset.test_dataset(batch_size=16, channels=config.channels)
+            # Before the loggers: it adds val_ssim_* to the logs they write.
+            run_callbacks.insert(0, EvaluationCallback(test_set, eval_epochs, run.metrics_dir,
+                                                       figures_dir=run.figures_dir,
+                                                       max_batches=max_eval_batches))
+        run_callbacks += [
+            keras.callbacks.CSVLogger(str(run.history_file), append=resume),
+            keras.callbacks.TensorBoard(log_dir=str(run.logs_dir), write_graph=False),
+            # Last: a checkpoint only claims an epoch once every log of it is written.
+            EpochCheckpoint(run.checkpoint_dir),
+        ]
+        history = model.fit(batches, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+                            callbacks=run_callbacks, verbose=verbose)
+    save_model_atomic(model, run.model_file)
+    if run.history_file.is_file():
+        plots.loss_curves(run.history_file, run.figures_dir / "loss_curves.png")
+    logger.info("run written to %s", run.root)
+    return model, run
