@@ -72,9 +72,13 @@ def export_saved_model(model, path: str | os.PathLike, overwrite: bool = False) 
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise ValueError(f"export path {path} already exists; pass overwrite=True (--overwrite) to replace it")
+        raise ValueError(
+            f"export path {path} already exists; pass overwrite=True (--overwrite) to replace it"
+        )
     if not callable(getattr(model, "translate", None)):
-        raise ValueError(f"model: expected a gan-mri model with a translate() method, found {type(model).__name__}")
+        raise ValueError(
+            f"model: expected a gan-mri model with a translate() method, found {type(model).__name__}"
+        )
     input_shape = serving_input_shape(model)
     spec = tf.TensorSpec(shape=input_shape, dtype=tf.float32, name=INPUT_NAME)
 

@@ -115,7 +115,8 @@ def load_model(path: str | os.PathLike) -> keras.Model:
     elif path.suffix == ".keras":
         model_file = path
     else:
-        raise ValueError(f"not a gan-mri run or model: {path} ({expected}; found a {path.suffix or 'suffix-less'} file)")
+        kind = path.suffix or "suffix-less"
+        raise ValueError(f"not a gan-mri run or model: {path} ({expected}; found a {kind} file)")
     try:
         model = keras.models.load_model(model_file, compile=False)
     except Exception as err:  # keras raises many types for a foreign or corrupt archive
@@ -192,8 +193,12 @@ def translate_volume(
     direction = parse_direction(direction)
     if isinstance(path_or_image, (str, os.PathLike)):
         image = _load_volume(Path(path_or_image))
-    else:
+    elif isinstance(path_or_image, nib.spatialimages.SpatialImage):
         image = path_or_image
+    else:
+        raise ValueError(
+            f"path_or_image: expected a volume path or a nibabel image, found {type(path_or_image).__name__}"
+        )
     height, width, channels = model_input_shape(model)
     stack = volumes.volume_to_slices(image, (height, width), channels=channels, keep_all=True)
     translated = translate_slices(model, stack.slices, direction, batch_size=batch_size)
@@ -254,10 +259,13 @@ def translate_path(
         if target.is_dir():
             raise ValueError(f"output {target} is an existing folder, expected a file path")
         if target.exists() and not overwrite:
-            raise ValueError(f"output {target} already exists; pass overwrite=True (--overwrite) to replace it")
+            raise ValueError(
+                f"output {target} already exists; pass overwrite=True (--overwrite) to replace it"
+            )
 
     out_dir = plan[0][1].parent
-    created = not out_dir.exists()
+    # The top-most folder this call creates, removed again if anything fails.
+    created = next((p for p in reversed([out_dir, *out_dir.parents]) if not p.exists()), None)
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".gan-mri-partial-", dir=out_dir))
     try:
@@ -273,8 +281,8 @@ def translate_path(
         for temp, (_, target) in zip(staged, plan):
             os.replace(temp, target)
     except BaseException:
-        if created:
-            shutil.rmtree(out_dir, ignore_errors=True)
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -309,7 +317,9 @@ def _plan_outputs(input: Path, output: Path, direction: str) -> list[tuple[Path,
         if not sources:
             raise ValueError(f"input: expected {supported}, found a folder {input} with none of them")
         if output.is_file():
-            raise ValueError(f"output {output} is an existing file, expected a folder for the folder input {input}")
+            raise ValueError(
+                f"output {output} is an existing file, expected a folder for the folder input {input}"
+            )
         return [(source, named(source, output)) for source in sources]
     if not (_is_nifti(input) or input.name.lower().endswith(PNG_SUFFIX)):
         raise ValueError(f"input: expected {supported}, found {input}")
@@ -334,7 +344,9 @@ def _translate_pngs(model, pairs: list[tuple[Path, Path]], direction: str, batch
     height, width, channels = model_input_shape(model)
     images = [png.read_png(source) for source, _ in pairs]
     plans = [resize.plan_plane_fit(image.shape, (height, width), "fit") for image in images]
-    batch = np.stack([resize.fit_plane(image, plan, order=1, fill=-1.0) for image, plan in zip(images, plans)])
+    batch = np.stack(
+        [resize.fit_plane(image, plan, order=1, fill=-1.0) for image, plan in zip(images, plans)]
+    )
     # Gray slices feed RGB presets by replication; an RGB output is written as its channel mean.
     batch = np.repeat(batch[..., None], channels, axis=-1)
     translated = translate_slices(model, batch, direction, batch_size=batch_size).mean(axis=-1)

@@ -169,6 +169,8 @@ def test_translate_volume_names_an_unreadable_file(model, tmp_path):
         translate_volume(model, broken, "A2B")
     with pytest.raises(FileNotFoundError, match="missing.nii.gz"):
         translate_volume(model, tmp_path / "missing.nii.gz", "A2B")
+    with pytest.raises(ValueError, match="path_or_image: expected a volume path or a nibabel image, found ndarray"):
+        translate_volume(model, np.zeros(SHAPE, np.float32), "A2B")
 
 
 # ----------------------------------------------------------------------------------- paths
@@ -213,7 +215,7 @@ def test_translate_path_writes_nothing_when_one_volume_is_unreadable(model, tmp_
     (inputs / "sub-02_T1w.nii.gz").write_bytes(b"\x1f\x8b truncated")
     out = tmp_path / "out"
     with pytest.raises(ValueError, match="sub-02_T1w.nii.gz"):
-        translate_path(model, inputs, out, "A2B")
+        translate_path(model, inputs, out / "nested", "A2B")
     assert not out.exists()
     # An existing output folder keeps only what it had.
     out.mkdir()
