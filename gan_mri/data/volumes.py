@@ -31,6 +31,7 @@ not used.
 
 from __future__ import annotations
 
+import gzip
 import logging
 import zlib
 from dataclasses import dataclass, field
@@ -69,10 +70,7 @@ def load_volume(path) -> nib.spatialimages.SpatialImage:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
-    try:
-        image = nib.load(str(path))
-    except Exception as error:  # nibabel raises several types for non-images
-        raise ValueError(f"{path}: not a readable image (expected NIfTI or another nibabel format): {error}") from None
+    image = _read_image(path)
     shape = tuple(int(v) for v in image.shape)
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]
@@ -94,6 +92,34 @@ def load_volume(path) -> nib.spatialimages.SpatialImage:
     except Exception:  # formats whose constructor wants other arguments: fall back to NIfTI-1
         loaded = nib.Nifti1Image(data, image.affine)
     return loaded
+
+
+def _read_image(path: Path):
+    """nibabel image of ``path``; gzip files are decompressed to the end first.
+
+    nibabel reads a .nii.gz lazily and stops after the voxels it needs, so it never reaches the gzip
+    CRC and a corrupted stream can decode into garbage voxels. Reading to the end checks the CRC and
+    the length (one decompression, not two: the NIfTI is then parsed from the bytes).
+    """
+    if path.name.lower().endswith(".gz"):
+        with open(path, "rb") as handle:
+            magic = handle.read(2)
+        if magic != b"\x1f\x8b":
+            raise ValueError(f"{path}: not a readable image (named .gz but not gzip-compressed)")
+        try:
+            with gzip.open(path, "rb") as handle:
+                raw = handle.read()
+        except (EOFError, OSError, zlib.error) as error:
+            raise ValueError(f"{path}: truncated or corrupt gzip data: {error}") from None
+        for image_class in (nib.Nifti1Image, nib.Nifti2Image):
+            try:
+                return image_class.from_bytes(raw)
+            except Exception:  # not this NIfTI flavour: try the next, then nibabel's own loader
+                continue
+    try:
+        return nib.load(str(path))
+    except Exception as error:  # nibabel raises several types for non-images
+        raise ValueError(f"{path}: not a readable image (expected NIfTI or another nibabel format): {error}") from None
 
 
 def estimate_brain_mask(data: np.ndarray) -> np.ndarray:
