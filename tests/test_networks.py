@@ -1,0 +1,67 @@
+"""Sub-network builders: shapes, widths, variable counts, noise only while training."""
+
+import keras
+import numpy as np
+import pytest
+
+from gan_mri import networks
+
+
+def _conv_widths(model):
+    return [layer.filters for layer in model._flatten_layers() if isinstance(layer, keras.layers.Conv2D)]
+
+
+def test_encoder_shape_widths_and_variables():
+    encoder = networks.build_encoder((32, 32), 1, base_width=8, res_blocks=2)
+    assert encoder.output_shape == (None, 8, 8, 32)
+    # conv 7x7 (8), conv 3x3/2 (16), conv 3x3/2 (32), then 2 residual blocks of two 32-convs.
+    assert _conv_widths(encoder) == [8, 16, 32, 32, 32, 32, 32]
+    assert len(encoder.trainable_variables) == 3 * 2 + 2 * 6
+
+
+def test_encoder_with_attention_and_spectral_norm():
+    encoder = networks.build_encoder((32, 32), 3, 8, 1, attention=True, use_spectral_norm=True)
+    assert encoder.get_layer("attention").use_spectral_norm
+    # 3 convs + 1 block + attention (4 convs with bias, gamma).
+    assert len(encoder.trainable_variables) == 6 + 6 + 9
+    us = [v for v in encoder.non_trainable_variables if "vector_u" in v.path]
+    assert len(us) == 3 + 2 + 4
+
+
+def test_generator_output_is_float32_tanh_even_under_mixed_precision():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    generator = networks.build_generator((8, 8, 32), 3, base_width=8, res_blocks=1, attention=True)
+    keras.mixed_precision.set_global_policy("float32")
+    assert generator.get_layer("upconv0").compute_dtype == "float16"
+    z = np.random.default_rng(0).normal(0, 50, (2, 8, 8, 32)).astype(np.float32)
+    image = generator(z)
+    assert image.shape == (2, 32, 32, 3) and image.dtype == "float32"
+    assert np.all(np.abs(np.asarray(image)) <= 1.0)
+    widths = [generator.get_layer(name).filters for name in ("upconv0", "upconv1", "to_image")]
+    assert widths == [16, 8, 3]
+
+
+def test_discriminator_three_scales_of_logits():
+    disc = networks.build_discriminator((32, 64), 1, base_width=8)
+    outputs = disc(np.zeros((2, 32, 64, 1), np.float32))
+    assert [tuple(o.shape) for o in outputs] == [(2, 2, 4, 1), (2, 1, 2, 1), (2, 1, 1, 1)]
+    assert all(o.dtype == "float32" for o in outputs)
+    # Per scale: 8, 16, 32, 64 and the 1-channel logit conv, each scale with its own weights.
+    assert sorted(_conv_widths(disc)) == sorted([8, 16, 32, 64, 1] * 3)
+    assert len(disc.trainable_variables) == 3 * 5 * 2
+
+
+def test_shared_encoder_adds_noise_only_while_training():
+    shared = networks.build_shared_encoder((8, 8, 32), res_blocks=1, noise_std=1.0)
+    features = np.random.default_rng(1).normal(size=(2, 8, 8, 32)).astype(np.float32)
+    mu, z = shared(features, training=False)
+    np.testing.assert_array_equal(np.asarray(mu), np.asarray(z))
+    mu, z = shared(features, training=True)
+    noise = np.asarray(z) - np.asarray(mu)
+    assert noise.std() == pytest.approx(1.0, abs=0.1)
+
+
+def test_shared_decoder_keeps_latent_shape():
+    decoder = networks.build_shared_decoder((8, 4, 16), res_blocks=2, norm="batch")
+    assert decoder.output_shape == (None, 8, 4, 16)
+    assert len(decoder.trainable_variables) == 2 * 6
