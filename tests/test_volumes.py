@@ -201,3 +201,23 @@ def test_bad_arguments_name_the_field():
         volume_to_slices(image, (32,))
     with pytest.raises(ValueError, match="resize: expected one of"):
         volume_to_slices(image, (32, 32), resize="stretch")
+
+
+def test_permuted_axes_volume_round_trips_and_matches_its_ras_twin():
+    data, _ = blob_volume(seed=4)
+    ras = ras_image(data)
+    # Voxel axes stored as (S, R, A) with S reversed: an "ILP"-like ordering a sagittal/coronal export might have.
+    permuted = np.ascontiguousarray(np.transpose(data, (2, 0, 1))[::-1])
+    swap = np.zeros((4, 4))
+    swap[2, 0], swap[0, 1], swap[1, 2], swap[3, 3] = -1.0, 1.0, 1.0, 1.0
+    swap[2, 3] = SHAPE[2] - 1
+    image = nib.Nifti1Image(permuted, ras.affine @ swap)
+    assert nib.aff2axcodes(image.affine) == ("I", "R", "A")
+    stack = volume_to_slices(image, (36, 30), keep_all=True, resize="pad")
+    twin = volume_to_slices(ras, (36, 30), keep_all=True, resize="pad")
+    np.testing.assert_array_equal(stack.slices, twin.slices)
+    restored = stack.to_volume(stack.slices)
+    assert restored.shape == permuted.shape
+    np.testing.assert_array_equal(restored.affine, image.affine)
+    high = stack.normalization["high"]
+    np.testing.assert_allclose(restored.get_fdata(), np.minimum(permuted, high), atol=1e-3 * high)
