@@ -31,6 +31,8 @@ def _positive_int(text: str) -> int:
 
 
 def _epoch_list(text: str) -> list[int]:
+    if text.strip().lower() == "none":
+        return []
     try:
         epochs = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
@@ -67,7 +69,7 @@ def cmd_prepare(args) -> None:
     dataset = prepare(args.source, args.out, image_shape=args.size, layout=args.layout,
                       a_glob=args.a_glob, b_glob=args.b_glob, test_fraction=args.test_fraction,
                       seed=args.seed, overwrite=args.overwrite)
-    print(f"prepared dataset {dataset.path}: {describe_dataset(dataset)}")
+    print(f"prepared dataset {dataset.path}: {dataset.describe()}")
 
 
 def _train_config(args, dataset):
@@ -129,7 +131,8 @@ def cmd_export(args) -> None:
     from gan_mri.export import export_saved_model
     from gan_mri.inference import load_model
 
-    out = Path(args.out) if args.out else Path(args.model) / "export"
+    # TF Serving loads numbered versions: <model base path>/<version>/saved_model.pb.
+    out = Path(args.out) if args.out else Path(args.model) / "export" / "1"
     path = export_saved_model(load_model(args.model), out, overwrite=args.overwrite)
     print(f"SavedModel with signatures serving_default, a2b, b2a written to {path}")
 
@@ -210,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=1)
     p.add_argument("--width", type=_positive_int, help="override the base width (e.g. 16 on a CPU)")
     p.add_argument("--precision", choices=("auto", "float32", "mixed_float16"))
-    p.add_argument("--eval-epochs", type=_epoch_list, help="1-based epochs to evaluate at, e.g. 1,25,50")
+    p.add_argument("--eval-epochs", type=_epoch_list, help="1-based epochs to evaluate at, e.g. 1,25,50, or none (default: the last)")
     p.add_argument("--max-eval-batches", type=_positive_int, help="limit test batches per evaluation")
     p.add_argument("--flip", action="store_true", help="random left-right flips")
     p.add_argument("--seed", type=int, default=0)
@@ -237,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a SavedModel for TF Serving (signatures a2b, b2a)")
     p.add_argument("model", help="run folder or .keras file")
-    p.add_argument("--out", help="SavedModel folder (default: RUN/export)")
+    p.add_argument("--out", help="SavedModel folder, TF Serving's <base>/<version> (default: RUN/export/1)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_export)
     return parser

@@ -90,7 +90,7 @@ def run_demo(settings: DemoSettings, progress: Callable[[str], None] = _noop) ->
     size = (settings.image_size, settings.image_size)
     progress(f"[2/5] preparing axial slices at {size[0]}x{size[1]}")
     dataset = prepare(phantom_dir, out / "dataset", image_shape=size, seed=settings.seed)
-    progress(f"      {describe_dataset(dataset)}")
+    progress(f"      {dataset.describe()}")
     step_done("prepare")
 
     config = get_preset(settings.preset, image_shape=size, base_width=settings.base_width)
@@ -108,7 +108,7 @@ def run_demo(settings: DemoSettings, progress: Callable[[str], None] = _noop) ->
     step_done("evaluate")
 
     progress("[5/5] exporting a SavedModel for TF Serving")
-    export_dir = export_saved_model(model, run.export_dir)
+    export_dir = export_saved_model(model, run.export_dir / "1")  # TF Serving's <base>/<version>
     step_done("export")
 
     paths = {

@@ -17,3 +17,24 @@ def _seed_everything():
     keras.mixed_precision.set_global_policy("float32")
     yield
     keras.mixed_precision.set_global_policy("float32")
+
+
+TINY_SIZE = (32, 32)
+
+
+@pytest.fixture(scope="session")
+def tiny_phantom(tmp_path_factory):
+    """Four simulated phantom subjects (BIDS: T1w, T2w, dseg), written once per session."""
+    from gan_mri.data.phantom import simulate
+
+    root = tmp_path_factory.mktemp("phantom") / "bids"
+    simulate(4, root, seed=7)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tiny_phantom, tmp_path_factory):
+    """The tiny phantom prepared at 32x32 (3 training subjects, 1 paired test subject)."""
+    from gan_mri.data.dataset import prepare
+
+    return prepare(tiny_phantom, tmp_path_factory.mktemp("prepared") / "data", image_shape=TINY_SIZE, seed=0)

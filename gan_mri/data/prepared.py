@@ -92,6 +92,17 @@ class PreparedDataset:
         """Number of slices per array, e.g. ``{"train_a": 120, "train_b": 120, "test_a": 40, ...}``."""
         return dict(self.manifest["counts"])
 
+    def describe(self) -> str:
+        """One line for people: image shape, slices per split, subjects, labels."""
+        counts = self.counts
+        subjects = {split: len(names) for split, names in self.manifest.get("split", {}).items()
+                    if isinstance(names, list)}
+        text = (f"{self.image_shape[0]}x{self.image_shape[1]} slices: train {counts['train_a']} T1w + "
+                f"{counts['train_b']} T2w (unpaired), test {counts['test_a']} paired")
+        if subjects:
+            text += " (subjects: " + ", ".join(f"{n} {split}" for split, n in sorted(subjects.items())) + ")"
+        return text + (", tissue labels" if self.has_labels else "")
+
     def _channels(self, channels) -> int:
         channels = self.channels if channels is None else channels
         if channels not in (1, 3):

@@ -1,0 +1,143 @@
+"""Run folders and resumable training: a real subprocess is SIGKILLed and resumed."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from gan_mri.config import get_preset
+from gan_mri.models import build_model
+from gan_mri.training import RunFolder, train
+
+EPOCHS = 3
+BATCH = 16
+SEED = 3
+
+
+def tiny_config():
+    return get_preset("sa-enc-cl-sn", image_shape=(32, 32), base_width=8)
+
+
+def load_checkpoint(run_dir):
+    """A compiled model holding the run's latest checkpoint (weights and optimizer state)."""
+    run = RunFolder.open(run_dir)
+    model = build_model(run.load_config())
+    model.compile()
+    model.load_weights(run.checkpoint_dir / "latest.weights.h5")
+    return model
+
+
+def test_training_writes_a_complete_run_folder(tiny_dataset, tmp_path):
+    model, run = train(tiny_config(), tiny_dataset, tmp_path / "run", epochs=2, batch_size=BATCH,
+                       eval_epochs=[1], seed=SEED, verbose=0)
+
+    info = json.loads(run.run_file.read_text())
+    assert info["epochs"] == 2 and info["batch_size"] == BATCH and info["seed"] == SEED
+    assert json.loads(run.config_file.read_text())["name"] == "sa-enc-cl-sn"
+    assert run.epochs_done() == 2
+
+    with open(run.history_file) as stream:
+        rows = list(csv.DictReader(stream))
+    assert [row["epoch"] for row in rows] == ["0", "1"]
+    for name in ("g_loss", "d_loss", "gan_loss", "recon_loss", "cycle_loss", "kl_loss", "val_ssim_a2b"):
+        assert name in rows[0]
+    assert np.isfinite(float(rows[1]["g_loss"]))
+    # Evaluated at epoch 1 (asked) and epoch 2 (the last): the Table 7(b) rows.
+    table = (run.metrics_dir / "ssim_table.md").read_text().splitlines()
+    assert table[0].startswith("| Epoch | SSIM T1 | SSIM T2")
+    assert [line.split("|")[1].strip() for line in table[2:]] == ["1", "2"]
+    for figure in ("loss_curves.png", "ssim_curves.png", "translation_epoch_001.png"):
+        assert (run.figures_dir / figure).stat().st_size > 1000
+
+    # TensorBoard event files hold the per-epoch losses.
+    events = EventAccumulator(str(run.logs_dir / "train"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"]) | set(events.Tags().get("tensors", []))
+    assert "epoch_g_loss" in tags
+
+    reloaded = keras.models.load_model(run.model_file)
+    x = next(iter(tiny_dataset.test_dataset(batch_size=4)))["a"]
+    np.testing.assert_array_equal(reloaded.translate(x, "A2B"), model.translate(x, "A2B"))
+
+
+def test_existing_run_folder_is_refused_without_overwrite(tiny_dataset, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="already exists; pass --resume .* or --overwrite"):
+        train(tiny_config(), tiny_dataset, tmp_path / "run", epochs=1, batch_size=BATCH, verbose=0)
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
+
+
+def test_dataset_that_does_not_fit_the_model_is_refused(tiny_dataset, tmp_path):
+    config = get_preset("unit", image_shape=(48, 48), base_width=8)
+    with pytest.raises(ValueError, match=r"image shape \(32, 32\) does not fit the model.*\(48, 48\)"):
+        train(config, tiny_dataset, tmp_path / "run", epochs=1, verbose=0)
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_of_a_folder_that_is_not_a_run_is_refused(tiny_dataset, tmp_path):
+    (tmp_path / "stuff").mkdir()
+    with pytest.raises(ValueError, match="is not a gan-mri run folder"):
+        train(None, tiny_dataset, tmp_path / "stuff", epochs=1, resume=True, verbose=0)
+
+
+KILLED_TRAINING = textwrap.dedent(
+    """
+    import os, signal, sys
+    import keras
+    from gan_mri.config import get_preset
+    from gan_mri.training import train
+
+    class KillAtEpoch(keras.callbacks.Callback):
+        # SIGKILL (no cleanup, like an OOM kill or a lost node) once epoch 2's checkpoint is on disk.
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    config = get_preset("sa-enc-cl-sn", image_shape=(32, 32), base_width=8)
+    train(config, sys.argv[1], sys.argv[2], epochs=%d, batch_size=%d, seed=%d, verbose=0,
+          callbacks=[KillAtEpoch()])
+    """ % (EPOCHS, BATCH, SEED)
+)
+
+
+def test_sigkilled_training_resumes_to_the_uninterrupted_result(tiny_dataset, tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    killed = subprocess.run([sys.executable, "-c", KILLED_TRAINING, str(tiny_dataset.path), str(tmp_path / "killed")],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    run = RunFolder.open(tmp_path / "killed")
+    assert run.epochs_done() == 2 and not run.model_file.exists()
+    interrupted_state = load_checkpoint(run.root)
+
+    # The uninterrupted run, stopped after the same two epochs, has the same weights and optimizer state.
+    train(tiny_config(), tiny_dataset, tmp_path / "two", epochs=2, batch_size=BATCH, seed=SEED, verbose=0)
+    reference_state = load_checkpoint(tmp_path / "two")
+    for optimizer in ("g_optimizer", "d_optimizer"):
+        assert int(getattr(interrupted_state, optimizer).iterations) == 2 * tiny_dataset.steps_per_epoch(BATCH)
+    for ours, theirs in zip(interrupted_state.weights + interrupted_state.g_optimizer.variables,
+                            reference_state.weights + reference_state.g_optimizer.variables):
+        np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-5, atol=1e-6, err_msg=ours.path)
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "gan_mri.cli", "train", "--data", str(tiny_dataset.path), "--out", str(run.root),
+         "--epochs", str(EPOCHS), "--resume"], env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert run.epochs_done() == EPOCHS
+    with open(run.history_file) as stream:
+        assert [row["epoch"] for row in csv.DictReader(stream)] == ["0", "1", "2"]
+
+    _, full = train(tiny_config(), tiny_dataset, tmp_path / "full", epochs=EPOCHS, batch_size=BATCH, seed=SEED,
+                    verbose=0)
+    resumed_model, full_model = load_checkpoint(run.root), load_checkpoint(full.root)
+    assert int(resumed_model.d_optimizer.iterations) == EPOCHS * tiny_dataset.steps_per_epoch(BATCH)
+    for ours, theirs in zip(resumed_model.weights, full_model.weights):
+        np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-4, atol=1e-5, err_msg=ours.path)
