@@ -166,8 +166,11 @@ def format_results(results: dict) -> str:
 # ------------------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `gan-mri` and its subcommands."""
-    parser = argparse.ArgumentParser(prog="gan-mri", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="gan-mri", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Translate brain MR images between T1w and T2w contrasts with UNIT and its "
+                    "self-attention / spectral-norm / Charbonnier variants.",
+        epilog="examples:\n" + __doc__.split("\n\n")[1].split("Every subcommand")[0].rstrip())
     parser.add_argument("--version", action="version", version=f"gan-mri {_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -1,0 +1,149 @@
+"""The gan-mri command line, run as real subprocesses: the demo, every subcommand, bad input."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+SUBCOMMANDS = ("demo", "simulate", "prepare", "train", "evaluate", "translate", "export")
+
+
+def gan_mri(*args, timeout=600):
+    """Runs `gan-mri ARGS` in a fresh interpreter; returns the CompletedProcess."""
+    return subprocess.run([sys.executable, "-m", "gan_mri.cli", *map(str, args)], env=ENV,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_fails(result, *fragments):
+    assert result.returncode == 2, result.stdout + result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """A tiny demo run: 3 subjects at 32x32, width 8, one epoch."""
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    result = gan_mri("demo", "--out", out, "--subjects", 3, "--size", 32, "--epochs", 1, "--width", 8,
+                     "--batch-size", 16)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result.stdout
+
+
+def test_help_of_every_subcommand():
+    result = gan_mri("--help")
+    assert result.returncode == 0
+    for name in SUBCOMMANDS:
+        assert name in result.stdout
+        sub = gan_mri(name, "--help")
+        assert sub.returncode == 0, sub.stderr
+        assert sub.stdout.startswith(f"usage: gan-mri {name}")
+
+
+def test_demo_writes_every_output_and_prints_the_ssim_table(demo):
+    out, stdout = demo
+    run = out / "run"
+    for path in ("phantom/sub-01/anat/sub-01_T1w.nii.gz", "phantom/sub-03/anat/sub-03_dseg.nii.gz",
+                 "dataset/manifest.json", "run/config.json", "run/model.keras", "run/history.csv",
+                 "run/metrics/ssim_table.md", "run/evaluation/metrics.json",
+                 "run/evaluation/translation_grid.png", "run/figures/loss_curves.png",
+                 "run/export/1/saved_model.pb"):
+        assert (out / path).exists(), path
+    assert list((run / "logs" / "train").glob("events.out.tfevents.*"))
+    assert json.loads((run / "config.json").read_text())["name"] == "sa-enc-cl-sn"
+    metrics = json.loads((run / "evaluation" / "metrics.json").read_text())
+    assert set(metrics) == {"A2B", "B2A"} and -1 <= metrics["A2B"]["ssim"] <= 1
+    assert "T1w -> T2w" in stdout and "T2w -> T1w" in stdout and "SSIM" in stdout
+    assert f"{metrics['A2B']['ssim']:.4f}" in stdout
+    assert str(run / "export" / "1") in stdout
+
+
+def test_evaluate_translate_export_on_a_run(demo, tmp_path):
+    out, _ = demo
+    run, data = out / "run", out / "dataset"
+    result = gan_mri("evaluate", run, "--data", data, "--out", tmp_path / "eval")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["B2A"]["n_slices"] > 0
+
+    t1w = out / "phantom" / "sub-01" / "anat" / "sub-01_T1w.nii.gz"
+    result = gan_mri("translate", t1w, "--direction", "T1->T2", "--model", run, "--out", tmp_path / "t2w.nii.gz")
+    assert result.returncode == 0, result.stderr[-2000:]
+    source, translated = nib.load(t1w), nib.load(tmp_path / "t2w.nii.gz")
+    assert translated.shape == source.shape
+    np.testing.assert_allclose(translated.affine, source.affine)
+
+    result = gan_mri("export", run, "--out", tmp_path / "served" / "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "served" / "1" / "saved_model.pb").is_file()
+    assert_fails(gan_mri("export", run, "--out", tmp_path / "served" / "1"), "already exists")
+
+
+def test_model_folder_that_is_not_a_run(tmp_path):
+    (tmp_path / "not-a-run").mkdir()
+    volume = tmp_path / "t1.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((8, 8, 8), np.float32), np.eye(4)), volume)
+    assert_fails(gan_mri("translate", volume, "--direction", "T1->T2", "--model", tmp_path / "not-a-run",
+                         "--out", tmp_path / "out.nii.gz"), "not a gan-mri run or model", "not-a-run")
+    assert not (tmp_path / "out.nii.gz").exists()
+    assert_fails(gan_mri("export", tmp_path / "not-a-run"), "not a gan-mri run or model")
+
+
+def test_dataset_whose_shape_does_not_fit_the_model(demo, tmp_path):
+    out, _ = demo
+    prepared = gan_mri("prepare", out / "phantom", "--out", tmp_path / "d48", "--size", 48)
+    assert prepared.returncode == 0, prepared.stderr[-2000:]
+    assert_fails(gan_mri("evaluate", out / "run", "--data", tmp_path / "d48", "--out", tmp_path / "e"),
+                 "image shape (48, 48) does not fit the model", "(32, 32)")
+    assert not (tmp_path / "e").exists()
+    assert_fails(gan_mri("train", "--config", out / "run" / "config.json", "--data", tmp_path / "d48",
+                         "--out", tmp_path / "r", "--epochs", 1), "does not fit the model")
+    assert not (tmp_path / "r").exists()
+
+
+def test_direction_typo(demo, tmp_path):
+    out, _ = demo
+    t1w = out / "phantom" / "sub-01" / "anat" / "sub-01_T1w.nii.gz"
+    assert_fails(gan_mri("translate", t1w, "--direction", "T1->T3", "--model", out / "run",
+                         "--out", tmp_path / "x.nii.gz"), "direction", "T1->T3", "T2->T1")
+    assert not (tmp_path / "x.nii.gz").exists()
+
+
+def test_existing_outputs_are_refused_without_overwrite(demo, tmp_path):
+    out, _ = demo
+    t1w = out / "phantom" / "sub-01" / "anat" / "sub-01_T1w.nii.gz"
+    target = tmp_path / "t2w.nii.gz"
+    target.write_bytes(b"precious")
+    args = ("translate", t1w, "--direction", "A2B", "--model", out / "run", "--out", target)
+    assert_fails(gan_mri(*args), str(target), "already exists", "--overwrite")
+    assert target.read_bytes() == b"precious"
+    assert gan_mri(*args, "--overwrite").returncode == 0
+    assert nib.load(target).shape == nib.load(t1w).shape
+
+    assert_fails(gan_mri("train", "--data", out / "dataset", "--out", out / "run", "--epochs", 1),
+                 "already exists", "--resume", "--overwrite")
+    assert_fails(gan_mri("demo", "--out", out), "already exists", "--overwrite")
+    assert_fails(gan_mri("simulate", "--subjects", 1, "--out", out / "phantom"), str(out / "phantom"))
+
+
+def test_volume_that_cannot_be_read(demo, tmp_path):
+    out, _ = demo
+    broken = tmp_path / "broken_T1w.nii.gz"
+    broken.write_bytes((out / "phantom" / "sub-01" / "anat" / "sub-01_T1w.nii.gz").read_bytes()[:500])
+    assert_fails(gan_mri("translate", broken, "--direction", "A2B", "--model", out / "run",
+                         "--out", tmp_path / "o.nii.gz"), str(broken))
+    assert not (tmp_path / "o.nii.gz").exists()
+    assert_fails(gan_mri("translate", tmp_path / "missing.nii.gz", "--direction", "A2B", "--model", out / "run",
+                         "--out", tmp_path / "o.nii.gz"), "missing.nii.gz", "does not exist")
+
+
+def test_argument_errors_exit_nonzero_with_usage(tmp_path):
+    result = gan_mri("train", "--data", tmp_path, "--out", tmp_path / "r", "--epochs", 0)
+    assert result.returncode == 2 and "expected a positive integer" in result.stderr
+    result = gan_mri("train", "--preset", "unit-typo", "--data", tmp_path, "--out", tmp_path / "r")
+    assert result.returncode == 2
