@@ -75,29 +75,9 @@ class UNIT(keras.Model):
         self.channels = config.channels
         self.g_optimizer = None
         self.d_optimizer = None
-        sn = set(config.spectral_norm)
-        latent = config.latent_shape
-        block = dict(norm=config.norm, dropout=config.dropout)
         with precision_scope(config.precision) as policy:
             self.precision_policy = policy
-            for domain in DOMAINS:
-                d = domain.lower()
-                setattr(self, f"encoder_{d}", networks.build_encoder(
-                    self.image_shape, config.channels, config.base_width, config.encoder_res_blocks,
-                    attention=config.attention == "encoder", use_spectral_norm="encoder" in sn,
-                    name=f"encoder_{d}", **block))
-                setattr(self, f"generator_{d}", networks.build_generator(
-                    latent, config.channels, config.base_width, config.generator_res_blocks,
-                    attention=config.attention == "generator", use_spectral_norm="generator" in sn,
-                    name=f"generator_{d}", **block))
-                setattr(self, f"discriminator_{d}", networks.build_discriminator(
-                    self.image_shape, config.channels, config.base_width,
-                    use_spectral_norm="discriminator" in sn, name=f"discriminator_{d}"))
-            self.shared_encoder = networks.build_shared_encoder(
-                latent, config.shared_res_blocks, noise_std=config.latent_noise_std,
-                use_spectral_norm="encoder" in sn, **block)
-            self.shared_decoder = networks.build_shared_decoder(
-                latent, config.shared_res_blocks, use_spectral_norm="generator" in sn, **block)
+            self._build_networks(config)
         self._recon = L.reconstruction_loss(config.recon_loss, config.charbonnier_epsilon)
         self._trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
         self._translate_fn = None
@@ -105,6 +85,30 @@ class UNIT(keras.Model):
         self.built = True
 
     # ----------------------------------------------------------------------------- networks
+    def _build_networks(self, config: UNITConfig) -> None:
+        sn = set(config.spectral_norm)
+        latent = config.latent_shape
+        block = dict(norm=config.norm, dropout=config.dropout)
+        for domain in DOMAINS:
+            d = domain.lower()
+            setattr(self, f"encoder_{d}", networks.build_encoder(
+                self.image_shape, config.channels, config.base_width, config.encoder_res_blocks,
+                attention=config.attention == "encoder", use_spectral_norm="encoder" in sn,
+                name=f"encoder_{d}", **block))
+            setattr(self, f"generator_{d}", networks.build_generator(
+                latent, config.channels, config.base_width, config.generator_res_blocks,
+                attention=config.attention == "generator", use_spectral_norm="generator" in sn,
+                name=f"generator_{d}", **block))
+            setattr(self, f"discriminator_{d}", networks.build_discriminator(
+                self.image_shape, config.channels, config.base_width,
+                use_spectral_norm="discriminator" in sn, name=f"discriminator_{d}"))
+        # One set of weights for both domains: the shared latent space.
+        self.shared_encoder = networks.build_shared_encoder(
+            latent, config.shared_res_blocks, noise_std=config.latent_noise_std,
+            use_spectral_norm="encoder" in sn, **block)
+        self.shared_decoder = networks.build_shared_decoder(
+            latent, config.shared_res_blocks, use_spectral_norm="generator" in sn, **block)
+
     def domain_networks(self, domain: str) -> _DomainNetworks:
         """Returns (encoder, generator, discriminator) of domain "A" or "B"."""
         d = domain.lower()

@@ -1,0 +1,102 @@
+"""Benchmark the UNIT train step (one D update + one G update): images/s and FLOPs per step.
+
+Usage:
+    python benchmarks/train_step.py --preset sa-enc-cl-sn --size 64 --batch 1 --width 64
+
+Prints one JSON object. FLOPs come from TensorFlow's graph profiler on the traced train step
+(forward and backward ops of both updates), `null` if the profiler cannot count them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="unit")
+    parser.add_argument("--size", type=int, default=64, help="square image size")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--width", type=int, default=64, help="base width (lineage 64)")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps (the first traces)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "float32", "mixed_float16"])
+    parser.add_argument("--jit", action="store_true", help="compile the step with XLA")
+    return parser.parse_args(argv)
+
+
+def count_flops(concrete_function):
+    """Float operations of a traced function's graph, or None if the profiler is unavailable."""
+    try:
+        from tensorflow.python.profiler import model_analyzer, option_builder
+
+        options = option_builder.ProfileOptionBuilder(
+            option_builder.ProfileOptionBuilder.float_operation()
+        ).with_empty_output().build()
+        return int(model_analyzer.profile(concrete_function.graph, options=options).total_float_ops)
+    except Exception:  # the profiler is a private API; a missing count is not an error
+        return None
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import numpy as np
+    import tensorflow as tf
+
+    from gan_mri.config import get_preset
+    from gan_mri.models import build_model
+
+    config = get_preset(args.preset, image_shape=(args.size, args.size), base_width=args.width,
+                        precision=args.precision)
+    model = build_model(config)
+    model.compile()
+    rng = np.random.default_rng(0)
+    shape = (args.batch, args.size, args.size, config.channels)
+    x_a = tf.constant(rng.uniform(-1, 1, shape).astype(np.float32))
+    x_b = tf.constant(rng.uniform(-1, 1, shape).astype(np.float32))
+    step = tf.function(lambda a, b: model.train_step((a, b)), jit_compile=args.jit)
+
+    start = time.perf_counter()
+    concrete = step.get_concrete_function(x_a, x_b)
+    trace_s = time.perf_counter() - start
+    flops = count_flops(concrete)
+    start = time.perf_counter()
+    for _ in range(max(args.warmup, 1)):
+        logs = step(x_a, x_b)
+    float(logs["g_loss"])
+    warmup_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        logs = step(x_a, x_b)
+    float(logs["g_loss"])  # wait for the last step
+    elapsed = time.perf_counter() - start
+
+    devices = [d.device_type for d in tf.config.list_physical_devices()]
+    result = {
+        "preset": args.preset,
+        "image_size": args.size,
+        "batch": args.batch,
+        "base_width": args.width,
+        "precision": model.precision_policy,
+        "jit": args.jit,
+        "device": "GPU" if "GPU" in devices else "CPU",
+        "trainable_parameters": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
+        "trace_s": round(trace_s, 2),
+        "warmup_s": round(warmup_s, 2),
+        "timed_steps": args.steps,
+        "seconds_per_step": round(elapsed / args.steps, 4),
+        "images_per_s": round(args.batch * args.steps / elapsed, 3),
+        "flops_per_step": flops,
+        "gflops_per_s": round(flops * args.steps / elapsed / 1e9, 1) if flops else None,
+        "losses": {k: round(float(v), 4) for k, v in logs.items()},
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
