@@ -137,6 +137,23 @@ def cmd_export(args) -> None:
     print(f"SavedModel with signatures serving_default, a2b, b2a written to {path}")
 
 
+def cmd_ablation(args) -> None:
+    from gan_mri.ablation import PAPER_PRESETS, run_ablation
+
+    overrides = {} if args.width is None else {"base_width": args.width}
+    presets = PAPER_PRESETS if args.presets is None else args.presets
+    result = run_ablation(args.data, args.out, presets, epochs=args.epochs,
+                          eval_epochs=args.eval_epochs or None, batch_size=args.batch_size, seed=args.seed,
+                          overrides=overrides, max_eval_batches=args.max_eval_batches)
+    print(result.files["table_7a_md"].read_text(encoding="utf-8"))
+    for status in ("trained", "resumed", "skipped"):
+        if getattr(result, status):
+            print(f"{status}: {', '.join(getattr(result, status))}")
+    for name, path in result.files.items():
+        print(f"  {name:<12} {path}")
+    print(f"run folders in {result.out_dir}/<preset>/")
+
+
 def cmd_demo(args) -> None:
     from gan_mri.demo import DemoSettings, run_demo
 
@@ -246,6 +263,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="SavedModel folder, TF Serving's <base>/<version> (default: RUN/export/1)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("ablation", help="the paper's Table 7: train several presets, one seed and budget")
+    p.add_argument("--data", required=True, help="prepared dataset folder")
+    p.add_argument("--out", required=True, help="ablation folder (one run folder per preset inside)")
+    p.add_argument("--presets", type=lambda text: [n.strip() for n in text.split(",") if n.strip()],
+                   help="comma-separated preset names (default: the paper's eight)")
+    p.add_argument("--epochs", type=_positive_int, required=True, help="training epochs of every preset")
+    p.add_argument("--eval-epochs", type=_epoch_list, help="1-based epochs to evaluate at, e.g. 1,25,50 (default: the last)")
+    p.add_argument("--batch-size", type=_positive_int, default=1)
+    p.add_argument("--width", type=_positive_int, help="override the base width of every preset (e.g. 16 on a CPU)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-eval-batches", type=_positive_int, help="limit test batches per evaluation")
+    p.set_defaults(func=cmd_ablation)
     return parser
 
 
