@@ -1,4 +1,4 @@
-"""Loss terms of the UNIT family as small pure functions.
+"""Loss terms of the UNIT and CycleGAN models as small pure functions.
 
 Every function casts its inputs to float32, so the terms are computed at full precision even when
 the networks run in mixed_float16, and returns a scalar (the mean over every element).
@@ -123,3 +123,63 @@ def reconstruction_loss(kind: str, epsilon: float = 1e-3):
     if kind == "charbonnier":
         return lambda y_true, y_pred: charbonnier(y_true, y_pred, epsilon)
     raise ValueError(f"recon_loss must be one of ['mae', 'charbonnier']; found {kind!r}")
+
+
+def least_squares(scores, target: float):
+    """Least-squares GAN term (Mao et al. 2017): mean (scores - target)^2 over all elements.
+
+    Args:
+        scores: discriminator score map(s) of one scale, any shape.
+        target: 1.0 for "real", 0.0 for "fake".
+
+    Returns:
+        Scalar float32 tensor.
+    """
+    return ops.mean(ops.square(_f32(scores) - target))
+
+
+def _per_scale(scores) -> list:
+    """A discriminator's output as a list of score maps (one-scale models return a tensor)."""
+    return list(scores) if isinstance(scores, (list, tuple)) else [scores]
+
+
+def lsgan_generator_loss(fake_scores):
+    """Least-squares adversarial loss of a generator: sum over scales of mean (D_s(fake) - 1)^2.
+
+    Args:
+        fake_scores: the discriminator's output (a score map or one per scale) for translations.
+
+    Returns:
+        Scalar float32 tensor.
+    """
+    return sum(least_squares(scores, 1.0) for scores in _per_scale(fake_scores))
+
+
+def lsgan_discriminator_loss(real_scores, fake_scores):
+    """Least-squares loss of a discriminator, halved as in CycleGAN, summed over scales.
+
+    L_D = sum_s 0.5 * [ mean (D_s(real) - 1)^2 + mean D_s(fake)^2 ].
+
+    The 0.5 slows the discriminator relative to the generator (Zhu et al. 2017; the lineage's
+    discriminator loss weight 0.5).
+
+    Args:
+        real_scores: the discriminator's output (a map or one per scale) for real images.
+        fake_scores: the same for translated (or pooled translated) images.
+
+    Returns:
+        Scalar float32 tensor.
+
+    Raises:
+        ValueError: if the two outputs have different numbers of scales.
+    """
+    real_scores, fake_scores = _per_scale(real_scores), _per_scale(fake_scores)
+    if len(real_scores) != len(fake_scores):
+        raise ValueError(
+            f"real_scores and fake_scores need one entry per scale; found "
+            f"{len(real_scores)} and {len(fake_scores)}"
+        )
+    return sum(
+        0.5 * (least_squares(real, 1.0) + least_squares(fake, 0.0))
+        for real, fake in zip(real_scores, fake_scores)
+    )

@@ -1,8 +1,11 @@
-"""Builder functions for the UNIT sub-networks (Keras functional API).
+"""Builder functions for the UNIT and CycleGAN sub-networks (Keras functional API).
 
 Widths scale with `base_width` (lineage 64): encoders and generators use base, 2x and 4x
 (64/128/256), discriminators base to 8x (64..512). The latent code has shape
 (H / 4, W / 4, 4 * base_width). LeakyReLU slopes are 0.01 as in the lineage.
+
+CycleGAN (same lineage): a ResNet generator image -> image (widths w, 2w, 4w; lineage w = 32) and
+a PatchGAN discriminator (widths w..8w; lineage w = 64, LeakyReLU 0.2).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Sequence
 import keras
 from keras import layers
 
-from gan_mri.layers import ResidualBlock, SelfAttention, spectral_norm
+from gan_mri.layers import ResidualBlock, SelfAttention, normalization, spectral_norm
 
 LEAKY_SLOPE = 0.01
 DISCRIMINATOR_SCALES = 3
@@ -172,3 +175,99 @@ def build_discriminator(
         x = _conv(1, 1, 1, use_spectral_norm, f"s{s}_logits")(x)
         outputs.append(layers.Activation("linear", dtype="float32", name=f"s{s}_float32")(x))
     return keras.Model(image, outputs, name=name)
+
+
+# ------------------------------------------------------------------------------- CycleGAN
+PATCH_LEAKY_SLOPE = 0.2
+
+
+def _conv_norm_act(x, filters, kernel, strides, norm, name, transpose=False, activation="relu"):
+    """Conv (no bias: the norm removes it) -> norm -> activation; `norm=None` keeps the bias."""
+    cls = layers.Conv2DTranspose if transpose else layers.Conv2D
+    x = cls(filters, kernel, strides=strides, padding="same", use_bias=norm is None, name=f"{name}_conv")(x)
+    if norm is not None:
+        x = normalization(norm, name=f"{name}_norm")(x)
+    if activation == "relu":
+        return layers.ReLU(name=f"{name}_relu")(x)
+    return layers.LeakyReLU(PATCH_LEAKY_SLOPE, name=f"{name}_lrelu")(x)
+
+
+def build_resnet_generator(
+    image_shape: Sequence[int],
+    channels: int,
+    base_width: int = 32,
+    res_blocks: int = 9,
+    norm: str = "instance",
+    name: str = "generator",
+) -> keras.Model:
+    """CycleGAN ResNet generator (Johnson et al. 2016, as in the GAN-MRI lineage): image -> image.
+
+    conv 7x7 (w) -> conv 3x3/2 (2w) -> conv 3x3/2 (4w) -> `res_blocks` residual blocks (4w)
+    -> transposed conv 3x3/2 (2w) -> transposed conv 3x3/2 (w) -> conv 7x7 (channels) -> tanh.
+    Every conv but the last is followed by `norm` and ReLU. Lineage: w = 32, 9 blocks.
+    Zero "same" padding replaces the lineage's reflection padding of the 7x7 convs.
+
+    Args:
+        image_shape: (H, W), multiples of 4.
+        channels: image channels (input and output).
+        base_width: w.
+        res_blocks: residual blocks at the bottleneck (no dropout).
+        norm: "instance" or "batch".
+        name: model name.
+
+    Returns:
+        A functional model (B, H, W, channels) -> (B, H, W, channels), float32 output in [-1, 1].
+    """
+    image = keras.Input((*image_shape, channels), name="image")
+    x = _conv_norm_act(image, base_width, 7, 1, norm, "in")
+    for i, mult in enumerate([2, 4]):
+        x = _conv_norm_act(x, mult * base_width, 3, 2, norm, f"down{i}")
+    x = _res_blocks(x, res_blocks, norm, 0.0, False, "gen")
+    for i, mult in enumerate([2, 1]):
+        x = _conv_norm_act(x, mult * base_width, 3, 2, norm, f"up{i}", transpose=True)
+    x = layers.Conv2D(channels, 7, padding="same", name="to_image")(x)
+    # tanh in float32: a float16 tanh output would quantise intensities near +-1.
+    translated = layers.Activation("tanh", dtype="float32", name="tanh")(x)
+    return keras.Model(image, translated, name=name)
+
+
+def build_patch_discriminator(
+    image_shape: Sequence[int],
+    channels: int,
+    base_width: int = 64,
+    scales: int = 1,
+    norm: str = "instance",
+    name: str = "discriminator",
+) -> keras.Model:
+    """PatchGAN discriminator (70x70 receptive field at one scale), optionally multi-scale.
+
+    Per scale (own weights): conv 4x4/2 (w, no norm) -> conv 4x4/2 (2w) -> conv 4x4/2 (4w)
+    -> conv 4x4/1 (8w), each with LeakyReLU(0.2) and `norm` after all but the first, then a
+    conv 4x4/1 to one score map (no activation: least-squares GAN scores). Scale s sees the
+    image average-pooled by 2^s (the lineage's multi-scale option uses 2 scales). Lineage: w = 64.
+
+    Args:
+        image_shape: (H, W).
+        channels: image channels.
+        base_width: w.
+        scales: number of scales (1 = plain PatchGAN).
+        norm: "instance" or "batch".
+        name: model name.
+
+    Returns:
+        A functional model image -> float32 score map (B, H/8, W/8, 1) when `scales` is 1,
+        else a list of `scales` score maps (coarser scales give smaller maps).
+    """
+    image = keras.Input((*image_shape, channels), name="image")
+    outputs = []
+    x_scale = image
+    for s in range(scales):
+        if s > 0:
+            x_scale = layers.AveragePooling2D(2, name=f"down{s}")(x_scale)
+        x = x_scale
+        for i, (mult, strides) in enumerate([(1, 2), (2, 2), (4, 2), (8, 1)]):
+            x = _conv_norm_act(x, mult * base_width, 4, strides, None if i == 0 else norm, f"s{s}_c{i}",
+                               activation="leaky")
+        x = layers.Conv2D(1, 4, padding="same", name=f"s{s}_scores")(x)
+        outputs.append(layers.Activation("linear", dtype="float32", name=f"s{s}_float32")(x))
+    return keras.Model(image, outputs if scales > 1 else outputs[0], name=name)
