@@ -1,9 +1,10 @@
-"""Typed configuration for the UNIT model family, the paper's presets as data, JSON round trip.
+"""Typed configuration of the model families (UNIT, CycleGAN), presets as data, JSON round trip.
 
 Every architectural and training choice of the model family lives in one `UNITConfig`, passed whole
 to `gan_mri.models.build_model`. The defaults are the lineage's values (GAN-MRI's UNIT, Welander et
 al. 2018); the eight variants of Maheshwari and Pant's Table 7(a) are named presets that override a
-few fields.
+few fields. CycleGAN, the lineage's other model, has its own `CycleGANConfig` and the preset
+"cyclegan"; `get_preset` and `config_from_dict` return the right class.
 
 Example:
     >>> from gan_mri.config import get_preset
@@ -265,26 +266,191 @@ class UNITConfig:
         return cls.from_dict(data)
 
 
-def get_preset(name: str, **overrides) -> UNITConfig:
+CYCLEGAN_PRESETS: dict[str, dict[str, Any]] = {"cyclegan": {}}
+"""Preset name -> the fields that differ from the lineage defaults of `CycleGANConfig`."""
+
+
+@dataclasses.dataclass
+class CycleGANConfig:
+    """Configuration of a CycleGAN model (Zhu et al. 2017, as in the GAN-MRI lineage).
+
+    Args:
+        model: model family; always "cyclegan" here (used by `config_from_dict` to dispatch).
+        name: preset name the config came from, or "custom".
+        image_shape: (height, width) of the images; each a multiple of 4.
+        channels: 1 (grayscale) or 3 (RGB).
+        base_width: filters of the generator's first conv (then 2x, 4x); the PatchGAN
+            discriminator uses 2x to 16x (lineage: 32, so the discriminator has 64..512).
+        res_blocks: residual blocks in each generator's bottleneck (lineage: 9).
+        norm: normalization of generators and discriminators, "instance" or "batch".
+        discriminator_scales: PatchGAN scales per discriminator (1 plain, 2 the lineage's
+            multi-scale option: the second sees the image average-pooled by 2).
+        gan_weight: weight of the generators' least-squares adversarial terms.
+        cycle_weight: weight of the cycle-consistency terms (lineage: 10).
+        identity_weight: weight of the identity terms |G_AB(x_b) - x_b|, |G_BA(x_a) - x_a|;
+            0 disables them (and skips their computation).
+        pool_size: past translations per domain kept for the discriminators (Shrivastava et
+            al. 2017); 0 feeds the discriminators only the newest translations.
+        g_learning_rate, d_learning_rate: initial Adam learning rates of the two players.
+        beta_1, beta_2: Adam betas for both players.
+        decay_start: fraction of the training steps after which both learning rates decay
+            linearly to 0 at the last step (lineage: 0.5, the second half); 1.0 disables it.
+        precision: "auto", "float32" or "mixed_float16".
+
+    Raises:
+        ValueError: on any invalid field (in `__post_init__`, via `validate`).
+    """
+
+    model: str = "cyclegan"
+    name: str = "custom"
+    image_shape: tuple[int, int] = (256, 256)
+    channels: int = 1
+    base_width: int = 32
+    res_blocks: int = 9
+    norm: str = "instance"
+    discriminator_scales: int = 1
+    gan_weight: float = 1.0
+    cycle_weight: float = 10.0
+    identity_weight: float = 0.0
+    pool_size: int = 50
+    g_learning_rate: float = 2e-4
+    d_learning_rate: float = 2e-4
+    beta_1: float = 0.5
+    beta_2: float = 0.999
+    decay_start: float = 0.5
+    precision: str = "auto"
+
+    def __post_init__(self):
+        if isinstance(self.image_shape, list):
+            self.image_shape = tuple(self.image_shape)
+        self.validate()
+
+    def validate(self) -> None:
+        """Checks every field.
+
+        Raises:
+            ValueError: naming the field, the allowed values and the value found.
+        """
+        def fail(field, expected):
+            raise ValueError(f"CycleGANConfig.{field} must be {expected}; found {getattr(self, field)!r}")
+
+        def is_int(value, low):
+            return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+        def is_number(value, low, high=float("inf")):
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
+
+        if self.model != "cyclegan":
+            fail("model", "'cyclegan'")
+        shape = self.image_shape
+        if not (isinstance(shape, tuple) and len(shape) == 2
+                and all(is_int(s, 1) and s % SPATIAL_MULTIPLE == 0 for s in shape)):
+            fail("image_shape", f"(height, width), positive multiples of {SPATIAL_MULTIPLE}")
+        for field, allowed in (("channels", CHANNELS), ("norm", NORMS), ("precision", PRECISIONS)):
+            if getattr(self, field) not in allowed:
+                fail(field, f"one of {list(allowed)}")
+        for field, low in (("base_width", 1), ("res_blocks", 0), ("discriminator_scales", 1), ("pool_size", 0)):
+            if not is_int(getattr(self, field), low):
+                fail(field, f"an integer >= {low}")
+        for field in ("gan_weight", "cycle_weight", "identity_weight"):
+            if not is_number(getattr(self, field), 0):
+                fail(field, "a number >= 0")
+        for field in ("g_learning_rate", "d_learning_rate"):
+            if not is_number(getattr(self, field), 0) or getattr(self, field) == 0:
+                fail(field, "a number > 0")
+        for field in ("beta_1", "beta_2"):
+            if not is_number(getattr(self, field), 0) or getattr(self, field) >= 1:
+                fail(field, "in [0, 1)")
+        if not is_number(self.decay_start, 0, 1):
+            fail("decay_start", "a fraction in [0, 1]")
+
+    @property
+    def discriminator_width(self) -> int:
+        """Filters of the discriminator's first conv: 2 * base_width (lineage 64)."""
+        return 2 * self.base_width
+
+    def replace(self, **changes) -> "CycleGANConfig":
+        """Returns a validated copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns a JSON-compatible dict of every field (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        out["image_shape"] = list(self.image_shape)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CycleGANConfig":
+        """Builds a config from `to_dict` output.
+
+        Raises:
+            ValueError: on unknown keys (naming them and the valid ones) or invalid values.
+        """
+        valid = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - valid)
+        if unknown:
+            raise ValueError(f"Unknown CycleGANConfig fields {unknown}; valid fields are {sorted(valid)}")
+        return cls(**data)
+
+    def to_json(self, path: str | os.PathLike | None = None) -> str:
+        """Serializes to JSON text; also writes it to `path` when given.
+
+        Returns:
+            The JSON text.
+        """
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        if path is not None:
+            Path(path).write_text(text + "\n", encoding="utf-8")
+        return text
+
+    @classmethod
+    def from_json(cls, path_or_text: str | os.PathLike) -> "CycleGANConfig":
+        """Reads a config from a JSON file path or from JSON text.
+
+        Raises:
+            FileNotFoundError: if a path-like argument that is not JSON text does not exist.
+            ValueError: on invalid JSON or invalid fields.
+        """
+        text = str(path_or_text)
+        if not text.lstrip().startswith("{"):
+            path = Path(text)
+            if not path.is_file():
+                raise FileNotFoundError(f"CycleGAN config file not found: {path}")
+            text = path.read_text(encoding="utf-8")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"CycleGAN config is not valid JSON: {err}") from err
+        return cls.from_dict(data)
+
+
+def all_preset_names() -> tuple[str, ...]:
+    """Returns every preset name: the paper's eight UNIT variants, then the CycleGAN presets."""
+    return tuple(PRESETS) + tuple(CYCLEGAN_PRESETS)
+
+
+def get_preset(name: str, **overrides):
     """Returns the config of a named preset, with optional field overrides.
 
     Args:
-        name: one of `preset_names()`.
-        **overrides: any `UNITConfig` field, e.g. `image_shape=(32, 32), base_width=8`.
+        name: one of `all_preset_names()` (the UNIT presets of `preset_names()` or "cyclegan").
+        **overrides: any field of the preset's config class, e.g. `image_shape=(32, 32), base_width=8`.
 
     Returns:
-        A validated `UNITConfig` whose `name` is the preset name.
+        A validated `UNITConfig` (or `CycleGANConfig` for a CycleGAN preset) whose `name` is
+        the preset name.
 
     Raises:
         ValueError: for an unknown preset (listing the valid names) or an invalid override.
     """
-    if name not in PRESETS:
-        raise ValueError(f"Unknown preset {name!r}; valid presets are {list(PRESETS)}")
-    fields = {"name": name, **PRESETS[name], **overrides}
-    return UNITConfig.from_dict(fields)
+    if name in PRESETS:
+        return UNITConfig.from_dict({"name": name, **PRESETS[name], **overrides})
+    if name in CYCLEGAN_PRESETS:
+        return CycleGANConfig.from_dict({"name": name, **CYCLEGAN_PRESETS[name], **overrides})
+    raise ValueError(f"Unknown preset {name!r}; valid presets are {list(all_preset_names())}")
 
 
-_CONFIG_CLASSES = {"unit": UNITConfig}
+_CONFIG_CLASSES = {"unit": UNITConfig, "cyclegan": CycleGANConfig}
 
 
 def config_from_dict(data: dict[str, Any]):
