@@ -1,13 +1,14 @@
 """Model families of gan_mri; `build_model(config)` builds the one a config names.
 
-Adding a family (e.g. CycleGAN) = one file in this folder plus one line in `MODELS`.
+Adding a family (as CycleGAN was) = one file in this folder plus one line in `MODELS`.
 """
 
 from __future__ import annotations
 
+from gan_mri.models.cyclegan import CycleGAN
 from gan_mri.models.unit import UNIT
 
-MODELS = {"unit": UNIT}
+MODELS = {"unit": UNIT, "cyclegan": CycleGAN}
 """Config `model` field -> keras.Model subclass taking the config as its first argument."""
 
 
@@ -18,7 +19,7 @@ def build_model(config):
         config: a model config (e.g. `UNITConfig`) whose `model` field names the family.
 
     Returns:
-        An uncompiled `keras.Model` (e.g. `UNIT`).
+        An uncompiled `keras.Model` (`UNIT` or `CycleGAN`).
 
     Raises:
         ValueError: if `config.model` names no known family (listing the known ones).
@@ -29,4 +30,4 @@ def build_model(config):
     return MODELS[family](config)
 
 
-__all__ = ["MODELS", "UNIT", "build_model"]
+__all__ = ["MODELS", "CycleGAN", "UNIT", "build_model"]

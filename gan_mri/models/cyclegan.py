@@ -1,0 +1,459 @@
+"""CycleGAN (Zhu et al. 2017) as a `keras.Model`, as in the GAN-MRI lineage, with UNIT's contract.
+
+Domain A is T1-weighted, domain B T2-weighted. Two ResNet generators translate between the
+domains (G_AB: A -> B, G_BA: B -> A) and one PatchGAN discriminator per domain scores images of
+that domain with least-squares targets. For images x_d of domain d and o the other domain:
+
+    x_do  = G_do(x_d)            translation
+    x_dod = G_od(G_do(x_d))      cycle reconstruction (CycleGAN has no shared latent space, so
+                                 `reconstruct` returns this)
+    L_G = gan_weight * sum_d (D_o(x_do) - 1)^2 + cycle_weight * sum_d |x_dod - x_d|
+          + identity_weight * sum_d |G_od(x_d) - x_d|
+    L_D = sum_d 0.5 * [(D_d(x_d) - 1)^2 + D_d(pool_d(x_od))^2]
+
+`fit` runs, per batch, one generator update, then one discriminator update on real images and
+on translations from the same forward pass drawn through a pool of past translations (the order
+of Zhu et al.'s implementation; one generator forward pass serves both updates). Both learning
+rates decay linearly to 0 over the last `1 - config.decay_start` of the steps given to `compile`.
+
+Example:
+    >>> from gan_mri.config import get_preset
+    >>> from gan_mri.models import build_model
+    >>> model = build_model(get_preset("cyclegan", image_shape=(32, 32), base_width=8, res_blocks=1))
+    >>> model.compile(total_steps=1000)
+    >>> history = model.fit(dataset_of_xa_xb_tuples, epochs=1)   # doctest: +SKIP
+    >>> t2w = model.translate(t1w_batch, "A2B")                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from gan_mri import DIRECTIONS, DOMAINS
+from gan_mri import losses as L
+from gan_mri import networks
+from gan_mri.config import CycleGANConfig
+from gan_mri.precision import precision_scope
+
+logger = logging.getLogger(__name__)
+
+METRIC_NAMES = ("g_loss", "d_loss", "gan_loss", "cycle_loss", "identity_loss", "d_loss_a", "d_loss_b")
+_OTHER = {"A": "B", "B": "A"}
+
+
+@keras.saving.register_keras_serializable(package="gan_mri")
+class LinearDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Constant learning rate, then a linear decay to 0 (CycleGAN's schedule).
+
+        lr(step) = lr0                                            for step < decay_start
+        lr(step) = lr0 * max(0, 1 - (step - decay_start) / decay_steps)   afterwards
+
+    so lr reaches 0 at step decay_start + decay_steps (the end of training).
+
+    Args:
+        initial_learning_rate: lr0.
+        decay_start: the step at which the decay begins.
+        decay_steps: steps from the start of the decay to lr = 0 (>= 1).
+
+    Raises:
+        ValueError: for a negative `decay_start` or `decay_steps` < 1.
+    """
+
+    def __init__(self, initial_learning_rate: float, decay_start: int, decay_steps: int):
+        if decay_start < 0 or decay_steps < 1:
+            raise ValueError(
+                f"LinearDecaySchedule needs decay_start >= 0 and decay_steps >= 1; found "
+                f"decay_start={decay_start}, decay_steps={decay_steps}"
+            )
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.decay_start = int(decay_start)
+        self.decay_steps = int(decay_steps)
+
+    @classmethod
+    def over_training(cls, initial_learning_rate: float, total_steps: int, decay_start: float):
+        """The schedule that decays over the last `1 - decay_start` of `total_steps` steps."""
+        start = int(round(total_steps * decay_start))
+        return cls(initial_learning_rate, start, max(1, total_steps - start))
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        progress = (step - self.decay_start) / self.decay_steps
+        return self.initial_learning_rate * ops.clip(1.0 - progress, 0.0, 1.0)
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate, "decay_start": self.decay_start,
+                "decay_steps": self.decay_steps}
+
+
+@keras.saving.register_keras_serializable(package="gan_mri")
+class ImagePool(keras.layers.Layer):
+    """Pool of past translations for the discriminator (Shrivastava et al. 2017).
+
+    Each image of a batch, in order: while the pool holds fewer than `pool_size` images it is
+    stored and returned; once the pool is full, with probability 0.5 a random stored image is
+    returned and the new one takes its place, otherwise the new image is returned and the pool
+    is unchanged. The pool lives in non-trainable variables (`images`, `count`), so it works
+    inside a compiled train step and travels with checkpoints; the random draws come from a
+    seed generator whose state the training checkpoints save.
+
+    Args:
+        pool_size: images kept (0: the layer returns its input).
+        **kwargs: base `Layer` arguments.
+
+    Input and output shape: (batch, H, W, C), float32.
+    """
+
+    def __init__(self, pool_size: int = 50, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # never autocast the images to float16
+        super().__init__(**kwargs)
+        self.pool_size = int(pool_size)
+        self.seed_generator = keras.random.SeedGenerator(name=f"{self.name}_seed")
+
+    def build(self, input_shape):
+        if self.pool_size > 0:
+            # "only_first_replica": under a distribution strategy one replica's pool is kept.
+            self.images = self.add_weight(
+                name="images", shape=(self.pool_size, *input_shape[1:]), initializer="zeros",
+                trainable=False, dtype="float32", aggregation="only_first_replica")
+            self.count = self.add_weight(name="count", shape=(), initializer="zeros", trainable=False,
+                                         dtype="int32", aggregation="only_first_replica")
+
+    def call(self, new_images):
+        if self.pool_size == 0:
+            return new_images
+        batch = ops.shape(new_images)[0]
+        draws = keras.random.uniform((batch,), seed=self.seed_generator)
+        slots = keras.random.randint((batch,), 0, self.pool_size, seed=self.seed_generator)
+
+        # A loop over tensors (not variables) keeps the per-image order without stateful ops.
+        def push(i, pool, count, returned):
+            image = new_images[i]
+            full = count >= self.pool_size
+            swap = tf.logical_and(full, draws[i] < 0.5)
+            slot = tf.where(full, slots[i], count)
+            stored = pool[slot]
+            kept = tf.where(tf.logical_and(full, tf.logical_not(swap)), stored, image)
+            pool = tf.tensor_scatter_nd_update(pool, [[slot]], [kept])
+            returned = returned.write(i, tf.where(swap, stored, image))
+            return i + 1, pool, tf.minimum(count + 1, self.pool_size), returned
+
+        _, pool, count, returned = tf.while_loop(
+            lambda i, *_: i < batch, push,
+            (tf.constant(0), tf.convert_to_tensor(self.images), tf.convert_to_tensor(self.count),
+             tf.TensorArray(new_images.dtype, size=batch)))
+        self.images.assign(pool)
+        self.count.assign(count)
+        return tf.ensure_shape(returned.stack(), new_images.shape)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(pool_size=self.pool_size)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="gan_mri")
+class CycleGAN(keras.Model):
+    """CycleGAN image-to-image translation model, configured by a `CycleGANConfig`.
+
+    Attributes:
+        config: the `CycleGANConfig`.
+        image_shape: (H, W) of the images.
+        channels: image channels.
+        precision_policy: the concrete Keras dtype policy of the networks.
+        generator_a2b, generator_b2a: the ResNet generators (A -> B and B -> A).
+        discriminator_a, discriminator_b: the PatchGAN discriminators of each domain.
+        pool_a, pool_b: `ImagePool`s of translations into A and into B.
+        g_optimizer, d_optimizer: the two players' optimizers (after `compile`).
+
+    Args:
+        config: a `CycleGANConfig` or its dict form.
+        **kwargs: `keras.Model` arguments (e.g. name).
+    """
+
+    def __init__(self, config: CycleGANConfig | dict, **kwargs):
+        if isinstance(config, dict):
+            config = CycleGANConfig.from_dict(config)
+        if not kwargs.get("name"):
+            kwargs["name"] = config.name.replace("-", "_")
+        super().__init__(**kwargs)
+        self.config = config
+        self.image_shape = tuple(config.image_shape)
+        self.channels = config.channels
+        self.g_optimizer = None
+        self.d_optimizer = None
+        with precision_scope(config.precision) as policy:
+            self.precision_policy = policy
+            self._build_networks(config)
+        self._trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
+        self._translate_fn = None
+        self.built = True
+
+    def _build_networks(self, config: CycleGANConfig) -> None:
+        for direction in DIRECTIONS:
+            setattr(self, f"generator_{direction.lower()}", networks.build_resnet_generator(
+                self.image_shape, config.channels, config.base_width, config.res_blocks, norm=config.norm,
+                name=f"generator_{direction.lower()}"))
+        for domain in DOMAINS:
+            d = domain.lower()
+            setattr(self, f"discriminator_{d}", networks.build_patch_discriminator(
+                self.image_shape, config.channels, config.discriminator_width,
+                scales=config.discriminator_scales, norm=config.norm, name=f"discriminator_{d}"))
+            pool = ImagePool(config.pool_size, name=f"pool_{d}")
+            pool.build((None, *self.image_shape, config.channels))
+            setattr(self, f"pool_{d}", pool)
+
+    def generator(self, source: str, target: str) -> keras.Model:
+        """Returns the generator translating domain `source` into domain `target`."""
+        return getattr(self, f"generator_{source.lower()}2{target.lower()}")
+
+    def discriminator(self, domain: str) -> keras.Model:
+        """Returns the discriminator of domain "A" or "B"."""
+        return getattr(self, f"discriminator_{domain.lower()}")
+
+    @property
+    def generator_variables(self) -> list:
+        """Trainable variables of the generator player (both generators)."""
+        return self.generator_a2b.trainable_variables + self.generator_b2a.trainable_variables
+
+    @property
+    def discriminator_variables(self) -> list:
+        """Trainable variables of the discriminator player (both discriminators)."""
+        return self.discriminator_a.trainable_variables + self.discriminator_b.trainable_variables
+
+    def call(self, inputs, training=False):
+        """Translates a pair of batches: (x_a, x_b) -> (x_ab, x_ba)."""
+        x_a, x_b = inputs
+        return self.generator_a2b(x_a, training=training), self.generator_b2a(x_b, training=training)
+
+    # ------------------------------------------------------------------------------ compile
+    def compile(self, g_optimizer=None, d_optimizer=None, total_steps: int | None = None, **kwargs):
+        """Sets the two players' optimizers.
+
+        Args:
+            g_optimizer: optimizer of both generators; default Adam(config.g_learning_rate,
+                config.beta_1, config.beta_2) with the config's linear decay.
+            d_optimizer: optimizer of both discriminators; default Adam(config.d_learning_rate, ...).
+            total_steps: training steps (epochs x steps per epoch); the default optimizers'
+                learning rates decay linearly to 0 from step `config.decay_start * total_steps`
+                to `total_steps`. None (or `decay_start` 1.0) keeps them constant.
+            **kwargs: `keras.Model.compile` arguments; `optimizer` and `loss` are not accepted.
+
+        Raises:
+            ValueError: for `optimizer`/`loss` arguments or a `total_steps` that is not a
+                positive integer.
+
+        Under the mixed_float16 policy both optimizers are wrapped in `LossScaleOptimizer`.
+        """
+        for forbidden in ("optimizer", "loss"):
+            if forbidden in kwargs:
+                raise ValueError(f"CycleGAN.compile takes g_optimizer/d_optimizer and no {forbidden!r}")
+        if total_steps is not None and (isinstance(total_steps, bool) or not isinstance(total_steps, int)
+                                        or total_steps < 1):
+            raise ValueError(f"total_steps must be a positive integer or None; found {total_steps!r}")
+        cfg = self.config
+
+        def learning_rate(initial):
+            if total_steps is None or cfg.decay_start >= 1.0:
+                return initial
+            return LinearDecaySchedule.over_training(initial, total_steps, cfg.decay_start)
+
+        if g_optimizer is None:
+            g_optimizer = keras.optimizers.Adam(learning_rate(cfg.g_learning_rate), cfg.beta_1, cfg.beta_2,
+                                                name="g_adam")
+        if d_optimizer is None:
+            d_optimizer = keras.optimizers.Adam(learning_rate(cfg.d_learning_rate), cfg.beta_1, cfg.beta_2,
+                                                name="d_adam")
+        if self.precision_policy == "mixed_float16":
+            g_optimizer, d_optimizer = (
+                opt if isinstance(opt, keras.optimizers.LossScaleOptimizer)
+                else keras.optimizers.LossScaleOptimizer(opt, name=f"{opt.name}_loss_scale")
+                for opt in (g_optimizer, d_optimizer)
+            )
+        super().compile(optimizer=None, **kwargs)
+        self.g_optimizer = g_optimizer
+        self.d_optimizer = d_optimizer
+        # Built now, so checkpoints can restore their state before the first step.
+        self.g_optimizer.build(self.generator_variables)
+        self.d_optimizer.build(self.discriminator_variables)
+
+    def get_compile_config(self):
+        if self.g_optimizer is None:
+            return {}
+        return {
+            "g_optimizer": keras.optimizers.serialize(self.g_optimizer),
+            "d_optimizer": keras.optimizers.serialize(self.d_optimizer),
+        }
+
+    def compile_from_config(self, config):
+        if not config:
+            return
+        self.compile(
+            g_optimizer=keras.optimizers.deserialize(config["g_optimizer"]),
+            d_optimizer=keras.optimizers.deserialize(config["d_optimizer"]),
+        )
+
+    # ------------------------------------------------------------------------------- losses
+    def _generator_loss(self, images: dict, training):
+        """Weighted generator loss, its unweighted terms and the translations into each domain."""
+        cfg = self.config
+        terms = {"gan": 0.0, "cycle": 0.0, "identity": 0.0}
+        translations = {}
+        for domain in DOMAINS:
+            other = _OTHER[domain]
+            x = images[domain]
+            translated = self.generator(domain, other)(x, training=training)
+            cycled = self.generator(other, domain)(translated, training=training)
+            translations[other] = translated
+            terms["gan"] += L.lsgan_generator_loss(self.discriminator(other)(translated, training=training))
+            terms["cycle"] += L.mae(x, cycled)
+            if cfg.identity_weight > 0:
+                # G_od applied to an image already of domain d should leave it unchanged.
+                terms["identity"] += L.mae(x, self.generator(other, domain)(x, training=training))
+        terms = {key: ops.cast(value, "float32") for key, value in terms.items()}
+        g_loss = (cfg.gan_weight * terms["gan"] + cfg.cycle_weight * terms["cycle"]
+                  + cfg.identity_weight * terms["identity"])
+        return g_loss, terms, translations
+
+    def _discriminator_loss(self, images: dict, fakes: dict, training):
+        """Discriminator loss per domain on real images and (pooled) translations into it."""
+        return {
+            domain: L.lsgan_discriminator_loss(
+                self.discriminator(domain)(images[domain], training=training),
+                self.discriminator(domain)(fakes[domain], training=training))
+            for domain in DOMAINS
+        }
+
+    def _record(self, g_loss, terms, d_losses):
+        values = {
+            "g_loss": g_loss,
+            "d_loss": d_losses["A"] + d_losses["B"],
+            "gan_loss": terms["gan"],
+            "cycle_loss": terms["cycle"],
+            "identity_loss": terms["identity"],
+            "d_loss_a": d_losses["A"],
+            "d_loss_b": d_losses["B"],
+        }
+        for name, value in values.items():
+            self._trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self._trackers.items()}
+
+    @property
+    def metrics(self):
+        return list(self._trackers.values())
+
+    # ---------------------------------------------------------------------------- training
+    @staticmethod
+    def _unpack(data) -> dict:
+        x_a, x_b = (data["a"], data["b"]) if isinstance(data, dict) else (data[0], data[1])
+        return {"A": ops.cast(x_a, "float32"), "B": ops.cast(x_b, "float32")}
+
+    @staticmethod
+    def _update(optimizer, tape, loss, variables):
+        # LossScaleOptimizer unscales the gradients and skips steps with non-finite ones.
+        grads = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(grads, variables))
+
+    def train_step(self, data):
+        """One generator update, then one discriminator update on pooled translations.
+
+        Args:
+            data: a tuple (x_a, x_b) (or dict {"a", "b"}) of unpaired batches (B, H, W, C) in [-1, 1].
+
+        Returns:
+            Running means of g_loss, d_loss (weighted totals), gan_loss, cycle_loss,
+            identity_loss (unweighted, summed over both domains; identity 0 when its weight is 0),
+            d_loss_a, d_loss_b.
+
+        Raises:
+            ValueError: if the model is not compiled.
+        """
+        if self.g_optimizer is None:
+            raise ValueError("CycleGAN must be compiled (model.compile()) before fit/train_step")
+        images = self._unpack(data)
+        # Losses per replica over the global batch (gradients are summed across replicas).
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            g_loss, terms, translations = self._generator_loss(images, training=True)
+            g_scaled = self.g_optimizer.scale_loss(g_loss / replicas)
+        self._update(self.g_optimizer, tape, g_scaled, self.generator_variables)
+        fakes = {domain: getattr(self, f"pool_{domain.lower()}")(ops.stop_gradient(translations[domain]))
+                 for domain in DOMAINS}
+        with tf.GradientTape() as tape:
+            d_losses = self._discriminator_loss(images, fakes, training=True)
+            d_scaled = self.d_optimizer.scale_loss((d_losses["A"] + d_losses["B"]) / replicas)
+        self._update(self.d_optimizer, tape, d_scaled, self.discriminator_variables)
+        return self._record(g_loss, terms, d_losses)
+
+    def test_step(self, data):
+        """The train step's metrics without updates and without the pools."""
+        images = self._unpack(data)
+        g_loss, terms, translations = self._generator_loss(images, training=False)
+        d_losses = self._discriminator_loss(images, translations, training=False)
+        return self._record(g_loss, terms, d_losses)
+
+    # --------------------------------------------------------------------------- inference
+    def _check_images(self, x, what: str):
+        shape = tuple(x.shape)
+        expected = (*self.image_shape, self.channels)
+        if len(shape) != 4 or tuple(shape[1:]) != expected:
+            raise ValueError(
+                f"{what}: images must have shape (batch, {expected[0]}, {expected[1]}, {expected[2]}) "
+                f"for this model (image_shape={self.image_shape}, channels={self.channels}); found {shape}"
+            )
+        return tf.convert_to_tensor(x, dtype=tf.float32)
+
+    def _inference(self, x, source, target, cycle):
+        y = self.generator(source, target)(x, training=False)
+        return self.generator(target, source)(y, training=False) if cycle else y
+
+    def _run(self, x, source, target, cycle=False):
+        if self._translate_fn is None:
+            self._translate_fn = tf.function(self._inference, reduce_retracing=True)
+        return self._translate_fn(x, source, target, cycle)
+
+    def translate(self, x, direction: str):
+        """Translates a batch of images, deterministically (instance norm, no dropout or noise).
+
+        Args:
+            x: numpy array or tensor (batch, H, W, C) in [-1, 1].
+            direction: "A2B" (T1w -> T2w) or "B2A" (T2w -> T1w).
+
+        Returns:
+            Float32 tensor of the same shape, in [-1, 1].
+
+        Raises:
+            ValueError: for an unknown direction or images of the wrong shape/channels.
+        """
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {list(DIRECTIONS)}; found {direction!r}")
+        x = self._check_images(x, f"translate({direction})")
+        return self._run(x, direction[0], direction[2])
+
+    def reconstruct(self, x, domain: str):
+        """Cycle reconstruction G_od(G_do(x)) of images of `domain` (o the other domain).
+
+        CycleGAN has no shared latent space, so its only reconstruction of an image is the round
+        trip through the other domain; evaluation's `recon_*` metrics score this cycle.
+
+        Raises:
+            ValueError: for an unknown domain or images of the wrong shape/channels.
+        """
+        if domain not in DOMAINS:
+            raise ValueError(f"domain must be one of {list(DOMAINS)}; found {domain!r}")
+        x = self._check_images(x, f"reconstruct({domain})")
+        return self._run(x, domain, _OTHER[domain], cycle=True)
+
+    # ----------------------------------------------------------------------- serialization
+    def get_config(self):
+        return {"config": self.config.to_dict(), "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(CycleGANConfig.from_dict(config["config"]), name=config.get("name"))
