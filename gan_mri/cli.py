@@ -4,6 +4,7 @@
     gan-mri simulate --subjects 20 --out phantom/
     gan-mri prepare phantom/ --out data/ --size 64
     gan-mri train --preset sa-enc-cl-sn --data data/ --epochs 5 --out saved_models/run1
+    gan-mri train --model cyclegan --data data/ --epochs 5 --out saved_models/cyclegan1
     gan-mri evaluate saved_models/run1 --data data/
     gan-mri translate sub-01_T1w.nii.gz --direction T1->T2 --out sub-01_T2w-synth.nii.gz
     gan-mri export saved_models/run1
@@ -83,7 +84,7 @@ def _train_config(args, dataset):
         return config.replace(**overrides) if overrides else config
     # A preset takes the dataset's image shape unless the user fixes it.
     overrides.setdefault("image_shape", tuple(dataset.image_shape))
-    config = get_preset(args.preset, **overrides)
+    config = get_preset(args.model or args.preset, **overrides)
     assert isinstance(config, UNITConfig) or hasattr(config, "model")
     return config
 
@@ -225,7 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a preset or a config JSON on a prepared dataset")
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--preset", default="sa-enc-cl-sn", help="preset name (default sa-enc-cl-sn)")
+    source.add_argument("--preset", default="sa-enc-cl-sn",
+                        help="preset name: a UNIT variant or cyclegan (default sa-enc-cl-sn)")
+    source.add_argument("--model", choices=("unit", "cyclegan"),
+                        help="model family shortcut: the preset of that name (--model cyclegan = --preset cyclegan)")
     source.add_argument("--config", help="config JSON file (e.g. a run's config.json)")
     p.add_argument("--data", required=True, help="prepared dataset folder")
     p.add_argument("--out", required=True, help="run folder, e.g. saved_models/my-run")
