@@ -366,3 +366,26 @@ def test_cyclegan_goes_through_train_evaluate_translate_and_export(tiny_dataset,
     np.testing.assert_allclose(out, np.asarray(model.translate(slices, "B2A")), atol=1e-5)
     info = json.loads((path / "serving_info.json").read_text())
     assert info["config"]["model"] == "cyclegan"
+
+
+def test_cli_train_selects_cyclegan_by_model_or_preset(tiny_dataset, tmp_path, capsys):
+    from gan_mri import cli
+
+    base = ["train", "--data", str(tiny_dataset.path), "--out", str(tmp_path / "run"), "--width", "8"]
+    for spelling in (["--model", "cyclegan"], ["--preset", "cyclegan"]):
+        config = cli._train_config(cli.build_parser().parse_args(base + spelling), tiny_dataset)
+        assert isinstance(config, CycleGANConfig) and config.name == "cyclegan"
+        assert config.image_shape == (32, 32) and config.base_width == 8 and config.res_blocks == 9
+    unit = cli._train_config(cli.build_parser().parse_args(base + ["--model", "unit"]), tiny_dataset)
+    assert unit.model == "unit" and unit.name == "unit"
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(base + ["--model", "pix2pix"])
+    assert "invalid choice: 'pix2pix'" in capsys.readouterr().err
+
+    # A run through the CLI (a tiny CycleGAN config JSON: 9 residual blocks would be slow here).
+    get_preset("cyclegan", **TINY).to_json(tmp_path / "cyclegan.json")
+    base = [arg for arg in base if arg not in ("--width", "8")]
+    assert cli.main(base + ["--config", str(tmp_path / "cyclegan.json"), "--epochs", "1", "--batch-size", "16",
+                            "--eval-epochs", "none"]) == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["model"] == "cyclegan"
+    assert isinstance(keras.models.load_model(tmp_path / "run" / "model.keras"), CycleGAN)
