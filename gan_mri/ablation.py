@@ -125,7 +125,8 @@ def _train_preset(preset, config, dataset, run_dir: Path, *, epochs, eval_epochs
     common = dict(epochs=epochs, eval_epochs=eval_epochs, max_eval_batches=max_eval_batches, verbose=verbose)
     if run_dir.is_dir() and (run_dir / training.RUN_FILE).is_file():
         run = training.RunFolder.open(run_dir)
-        _check_existing_run(run, config, {"batch_size": batch_size, "seed": seed, "eval_epochs": eval_epochs})
+        _check_existing_run(run, config, {"dataset": str(Path(dataset.path).resolve()), "batch_size": batch_size,
+                                          "seed": seed, "eval_epochs": eval_epochs})
         done = run.epochs_done()
         if done > epochs:
             raise ValueError(f"{run_dir}: holds {done} epochs, more than the {epochs} asked for; "

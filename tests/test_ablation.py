@@ -136,7 +136,10 @@ def test_interrupted_preset_is_resumed(finished, tiny_dataset, tmp_path, monkeyp
     assert result.table_a[0]["SSIM T1"] == pytest.approx(finished.table_a[0]["SSIM T1"])
 
 
-def test_settings_that_differ_from_a_finished_run_are_refused(finished, tiny_dataset):
+def test_settings_that_differ_from_a_finished_run_are_refused(finished, tiny_dataset, tmp_path):
+    copy = shutil.copytree(tiny_dataset.path, tmp_path / "copy")
+    with pytest.raises(ValueError, match=r"table7/unit: trained with .*'dataset': '.*asks for .*copy'"):
+        run_ablation(copy, finished.out_dir, PRESETS, **SETTINGS)
     with pytest.raises(ValueError, match=r"table7/unit: trained with .*'seed': 0.*asks for .*'seed': 1"):
         run_ablation(tiny_dataset, finished.out_dir, PRESETS, **{**SETTINGS, "seed": 1})
     with pytest.raises(ValueError, match=r"config differs from this ablation's in \['base_width'\]"):
