@@ -1,7 +1,8 @@
-"""Benchmark the UNIT train step (one D update + one G update): images/s and FLOPs per step.
+"""Benchmark a model's train step (one D update + one G update): images/s and FLOPs per step.
 
 Usage:
     python benchmarks/train_step.py --preset sa-enc-cl-sn --size 64 --batch 1 --width 64
+    python benchmarks/train_step.py --preset cyclegan --size 64 --batch 1      # lineage width 32
 
 Prints one JSON object. FLOPs come from TensorFlow's graph profiler on the traced train step
 (forward and backward ops of both updates), `null` if the profiler cannot count them. The profiler
@@ -20,10 +21,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="unit")
+    parser.add_argument("--preset", default="unit", help="a UNIT preset or cyclegan")
     parser.add_argument("--size", type=int, default=64, help="square image size")
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--width", type=int, default=64, help="base width (lineage 64)")
+    parser.add_argument("--width", type=int, default=None,
+                        help="base width (default: the preset's lineage width, UNIT 64, CycleGAN 32)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps (the first traces)")
     parser.add_argument("--precision", default="auto", choices=["auto", "float32", "mixed_float16"])
@@ -52,8 +54,8 @@ def main(argv=None):
     from gan_mri.config import get_preset
     from gan_mri.models import build_model
 
-    config = get_preset(args.preset, image_shape=(args.size, args.size), base_width=args.width,
-                        precision=args.precision)
+    overrides = {} if args.width is None else {"base_width": args.width}
+    config = get_preset(args.preset, image_shape=(args.size, args.size), precision=args.precision, **overrides)
     model = build_model(config)
     model.compile()
     rng = np.random.default_rng(0)
@@ -82,7 +84,7 @@ def main(argv=None):
         "preset": args.preset,
         "image_size": args.size,
         "batch": args.batch,
-        "base_width": args.width,
+        "base_width": config.base_width,
         "precision": model.precision_policy,
         "jit": args.jit,
         "device": "GPU" if "GPU" in devices else "CPU",
