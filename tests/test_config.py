@@ -100,7 +100,7 @@ def test_json_round_trip_through_text_and_file(tmp_path):
 def test_config_from_dict_dispatches_on_model():
     data = get_preset("unit-cl", base_width=8).to_dict()
     assert config_from_dict(data) == get_preset("unit-cl", base_width=8)
-    with pytest.raises(ValueError, match=r"Unknown config 'model' 'pix2pix'; known models are \['unit'\]"):
+    with pytest.raises(ValueError, match=r"Unknown config 'model' 'pix2pix'; known models are \['unit', 'cyclegan'\]"):
         config_from_dict({**data, "model": "pix2pix"})
 
 
