@@ -232,7 +232,7 @@ def translation_examples(model, test_dataset, n_examples=4, directions=DIRECTION
     Args:
         model: an object with ``translate`` and ``reconstruct``.
         test_dataset: tf.data.Dataset or iterable of dict batches.
-        n_examples: number of slices per direction (the first ones of the test set).
+        n_examples: number of slices per direction, evenly spaced over the test set.
         directions: subset of ``("A2B", "B2A")``.
 
     Returns:
@@ -245,17 +245,20 @@ def translation_examples(model, test_dataset, n_examples=4, directions=DIRECTION
     directions = _check_directions(directions)
     if n_examples < 1:
         raise ValueError(f"n_examples: expected >= 1, found {n_examples}")
-    sources = {"a": [], "b": []}
-    collected = 0
-    for batch in _iterate_batches(test_dataset, None):
-        for key in sources:
-            sources[key].append(batch[key])
-        collected += len(batch["a"])
-        if collected >= n_examples:
-            break
-    if collected == 0:
+    # Evenly spaced over the test set (the first slices of a volume are all cerebellum), so
+    # the figure shows the range of anatomy; two passes keep only the chosen slices in memory.
+    total = sum(len(batch["a"]) for batch in _iterate_batches(test_dataset, None))
+    if total == 0:
         raise ValueError("test_dataset: expected at least one batch, found none")
-    images = {key: np.concatenate(chunks)[:n_examples] for key, chunks in sources.items()}
+    wanted = np.unique(np.linspace(0, total - 1, n_examples + 2)[1:-1].round().astype(int))
+    sources = {"a": [], "b": []}
+    start = 0
+    for batch in _iterate_batches(test_dataset, None):
+        rows = wanted[(wanted >= start) & (wanted < start + len(batch["a"]))] - start
+        for key in sources:
+            sources[key].append(np.asarray(batch[key])[rows])
+        start += len(batch["a"])
+    images = {key: np.concatenate(chunks) for key, chunks in sources.items()}
     examples = {}
     for direction in directions:
         source_key, target_key, source_domain, _ = DIRECTION_KEYS[direction]
