@@ -73,8 +73,68 @@ def _positive(field: str, value: Any, allow_zero: bool = False) -> None:
         raise ValueError(f"UNITConfig.{field} must be a number {bound}; found {value!r}")
 
 
+class _ConfigIO:
+    """Copy, dict and JSON round trip of a config dataclass; `_display_name` names the family
+    in error messages (e.g. "UNIT config file not found: ...")."""
+
+    _display_name = "model"
+
+    def replace(self, **changes):
+        """Returns a validated copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns a JSON-compatible dict of every field (tuples become lists)."""
+        return {key: list(value) if isinstance(value, tuple) else value
+                for key, value in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        """Builds a config from `to_dict` output.
+
+        Raises:
+            ValueError: on unknown keys (naming them and the valid ones) or invalid values.
+        """
+        valid = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - valid)
+        if unknown:
+            raise ValueError(f"Unknown {cls.__name__} fields {unknown}; valid fields are {sorted(valid)}")
+        return cls(**data)
+
+    def to_json(self, path: str | os.PathLike | None = None) -> str:
+        """Serializes to JSON text; also writes it to `path` when given.
+
+        Returns:
+            The JSON text.
+        """
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        if path is not None:
+            Path(path).write_text(text + "\n", encoding="utf-8")
+        return text
+
+    @classmethod
+    def from_json(cls, path_or_text: str | os.PathLike):
+        """Reads a config from a JSON file path or from JSON text.
+
+        Raises:
+            FileNotFoundError: if a path-like argument that is not JSON text does not exist.
+            ValueError: on invalid JSON or invalid fields.
+        """
+        text = str(path_or_text)
+        if not text.lstrip().startswith("{"):
+            path = Path(text)
+            if not path.is_file():
+                raise FileNotFoundError(f"{cls._display_name} config file not found: {path}")
+            text = path.read_text(encoding="utf-8")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{cls._display_name} config is not valid JSON: {err}") from err
+        return cls.from_dict(data)
+
+
 @dataclasses.dataclass
-class UNITConfig:
+class UNITConfig(_ConfigIO):
     """Configuration of a UNIT model (architecture, losses, optimisation, precision).
 
     Args:
@@ -112,6 +172,8 @@ class UNITConfig:
     Raises:
         ValueError: on any invalid field (in `__post_init__`, via `validate`).
     """
+
+    _display_name = "UNIT"  # in error messages; not a field (no annotation)
 
     model: str = "unit"
     name: str = "custom"
@@ -208,70 +270,13 @@ class UNITConfig:
         height, width = self.image_shape
         return (height // SPATIAL_MULTIPLE, width // SPATIAL_MULTIPLE, 4 * self.base_width)
 
-    def replace(self, **changes) -> "UNITConfig":
-        """Returns a validated copy with some fields changed."""
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Returns a JSON-compatible dict of every field (tuples become lists)."""
-        out = dataclasses.asdict(self)
-        out["image_shape"] = list(self.image_shape)
-        out["spectral_norm"] = list(self.spectral_norm)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "UNITConfig":
-        """Builds a config from `to_dict` output.
-
-        Raises:
-            ValueError: on unknown keys (naming them and the valid ones) or invalid values.
-        """
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - valid)
-        if unknown:
-            raise ValueError(
-                f"Unknown UNITConfig fields {unknown}; valid fields are {sorted(valid)}"
-            )
-        return cls(**data)
-
-    def to_json(self, path: str | os.PathLike | None = None) -> str:
-        """Serializes to JSON text; also writes it to `path` when given.
-
-        Returns:
-            The JSON text.
-        """
-        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
-        if path is not None:
-            Path(path).write_text(text + "\n", encoding="utf-8")
-        return text
-
-    @classmethod
-    def from_json(cls, path_or_text: str | os.PathLike) -> "UNITConfig":
-        """Reads a config from a JSON file path or from JSON text.
-
-        Raises:
-            FileNotFoundError: if a path-like argument that is not JSON text does not exist.
-            ValueError: on invalid JSON or invalid fields.
-        """
-        text = str(path_or_text)
-        if not text.lstrip().startswith("{"):
-            path = Path(text)
-            if not path.is_file():
-                raise FileNotFoundError(f"UNIT config file not found: {path}")
-            text = path.read_text(encoding="utf-8")
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"UNIT config is not valid JSON: {err}") from err
-        return cls.from_dict(data)
-
 
 CYCLEGAN_PRESETS: dict[str, dict[str, Any]] = {"cyclegan": {}}
 """Preset name -> the fields that differ from the lineage defaults of `CycleGANConfig`."""
 
 
 @dataclasses.dataclass
-class CycleGANConfig:
+class CycleGANConfig(_ConfigIO):
     """Configuration of a CycleGAN model (Zhu et al. 2017, as in the GAN-MRI lineage).
 
     Args:
@@ -300,6 +305,8 @@ class CycleGANConfig:
     Raises:
         ValueError: on any invalid field (in `__post_init__`, via `validate`).
     """
+
+    _display_name = "CycleGAN"
 
     model: str = "cyclegan"
     name: str = "custom"
@@ -368,60 +375,6 @@ class CycleGANConfig:
     def discriminator_width(self) -> int:
         """Filters of the discriminator's first conv: 2 * base_width (lineage 64)."""
         return 2 * self.base_width
-
-    def replace(self, **changes) -> "CycleGANConfig":
-        """Returns a validated copy with some fields changed."""
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Returns a JSON-compatible dict of every field (tuples become lists)."""
-        out = dataclasses.asdict(self)
-        out["image_shape"] = list(self.image_shape)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "CycleGANConfig":
-        """Builds a config from `to_dict` output.
-
-        Raises:
-            ValueError: on unknown keys (naming them and the valid ones) or invalid values.
-        """
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - valid)
-        if unknown:
-            raise ValueError(f"Unknown CycleGANConfig fields {unknown}; valid fields are {sorted(valid)}")
-        return cls(**data)
-
-    def to_json(self, path: str | os.PathLike | None = None) -> str:
-        """Serializes to JSON text; also writes it to `path` when given.
-
-        Returns:
-            The JSON text.
-        """
-        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
-        if path is not None:
-            Path(path).write_text(text + "\n", encoding="utf-8")
-        return text
-
-    @classmethod
-    def from_json(cls, path_or_text: str | os.PathLike) -> "CycleGANConfig":
-        """Reads a config from a JSON file path or from JSON text.
-
-        Raises:
-            FileNotFoundError: if a path-like argument that is not JSON text does not exist.
-            ValueError: on invalid JSON or invalid fields.
-        """
-        text = str(path_or_text)
-        if not text.lstrip().startswith("{"):
-            path = Path(text)
-            if not path.is_file():
-                raise FileNotFoundError(f"CycleGAN config file not found: {path}")
-            text = path.read_text(encoding="utf-8")
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"CycleGAN config is not valid JSON: {err}") from err
-        return cls.from_dict(data)
 
 
 def all_preset_names() -> tuple[str, ...]:
