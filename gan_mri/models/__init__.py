@@ -1,10 +1,12 @@
 """Model families of gan_mri; `build_model(config)` builds the one a config names.
 
-Adding a family (as CycleGAN was) = one file in this folder plus one line in `MODELS`.
+Adding a family (as CycleGAN was) = one file in this folder with a `TranslationGAN` subclass
+(`base.py`: construction, compile, metrics, translate, serialization) plus one line in `MODELS`.
 """
 
 from __future__ import annotations
 
+from gan_mri.models.base import TranslationGAN
 from gan_mri.models.cyclegan import CycleGAN
 from gan_mri.models.unit import UNIT
 
@@ -30,4 +32,4 @@ def build_model(config):
     return MODELS[family](config)
 
 
-__all__ = ["MODELS", "CycleGAN", "UNIT", "build_model"]
+__all__ = ["MODELS", "CycleGAN", "TranslationGAN", "UNIT", "build_model"]

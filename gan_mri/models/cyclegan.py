@@ -37,12 +37,11 @@ from gan_mri import DIRECTIONS, DOMAINS
 from gan_mri import losses as L
 from gan_mri import networks
 from gan_mri.config import CycleGANConfig
-from gan_mri.precision import precision_scope
+from gan_mri.models.base import OTHER_DOMAIN, TranslationGAN
 
 logger = logging.getLogger(__name__)
 
 METRIC_NAMES = ("g_loss", "d_loss", "gan_loss", "cycle_loss", "identity_loss", "d_loss_a", "d_loss_b")
-_OTHER = {"A": "B", "B": "A"}
 
 
 @keras.saving.register_keras_serializable(package="gan_mri")
@@ -159,8 +158,11 @@ class ImagePool(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="gan_mri")
-class CycleGAN(keras.Model):
+class CycleGAN(TranslationGAN):
     """CycleGAN image-to-image translation model, configured by a `CycleGANConfig`.
+
+    Construction, `compile`, `translate`, metrics and serialization come from `TranslationGAN`;
+    `compile(..., total_steps=n)` gives the default optimizers `LinearDecaySchedule`s over n steps.
 
     Attributes:
         config: the `CycleGANConfig`.
@@ -177,23 +179,8 @@ class CycleGAN(keras.Model):
         **kwargs: `keras.Model` arguments (e.g. name).
     """
 
-    def __init__(self, config: CycleGANConfig | dict, **kwargs):
-        if isinstance(config, dict):
-            config = CycleGANConfig.from_dict(config)
-        if not kwargs.get("name"):
-            kwargs["name"] = config.name.replace("-", "_")
-        super().__init__(**kwargs)
-        self.config = config
-        self.image_shape = tuple(config.image_shape)
-        self.channels = config.channels
-        self.g_optimizer = None
-        self.d_optimizer = None
-        with precision_scope(config.precision) as policy:
-            self.precision_policy = policy
-            self._build_networks(config)
-        self._trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
-        self._translate_fn = None
-        self.built = True
+    config_class = CycleGANConfig
+    METRIC_NAMES = METRIC_NAMES
 
     def _build_networks(self, config: CycleGANConfig) -> None:
         for direction in DIRECTIONS:
@@ -232,72 +219,12 @@ class CycleGAN(keras.Model):
         x_a, x_b = inputs
         return self.generator_a2b(x_a, training=training), self.generator_b2a(x_b, training=training)
 
-    # ------------------------------------------------------------------------------ compile
-    def compile(self, g_optimizer=None, d_optimizer=None, total_steps: int | None = None, **kwargs):
-        """Sets the two players' optimizers.
-
-        Args:
-            g_optimizer: optimizer of both generators; default Adam(config.g_learning_rate,
-                config.beta_1, config.beta_2) with the config's linear decay.
-            d_optimizer: optimizer of both discriminators; default Adam(config.d_learning_rate, ...).
-            total_steps: training steps (epochs x steps per epoch); the default optimizers'
-                learning rates decay linearly to 0 from step `config.decay_start * total_steps`
-                to `total_steps`. None (or `decay_start` 1.0) keeps them constant.
-            **kwargs: `keras.Model.compile` arguments; `optimizer` and `loss` are not accepted.
-
-        Raises:
-            ValueError: for `optimizer`/`loss` arguments or a `total_steps` that is not a
-                positive integer.
-
-        Under the mixed_float16 policy both optimizers are wrapped in `LossScaleOptimizer`.
-        """
-        for forbidden in ("optimizer", "loss"):
-            if forbidden in kwargs:
-                raise ValueError(f"CycleGAN.compile takes g_optimizer/d_optimizer and no {forbidden!r}")
-        if total_steps is not None and (isinstance(total_steps, bool) or not isinstance(total_steps, int)
-                                        or total_steps < 1):
-            raise ValueError(f"total_steps must be a positive integer or None; found {total_steps!r}")
-        cfg = self.config
-
-        def learning_rate(initial):
-            if total_steps is None or cfg.decay_start >= 1.0:
-                return initial
-            return LinearDecaySchedule.over_training(initial, total_steps, cfg.decay_start)
-
-        if g_optimizer is None:
-            g_optimizer = keras.optimizers.Adam(learning_rate(cfg.g_learning_rate), cfg.beta_1, cfg.beta_2,
-                                                name="g_adam")
-        if d_optimizer is None:
-            d_optimizer = keras.optimizers.Adam(learning_rate(cfg.d_learning_rate), cfg.beta_1, cfg.beta_2,
-                                                name="d_adam")
-        if self.precision_policy == "mixed_float16":
-            g_optimizer, d_optimizer = (
-                opt if isinstance(opt, keras.optimizers.LossScaleOptimizer)
-                else keras.optimizers.LossScaleOptimizer(opt, name=f"{opt.name}_loss_scale")
-                for opt in (g_optimizer, d_optimizer)
-            )
-        super().compile(optimizer=None, **kwargs)
-        self.g_optimizer = g_optimizer
-        self.d_optimizer = d_optimizer
-        # Built now, so checkpoints can restore their state before the first step.
-        self.g_optimizer.build(self.generator_variables)
-        self.d_optimizer.build(self.discriminator_variables)
-
-    def get_compile_config(self):
-        if self.g_optimizer is None:
-            return {}
-        return {
-            "g_optimizer": keras.optimizers.serialize(self.g_optimizer),
-            "d_optimizer": keras.optimizers.serialize(self.d_optimizer),
-        }
-
-    def compile_from_config(self, config):
-        if not config:
-            return
-        self.compile(
-            g_optimizer=keras.optimizers.deserialize(config["g_optimizer"]),
-            d_optimizer=keras.optimizers.deserialize(config["d_optimizer"]),
-        )
+    def _learning_rate(self, initial: float, total_steps: int | None):
+        """Constant, then linear to 0 from step `decay_start * total_steps` to `total_steps`
+        (constant when `total_steps` is None or `config.decay_start` is 1.0)."""
+        if total_steps is None or self.config.decay_start >= 1.0:
+            return initial
+        return LinearDecaySchedule.over_training(initial, total_steps, self.config.decay_start)
 
     # ------------------------------------------------------------------------------- losses
     def _generator_loss(self, images: dict, training):
@@ -306,7 +233,7 @@ class CycleGAN(keras.Model):
         terms = {"gan": 0.0, "cycle": 0.0, "identity": 0.0}
         translations = {}
         for domain in DOMAINS:
-            other = _OTHER[domain]
+            other = OTHER_DOMAIN[domain]
             x = images[domain]
             translated = self.generator(domain, other)(x, training=training)
             cycled = self.generator(other, domain)(translated, training=training)
@@ -330,36 +257,7 @@ class CycleGAN(keras.Model):
             for domain in DOMAINS
         }
 
-    def _record(self, g_loss, terms, d_losses):
-        values = {
-            "g_loss": g_loss,
-            "d_loss": d_losses["A"] + d_losses["B"],
-            "gan_loss": terms["gan"],
-            "cycle_loss": terms["cycle"],
-            "identity_loss": terms["identity"],
-            "d_loss_a": d_losses["A"],
-            "d_loss_b": d_losses["B"],
-        }
-        for name, value in values.items():
-            self._trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self._trackers.items()}
-
-    @property
-    def metrics(self):
-        return list(self._trackers.values())
-
     # ---------------------------------------------------------------------------- training
-    @staticmethod
-    def _unpack(data) -> dict:
-        x_a, x_b = (data["a"], data["b"]) if isinstance(data, dict) else (data[0], data[1])
-        return {"A": ops.cast(x_a, "float32"), "B": ops.cast(x_b, "float32")}
-
-    @staticmethod
-    def _update(optimizer, tape, loss, variables):
-        # LossScaleOptimizer unscales the gradients and skips steps with non-finite ones.
-        grads = tape.gradient(loss, variables)
-        optimizer.apply_gradients(zip(grads, variables))
-
     def train_step(self, data):
         """One generator update, then one discriminator update on pooled translations.
 
@@ -374,21 +272,18 @@ class CycleGAN(keras.Model):
         Raises:
             ValueError: if the model is not compiled.
         """
-        if self.g_optimizer is None:
-            raise ValueError("CycleGAN must be compiled (model.compile()) before fit/train_step")
+        self._require_compiled()
         images = self._unpack(data)
-        # Losses per replica over the global batch (gradients are summed across replicas).
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             g_loss, terms, translations = self._generator_loss(images, training=True)
-            g_scaled = self.g_optimizer.scale_loss(g_loss / replicas)
-        self._update(self.g_optimizer, tape, g_scaled, self.generator_variables)
+            g_scaled = self._scaled(self.g_optimizer, g_loss)
+        self._apply(self.g_optimizer, tape, g_scaled, self.generator_variables)
         fakes = {domain: getattr(self, f"pool_{domain.lower()}")(ops.stop_gradient(translations[domain]))
                  for domain in DOMAINS}
         with tf.GradientTape() as tape:
             d_losses = self._discriminator_loss(images, fakes, training=True)
-            d_scaled = self.d_optimizer.scale_loss((d_losses["A"] + d_losses["B"]) / replicas)
-        self._update(self.d_optimizer, tape, d_scaled, self.discriminator_variables)
+            d_scaled = self._scaled(self.d_optimizer, d_losses["A"] + d_losses["B"])
+        self._apply(self.d_optimizer, tape, d_scaled, self.discriminator_variables)
         return self._record(g_loss, terms, d_losses)
 
     def test_step(self, data):
@@ -399,42 +294,13 @@ class CycleGAN(keras.Model):
         return self._record(g_loss, terms, d_losses)
 
     # --------------------------------------------------------------------------- inference
-    def _check_images(self, x, what: str):
-        shape = tuple(x.shape)
-        expected = (*self.image_shape, self.channels)
-        if len(shape) != 4 or tuple(shape[1:]) != expected:
-            raise ValueError(
-                f"{what}: images must have shape (batch, {expected[0]}, {expected[1]}, {expected[2]}) "
-                f"for this model (image_shape={self.image_shape}, channels={self.channels}); found {shape}"
-            )
-        return tf.convert_to_tensor(x, dtype=tf.float32)
-
-    def _inference(self, x, source, target, cycle):
-        y = self.generator(source, target)(x, training=False)
-        return self.generator(target, source)(y, training=False) if cycle else y
-
-    def _run(self, x, source, target, cycle=False):
-        if self._translate_fn is None:
-            self._translate_fn = tf.function(self._inference, reduce_retracing=True)
-        return self._translate_fn(x, source, target, cycle)
-
-    def translate(self, x, direction: str):
-        """Translates a batch of images, deterministically (instance norm, no dropout or noise).
-
-        Args:
-            x: numpy array or tensor (batch, H, W, C) in [-1, 1].
-            direction: "A2B" (T1w -> T2w) or "B2A" (T2w -> T1w).
-
-        Returns:
-            Float32 tensor of the same shape, in [-1, 1].
-
-        Raises:
-            ValueError: for an unknown direction or images of the wrong shape/channels.
-        """
-        if direction not in DIRECTIONS:
-            raise ValueError(f"direction must be one of {list(DIRECTIONS)}; found {direction!r}")
-        x = self._check_images(x, f"translate({direction})")
-        return self._run(x, direction[0], direction[2])
+    def _inference(self, x, source, target):
+        if source == target:
+            # No shared latent space: an image's reconstruction is its round trip through the other domain.
+            back_from = OTHER_DOMAIN[source]
+            return self.generator(back_from, target)(self.generator(source, back_from)(x, training=False),
+                                                     training=False)
+        return self.generator(source, target)(x, training=False)
 
     def reconstruct(self, x, domain: str):
         """Cycle reconstruction G_od(G_do(x)) of images of `domain` (o the other domain).
@@ -445,15 +311,4 @@ class CycleGAN(keras.Model):
         Raises:
             ValueError: for an unknown domain or images of the wrong shape/channels.
         """
-        if domain not in DOMAINS:
-            raise ValueError(f"domain must be one of {list(DOMAINS)}; found {domain!r}")
-        x = self._check_images(x, f"reconstruct({domain})")
-        return self._run(x, domain, _OTHER[domain], cycle=True)
-
-    # ----------------------------------------------------------------------- serialization
-    def get_config(self):
-        return {"config": self.config.to_dict(), "name": self.name}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(CycleGANConfig.from_dict(config["config"]), name=config.get("name"))
+        return super().reconstruct(x, domain)

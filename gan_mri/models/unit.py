@@ -28,16 +28,15 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from gan_mri import DIRECTIONS, DOMAINS
+from gan_mri import DOMAINS
 from gan_mri import losses as L
 from gan_mri import networks
 from gan_mri.config import UNITConfig
-from gan_mri.precision import precision_scope
+from gan_mri.models.base import OTHER_DOMAIN, TranslationGAN
 
 logger = logging.getLogger(__name__)
 
 METRIC_NAMES = ("g_loss", "d_loss", "gan_loss", "recon_loss", "cycle_loss", "kl_loss", "d_loss_a", "d_loss_b")
-_OTHER = {"A": "B", "B": "A"}
 
 
 class _DomainNetworks(NamedTuple):
@@ -47,8 +46,12 @@ class _DomainNetworks(NamedTuple):
 
 
 @keras.saving.register_keras_serializable(package="gan_mri")
-class UNIT(keras.Model):
+class UNIT(TranslationGAN):
     """UNIT image-to-image translation model, configured by a `UNITConfig`.
+
+    Construction, `compile`, `translate`, metrics and serialization come from `TranslationGAN`.
+    `compile(g_optimizer=None, d_optimizer=None, total_steps=None, **kwargs)` accepts
+    `total_steps` for the shared contract and ignores it: UNIT's learning rates are constant.
 
     Attributes:
         config: the `UNITConfig`.
@@ -64,25 +67,12 @@ class UNIT(keras.Model):
         **kwargs: `keras.Model` arguments (e.g. name).
     """
 
+    config_class = UNITConfig
+    METRIC_NAMES = METRIC_NAMES
+
     def __init__(self, config: UNITConfig | dict, **kwargs):
-        if isinstance(config, dict):
-            config = UNITConfig.from_dict(config)
-        if not kwargs.get("name"):
-            kwargs["name"] = config.name.replace("-", "_")
-        super().__init__(**kwargs)
-        self.config = config
-        self.image_shape = tuple(config.image_shape)
-        self.channels = config.channels
-        self.g_optimizer = None
-        self.d_optimizer = None
-        with precision_scope(config.precision) as policy:
-            self.precision_policy = policy
-            self._build_networks(config)
-        self._recon = L.reconstruction_loss(config.recon_loss, config.charbonnier_epsilon)
-        self._trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
-        self._translate_fn = None
-        # Every sub-network is a built functional model, so the model's variables all exist.
-        self.built = True
+        super().__init__(config, **kwargs)
+        self._recon = L.reconstruction_loss(self.config.recon_loss, self.config.charbonnier_epsilon)
 
     # ----------------------------------------------------------------------------- networks
     def _build_networks(self, config: UNITConfig) -> None:
@@ -147,60 +137,10 @@ class UNIT(keras.Model):
         return (self.decode(self.encode(x_a, "A", training)[1], "B", training),
                 self.decode(self.encode(x_b, "B", training)[1], "A", training))
 
-    # ------------------------------------------------------------------------------ compile
-    def compile(self, g_optimizer=None, d_optimizer=None, **kwargs):
-        """Sets the two players' optimizers.
-
-        Args:
-            g_optimizer: optimizer of encoders, shared parts and generators; default
-                Adam(config.g_learning_rate, config.beta_1, config.beta_2).
-            d_optimizer: optimizer of the discriminators; default Adam(config.d_learning_rate, ...).
-            **kwargs: `keras.Model.compile` arguments (e.g. `jit_compile`, `steps_per_execution`);
-                `optimizer` and `loss` are not accepted (the losses come from the config).
-
-        Under the mixed_float16 policy both optimizers are wrapped in `LossScaleOptimizer`.
-        Both are built at once so checkpoints can restore their state before the first step.
-        """
-        for forbidden in ("optimizer", "loss"):
-            if forbidden in kwargs:
-                raise ValueError(f"UNIT.compile takes g_optimizer/d_optimizer and no {forbidden!r}")
-        cfg = self.config
-        if g_optimizer is None:
-            g_optimizer = keras.optimizers.Adam(cfg.g_learning_rate, cfg.beta_1, cfg.beta_2, name="g_adam")
-        if d_optimizer is None:
-            d_optimizer = keras.optimizers.Adam(cfg.d_learning_rate, cfg.beta_1, cfg.beta_2, name="d_adam")
-        if self.precision_policy == "mixed_float16":
-            g_optimizer, d_optimizer = (
-                opt if isinstance(opt, keras.optimizers.LossScaleOptimizer)
-                else keras.optimizers.LossScaleOptimizer(opt, name=f"{opt.name}_loss_scale")
-                for opt in (g_optimizer, d_optimizer)
-            )
-        super().compile(optimizer=None, **kwargs)
-        self.g_optimizer = g_optimizer
-        self.d_optimizer = d_optimizer
-        self.g_optimizer.build(self.generator_variables)
-        self.d_optimizer.build(self.discriminator_variables)
-
-    def get_compile_config(self):
-        if self.g_optimizer is None:
-            return {}
-        return {
-            "g_optimizer": keras.optimizers.serialize(self.g_optimizer),
-            "d_optimizer": keras.optimizers.serialize(self.d_optimizer),
-        }
-
-    def compile_from_config(self, config):
-        if not config:
-            return
-        self.compile(
-            g_optimizer=keras.optimizers.deserialize(config["g_optimizer"]),
-            d_optimizer=keras.optimizers.deserialize(config["d_optimizer"]),
-        )
-
     # ------------------------------------------------------------------------------- losses
     def _generator_terms(self, x, domain, training):
         """Loss terms (unweighted) of the generator player for images `x` of `domain`."""
-        other = _OTHER[domain]
+        other = OTHER_DOMAIN[domain]
         mu, z = self.encode(x, domain, training)
         x_rec = self.decode(z, domain, training)
         x_trans = self.decode(z, other, training)
@@ -229,7 +169,7 @@ class UNIT(keras.Model):
         images = {"A": x_a, "B": x_b}
         per_domain = {}
         for domain in DOMAINS:
-            other = _OTHER[domain]
+            other = OTHER_DOMAIN[domain]
             fake = self.decode(self.encode(images[other], other, training)[1], domain, training)
             fake = ops.stop_gradient(fake)
             disc = self.domain_networks(domain).discriminator
@@ -237,57 +177,24 @@ class UNIT(keras.Model):
                 disc(images[domain], training=training), disc(fake, training=training))
         return per_domain
 
-    def _record(self, g_loss, terms, d_losses):
-        values = {
-            "g_loss": g_loss,
-            "d_loss": d_losses["A"] + d_losses["B"],
-            "gan_loss": terms["gan"],
-            "recon_loss": terms["recon"],
-            "cycle_loss": terms["cycle"],
-            "kl_loss": terms["kl"] + terms["cycle_kl"],
-            "d_loss_a": d_losses["A"],
-            "d_loss_b": d_losses["B"],
-        }
-        for name, value in values.items():
-            self._trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self._trackers.items()}
-
-    @property
-    def metrics(self):
-        return list(self._trackers.values())
-
     # ---------------------------------------------------------------------------- training
-    @staticmethod
-    def _unpack(data):
-        x_a, x_b = (data["a"], data["b"]) if isinstance(data, dict) else (data[0], data[1])
-        return ops.cast(x_a, "float32"), ops.cast(x_b, "float32")
-
-    @staticmethod
-    def _scaled(optimizer, loss):
-        """The loss to differentiate: per replica over the global batch (gradients are summed
-        across replicas), times the loss scale under mixed precision. Must run inside the tape."""
-        return optimizer.scale_loss(loss / tf.distribute.get_strategy().num_replicas_in_sync)
-
-    @staticmethod
-    def _apply(optimizer, tape, scaled_loss, variables):
-        # LossScaleOptimizer unscales the gradients and skips steps with non-finite ones.
-        grads = tape.gradient(scaled_loss, variables)
-        optimizer.apply_gradients(zip(grads, variables))
-
     def train_step(self, data):
         """One discriminator update, then one generator update (with the updated D).
 
         Args:
-            data: a tuple (x_a, x_b) of unpaired batches (B, H, W, C) in [-1, 1].
+            data: a tuple (x_a, x_b) (or dict {"a", "b"}) of unpaired batches (B, H, W, C) in [-1, 1].
 
         Returns:
             Running means of g_loss, d_loss (weighted totals), gan_loss, recon_loss,
             cycle_loss, kl_loss (unweighted, summed over both domains; kl includes the cycle
             codes), d_loss_a, d_loss_b.
+
+        Raises:
+            ValueError: if the model is not compiled.
         """
-        if self.g_optimizer is None:
-            raise ValueError("UNIT must be compiled (model.compile()) before fit/train_step")
-        x_a, x_b = self._unpack(data)
+        self._require_compiled()
+        images = self._unpack(data)
+        x_a, x_b = images["A"], images["B"]
         with tf.GradientTape() as tape:
             d_losses = self._discriminator_loss(x_a, x_b, training=True)
             d_scaled = self._scaled(self.d_optimizer, d_losses["A"] + d_losses["B"])
@@ -296,51 +203,26 @@ class UNIT(keras.Model):
             g_loss, terms = self._generator_loss(x_a, x_b, training=True)
             g_scaled = self._scaled(self.g_optimizer, g_loss)
         self._apply(self.g_optimizer, tape, g_scaled, self.generator_variables)
-        return self._record(g_loss, terms, d_losses)
+        return self._record(g_loss, self._metric_terms(terms), d_losses)
 
     def test_step(self, data):
         """The train step's metrics without updates, noise or dropout."""
-        x_a, x_b = self._unpack(data)
+        images = self._unpack(data)
+        x_a, x_b = images["A"], images["B"]
         d_losses = self._discriminator_loss(x_a, x_b, training=False)
         g_loss, terms = self._generator_loss(x_a, x_b, training=False)
-        return self._record(g_loss, terms, d_losses)
+        return self._record(g_loss, self._metric_terms(terms), d_losses)
+
+    @staticmethod
+    def _metric_terms(terms):
+        # One kl_loss metric for the codes of the images and of their translations.
+        return {"gan": terms["gan"], "recon": terms["recon"], "cycle": terms["cycle"],
+                "kl": terms["kl"] + terms["cycle_kl"]}
 
     # --------------------------------------------------------------------------- inference
-    def _check_images(self, x, what: str):
-        shape = tuple(x.shape)
-        expected = (*self.image_shape, self.channels)
-        if len(shape) != 4 or tuple(shape[1:]) != expected:
-            raise ValueError(
-                f"{what}: images must have shape (batch, {expected[0]}, {expected[1]}, {expected[2]}) "
-                f"for this model (image_shape={self.image_shape}, channels={self.channels}); found {shape}"
-            )
-        return tf.convert_to_tensor(x, dtype=tf.float32)
-
     def _inference(self, x, source, target):
+        # source == target: the image decoded back into its own domain (self-reconstruction).
         return self.decode(self.encode(x, source, training=False)[1], target, training=False)
-
-    def _run(self, x, source, target):
-        if self._translate_fn is None:
-            self._translate_fn = tf.function(self._inference, reduce_retracing=True)
-        return self._translate_fn(x, source, target)
-
-    def translate(self, x, direction: str):
-        """Translates a batch of images, deterministically (no noise, no dropout).
-
-        Args:
-            x: numpy array or tensor (batch, H, W, C) in [-1, 1].
-            direction: "A2B" (T1w -> T2w) or "B2A" (T2w -> T1w).
-
-        Returns:
-            Float32 tensor of the same shape, in [-1, 1].
-
-        Raises:
-            ValueError: for an unknown direction or images of the wrong shape/channels.
-        """
-        if direction not in DIRECTIONS:
-            raise ValueError(f"direction must be one of {list(DIRECTIONS)}; found {direction!r}")
-        x = self._check_images(x, f"translate({direction})")
-        return self._run(x, direction[0], direction[2])
 
     def reconstruct(self, x, domain: str):
         """Self-reconstruction through the shared latent space: G_d(dec(shared(E_d(x)))).
@@ -348,15 +230,4 @@ class UNIT(keras.Model):
         Raises:
             ValueError: for an unknown domain or images of the wrong shape/channels.
         """
-        if domain not in DOMAINS:
-            raise ValueError(f"domain must be one of {list(DOMAINS)}; found {domain!r}")
-        x = self._check_images(x, f"reconstruct({domain})")
-        return self._run(x, domain, domain)
-
-    # ----------------------------------------------------------------------- serialization
-    def get_config(self):
-        return {"config": self.config.to_dict(), "name": self.name}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(UNITConfig.from_dict(config["config"]), name=config.get("name"))
+        return super().reconstruct(x, domain)

@@ -1,0 +1,267 @@
+"""`TranslationGAN`: what every two-domain translation GAN of gan_mri shares (UNIT, CycleGAN).
+
+A family subclasses it and adds only what differs: its networks (`_build_networks`), which
+variables each player trains, the losses, the order of the two updates in `train_step`, and one
+inference graph (`_inference`). The base class does the rest the same way for every family:
+construction from a config (or its dict form) under the config's precision policy, the
+two-optimizer `compile` (mixed-precision loss scaling, optional learning-rate schedule),
+metric tracking, gradient application, input checks, `translate`/`reconstruct` and
+`get_config`/`from_config`.
+
+Attribute names are part of the saved-file format (`.keras` files and checkpoints store weights
+under them), so the base class adds no saveable attributes of its own besides the optimizers
+and `_trackers`, which both families have always had.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from gan_mri import DIRECTIONS, DOMAINS
+from gan_mri.precision import precision_scope
+
+logger = logging.getLogger(__name__)
+
+OTHER_DOMAIN = {"A": "B", "B": "A"}
+"""Domain -> the other domain."""
+
+
+class TranslationGAN(keras.Model):
+    """Base of the translation GANs: two domains (A = T1w, B = T2w), two players (G and D).
+
+    Subclasses set `config_class` and `METRIC_NAMES` and implement `_build_networks`,
+    `generator_variables`, `discriminator_variables`, `_inference`, `train_step` and
+    `test_step`; they may override `_learning_rate` to schedule the default optimizers.
+
+    Attributes:
+        config: the model config (an instance of `config_class`).
+        image_shape: (H, W) of the images.
+        channels: image channels.
+        precision_policy: the concrete Keras dtype policy of the networks.
+        g_optimizer, d_optimizer: the two players' optimizers (None until `compile`).
+
+    Args:
+        config: a `config_class` instance or its dict form.
+        **kwargs: `keras.Model` arguments (e.g. name; default: the config's name).
+    """
+
+    config_class: type = None
+    """The config dataclass of the family (has `from_dict`, `to_dict`, `name`, `precision`...)."""
+
+    METRIC_NAMES: tuple[str, ...] = ()
+    """Names of the metrics `train_step`/`test_step` return, in order."""
+
+    def __init__(self, config, **kwargs):
+        if isinstance(config, dict):
+            config = self.config_class.from_dict(config)
+        if not kwargs.get("name"):
+            kwargs["name"] = config.name.replace("-", "_")
+        super().__init__(**kwargs)
+        self.config = config
+        self.image_shape = tuple(config.image_shape)
+        self.channels = config.channels
+        self.g_optimizer = None
+        self.d_optimizer = None
+        with precision_scope(config.precision) as policy:
+            self.precision_policy = policy
+            self._build_networks(config)
+        self._trackers = {name: keras.metrics.Mean(name=name) for name in self.METRIC_NAMES}
+        self._translate_fn = None
+        # Every sub-network is a built functional model, so the model's variables all exist.
+        self.built = True
+
+    # ------------------------------------------------------------------ subclass hooks
+    def _build_networks(self, config) -> None:
+        """Creates the sub-networks as attributes (runs under the config's precision policy)."""
+        raise NotImplementedError
+
+    @property
+    def generator_variables(self) -> list:
+        """Trainable variables of the generator player."""
+        raise NotImplementedError
+
+    @property
+    def discriminator_variables(self) -> list:
+        """Trainable variables of the discriminator player."""
+        raise NotImplementedError
+
+    def _inference(self, x, source: str, target: str):
+        """The deterministic graph of `translate` (source != target) and of `reconstruct`
+        (source == target: the family's reconstruction of an image of `source`)."""
+        raise NotImplementedError
+
+    def _learning_rate(self, initial: float, total_steps: int | None):
+        """Learning rate (or schedule) of a default optimizer; the base keeps it constant."""
+        return initial
+
+    # ------------------------------------------------------------------------ compile
+    def compile(self, g_optimizer=None, d_optimizer=None, total_steps: int | None = None, **kwargs):
+        """Sets the two players' optimizers.
+
+        Args:
+            g_optimizer: optimizer of the generator player; default
+                Adam(config.g_learning_rate, config.beta_1, config.beta_2).
+            d_optimizer: optimizer of the discriminators; default Adam(config.d_learning_rate, ...).
+            total_steps: training steps (epochs x steps per epoch), for families that schedule
+                the default optimizers' learning rates over the run (`_learning_rate`): CycleGAN
+                decays them linearly; UNIT ignores it (its learning rates are constant).
+                None keeps them constant.
+            **kwargs: `keras.Model.compile` arguments (e.g. `jit_compile`, `steps_per_execution`);
+                `optimizer` and `loss` are not accepted (the losses come from the config).
+
+        Raises:
+            ValueError: for `optimizer`/`loss` arguments or a `total_steps` that is not a
+                positive integer or None.
+
+        Under the mixed_float16 policy both optimizers are wrapped in `LossScaleOptimizer`.
+        Both are built at once so checkpoints can restore their state before the first step.
+        """
+        for forbidden in ("optimizer", "loss"):
+            if forbidden in kwargs:
+                raise ValueError(f"{type(self).__name__}.compile takes g_optimizer/d_optimizer and no {forbidden!r}")
+        if total_steps is not None and (isinstance(total_steps, bool) or not isinstance(total_steps, int)
+                                        or total_steps < 1):
+            raise ValueError(f"total_steps must be a positive integer or None; found {total_steps!r}")
+        cfg = self.config
+        if g_optimizer is None:
+            g_optimizer = keras.optimizers.Adam(self._learning_rate(cfg.g_learning_rate, total_steps),
+                                                cfg.beta_1, cfg.beta_2, name="g_adam")
+        if d_optimizer is None:
+            d_optimizer = keras.optimizers.Adam(self._learning_rate(cfg.d_learning_rate, total_steps),
+                                                cfg.beta_1, cfg.beta_2, name="d_adam")
+        if self.precision_policy == "mixed_float16":
+            g_optimizer, d_optimizer = (
+                opt if isinstance(opt, keras.optimizers.LossScaleOptimizer)
+                else keras.optimizers.LossScaleOptimizer(opt, name=f"{opt.name}_loss_scale")
+                for opt in (g_optimizer, d_optimizer)
+            )
+        super().compile(optimizer=None, **kwargs)
+        self.g_optimizer = g_optimizer
+        self.d_optimizer = d_optimizer
+        self.g_optimizer.build(self.generator_variables)
+        self.d_optimizer.build(self.discriminator_variables)
+
+    def get_compile_config(self):
+        if self.g_optimizer is None:
+            return {}
+        return {
+            "g_optimizer": keras.optimizers.serialize(self.g_optimizer),
+            "d_optimizer": keras.optimizers.serialize(self.d_optimizer),
+        }
+
+    def compile_from_config(self, config):
+        if not config:
+            return
+        self.compile(
+            g_optimizer=keras.optimizers.deserialize(config["g_optimizer"]),
+            d_optimizer=keras.optimizers.deserialize(config["d_optimizer"]),
+        )
+
+    # ----------------------------------------------------------------------- training
+    def _require_compiled(self) -> None:
+        if self.g_optimizer is None:
+            raise ValueError(f"{type(self).__name__} must be compiled (model.compile()) before fit/train_step")
+
+    @staticmethod
+    def _unpack(data) -> dict:
+        """{"A": x_a, "B": x_b} (float32) from a batch (x_a, x_b) or {"a": x_a, "b": x_b}."""
+        x_a, x_b = (data["a"], data["b"]) if isinstance(data, dict) else (data[0], data[1])
+        return {"A": ops.cast(x_a, "float32"), "B": ops.cast(x_b, "float32")}
+
+    @staticmethod
+    def _scaled(optimizer, loss):
+        """The loss to differentiate: per replica over the global batch (gradients are summed
+        across replicas), times the loss scale under mixed precision. Must run inside the tape."""
+        return optimizer.scale_loss(loss / tf.distribute.get_strategy().num_replicas_in_sync)
+
+    @staticmethod
+    def _apply(optimizer, tape, scaled_loss, variables) -> None:
+        # LossScaleOptimizer unscales the gradients and skips steps with non-finite ones.
+        grads = tape.gradient(scaled_loss, variables)
+        optimizer.apply_gradients(zip(grads, variables))
+
+    def _record(self, g_loss, terms: dict, d_losses: dict) -> dict:
+        """Updates the metric trackers and returns their running means.
+
+        Args:
+            g_loss: the weighted generator loss.
+            terms: loss term name -> value; each is recorded as metric "<name>_loss".
+            d_losses: domain -> weighted discriminator loss of that domain.
+        """
+        values = {
+            "g_loss": g_loss,
+            "d_loss": d_losses["A"] + d_losses["B"],
+            **{f"{name}_loss": value for name, value in terms.items()},
+            "d_loss_a": d_losses["A"],
+            "d_loss_b": d_losses["B"],
+        }
+        for name, value in values.items():
+            self._trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self._trackers.items()}
+
+    @property
+    def metrics(self):
+        return list(self._trackers.values())
+
+    # ---------------------------------------------------------------------- inference
+    def _check_images(self, x, what: str):
+        shape = tuple(x.shape)
+        expected = (*self.image_shape, self.channels)
+        if len(shape) != 4 or tuple(shape[1:]) != expected:
+            raise ValueError(
+                f"{what}: images must have shape (batch, {expected[0]}, {expected[1]}, {expected[2]}) "
+                f"for this model (image_shape={self.image_shape}, channels={self.channels}); found {shape}"
+            )
+        return tf.convert_to_tensor(x, dtype=tf.float32)
+
+    def _run(self, x, source: str, target: str):
+        # One tf.function, traced once per (source, target) pair.
+        if self._translate_fn is None:
+            self._translate_fn = tf.function(self._inference, reduce_retracing=True)
+        return self._translate_fn(x, source, target)
+
+    def translate(self, x, direction: str):
+        """Translates a batch of images, deterministically (no noise, no dropout).
+
+        Args:
+            x: numpy array or tensor (batch, H, W, C) in [-1, 1].
+            direction: "A2B" (T1w -> T2w) or "B2A" (T2w -> T1w).
+
+        Returns:
+            Float32 tensor of the same shape, in [-1, 1].
+
+        Raises:
+            ValueError: for an unknown direction or images of the wrong shape/channels.
+        """
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {list(DIRECTIONS)}; found {direction!r}")
+        x = self._check_images(x, f"translate({direction})")
+        return self._run(x, direction[0], direction[2])
+
+    def reconstruct(self, x, domain: str):
+        """Reconstructs a batch of images of `domain` ("A" or "B"), deterministically.
+
+        What "reconstruction" means is the family's (see the subclass's docstring).
+
+        Returns:
+            Float32 tensor of the same shape, in [-1, 1].
+
+        Raises:
+            ValueError: for an unknown domain or images of the wrong shape/channels.
+        """
+        if domain not in DOMAINS:
+            raise ValueError(f"domain must be one of {list(DOMAINS)}; found {domain!r}")
+        x = self._check_images(x, f"reconstruct({domain})")
+        return self._run(x, domain, domain)
+
+    # ------------------------------------------------------------------ serialization
+    def get_config(self):
+        return {"config": self.config.to_dict(), "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(cls.config_class.from_dict(config["config"]), name=config.get("name"))
