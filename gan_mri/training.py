@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
 import json
 import logging
 import os
@@ -249,14 +248,6 @@ def save_model_atomic(model: keras.Model, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _schedule_arguments(model: keras.Model, total_steps: int) -> dict:
-    """``{"total_steps": n}`` for models whose ``compile`` schedules learning rates over the run
-    (e.g. CycleGAN's linear decay), else ``{}``."""
-    if total_steps > 0 and "total_steps" in inspect.signature(model.compile).parameters:
-        return {"total_steps": total_steps}
-    return {}
-
-
 def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume: bool = False,
           overwrite: bool = False, eval_epochs=(), max_eval_batches: int | None = None,
           seed: int = 0, flip: bool = False, verbose="auto", callbacks=()):
@@ -312,7 +303,9 @@ def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume:
 
     keras.utils.set_random_seed(seed)
     model = build_model(config)
-    model.compile(**_schedule_arguments(model, int(epochs) * dataset.steps_per_epoch(batch_size)))
+    total_steps = int(epochs) * dataset.steps_per_epoch(batch_size)
+    # Every family's compile takes total_steps: CycleGAN decays its learning rates over the run, UNIT ignores it.
+    model.compile(total_steps=total_steps if total_steps > 0 else None)
     initial_epoch = restore_checkpoint(model, run.checkpoint_dir) if resume else 0
     if resume:
         logger.info("resuming %s after epoch %d of %d", run.root, initial_epoch, epochs)
