@@ -208,6 +208,12 @@ class TranslationGAN(keras.Model):
         return list(self._trackers.values())
 
     # ---------------------------------------------------------------------- inference
+    def _check_input(self, x, method: str, argument: str, value: str, allowed: tuple):
+        """Checks the direction/domain `value` and the images of a `translate`/`reconstruct` call."""
+        if value not in allowed:
+            raise ValueError(f"{argument} must be one of {list(allowed)}; found {value!r}")
+        return self._check_images(x, f"{method}({value})")
+
     def _check_images(self, x, what: str):
         shape = tuple(x.shape)
         expected = (*self.image_shape, self.channels)
@@ -237,9 +243,7 @@ class TranslationGAN(keras.Model):
         Raises:
             ValueError: for an unknown direction or images of the wrong shape/channels.
         """
-        if direction not in DIRECTIONS:
-            raise ValueError(f"direction must be one of {list(DIRECTIONS)}; found {direction!r}")
-        x = self._check_images(x, f"translate({direction})")
+        x = self._check_input(x, "translate", "direction", direction, DIRECTIONS)
         return self._run(x, direction[0], direction[2])
 
     def reconstruct(self, x, domain: str):
@@ -253,9 +257,7 @@ class TranslationGAN(keras.Model):
         Raises:
             ValueError: for an unknown domain or images of the wrong shape/channels.
         """
-        if domain not in DOMAINS:
-            raise ValueError(f"domain must be one of {list(DOMAINS)}; found {domain!r}")
-        x = self._check_images(x, f"reconstruct({domain})")
+        x = self._check_input(x, "reconstruct", "domain", domain, DOMAINS)
         return self._run(x, domain, domain)
 
     # ------------------------------------------------------------------ serialization
