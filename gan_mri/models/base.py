@@ -225,10 +225,16 @@ class TranslationGAN(keras.Model):
         return tf.convert_to_tensor(x, dtype=tf.float32)
 
     def _run(self, x, source: str, target: str):
-        # One tf.function, traced once per (source, target) pair.
+        # One graph per (source, target) pair with a free batch size, so evaluation batches of
+        # any size (the last one is usually smaller) never retrace.
         if self._translate_fn is None:
-            self._translate_fn = tf.function(self._inference, reduce_retracing=True)
-        return self._translate_fn(x, source, target)
+            self._translate_fn = {}
+        key = f"{source}2{target}"  # string keys: Keras/TF track this dict
+        if key not in self._translate_fn:
+            spec = tf.TensorSpec((None, *self.image_shape, self.channels), tf.float32)
+            self._translate_fn[key] = tf.function(
+                lambda images: self._inference(images, source, target), input_signature=[spec])
+        return self._translate_fn[key](x)
 
     def translate(self, x, direction: str):
         """Translates a batch of images, deterministically (no noise, no dropout).
