@@ -24,6 +24,7 @@ import numpy as np
 
 from gan_mri import DIRECTIONS
 from gan_mri import metrics
+from gan_mri.fileutil import make_public
 
 logger = logging.getLogger(__name__)
 
@@ -302,6 +303,7 @@ def atomic_write_text(path, text):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    make_public(temporary)
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
             stream.write(text)

@@ -29,6 +29,8 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from gan_mri.fileutil import make_public
+
 logger = logging.getLogger(__name__)
 
 INPUT_NAME = "image"
@@ -89,6 +91,7 @@ def export_saved_model(model, path: str | os.PathLike, overwrite: bool = False) 
 
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    make_public(staging)
     try:
         archive.write_out(str(staging), verbose=False)
         _write_serving_info(staging / SERVING_INFO_FILE, model, input_shape)

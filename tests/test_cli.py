@@ -147,3 +147,14 @@ def test_argument_errors_exit_nonzero_with_usage(tmp_path):
     assert result.returncode == 2 and "expected a positive integer" in result.stderr
     result = gan_mri("train", "--preset", "unit-typo", "--data", tmp_path, "--out", tmp_path / "r")
     assert result.returncode == 2
+
+
+def test_translate_uses_the_shipped_model_by_default(demo, tmp_path):
+    out, _ = demo
+    t2w = out / "phantom" / "sub-02" / "anat" / "sub-02_T2w.nii.gz"
+    result = gan_mri("translate", t2w, "--direction", "T2->T1", "--out", tmp_path / "t1w.nii.gz")
+    assert result.returncode == 0, result.stderr[-2000:]
+    source, translated = nib.load(t2w), nib.load(tmp_path / "t1w.nii.gz")
+    assert translated.shape == source.shape
+    np.testing.assert_allclose(translated.affine, source.affine)
+    assert np.isfinite(translated.get_fdata()).all()

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..fileutil import make_public
+
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
@@ -66,6 +68,7 @@ def atomic_output_dir(out_dir, overwrite: bool = False):
         raise ValueError(f"{out_dir}: output folder already exists (pass overwrite=True to replace it)")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    make_public(partial)
     try:
         yield partial
         if out_dir.exists():
