@@ -148,7 +148,7 @@ def test_settings_that_differ_from_a_finished_run_are_refused(finished, tiny_dat
 
 def test_bad_arguments_fail_before_training(tiny_dataset, tmp_path):
     with pytest.raises(ValueError, match=r"unknown preset\(s\) \['unit-xl'\]; valid presets are \['unit-rgb', "
-                                         r"'unit', .*'sa-enc-cl-sn'\]"):
+                                         r"'unit', .*'sa-enc-cl-sn', 'cyclegan'\]"):
         run_ablation(tiny_dataset, tmp_path / "a", ["unit", "unit-xl"], epochs=1)
     with pytest.raises(ValueError, match=r"expected each preset once, found \['unit'\]"):
         run_ablation(tiny_dataset, tmp_path / "a", ["unit", "unit"], epochs=1)
