@@ -168,6 +168,9 @@ def cmd_demo(args) -> None:
         print(f"  {name:<18} {path}")
     print()
     print(format_results(summary["results"]))
+    print()
+    print("SSIM per epoch (the paper's Table 7(b): T1 = T2w -> T1w output, T2 = T1w -> T2w output):")
+    print(Path(summary["paths"]["ssim table"]).read_text(encoding="utf-8"))
 
 
 def format_results(results: dict) -> str:

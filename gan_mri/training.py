@@ -332,8 +332,9 @@ def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume:
             # Last: a checkpoint only claims an epoch once every log of it is written.
             EpochCheckpoint(run.checkpoint_dir),
         ]
+        # shuffle=False: the batches are already shuffled, by (seed, epoch), in epoch_datasets.
         history = model.fit(batches, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-                            callbacks=run_callbacks, verbose=verbose)
+                            shuffle=False, callbacks=run_callbacks, verbose=verbose)
     save_model_atomic(model, run.model_file)
     if run.history_file.is_file():
         plots.loss_curves(run.history_file, run.figures_dir / "loss_curves.png")

@@ -62,6 +62,7 @@ def test_demo_writes_every_output_and_prints_the_ssim_table(demo):
     assert "T1w -> T2w" in stdout and "T2w -> T1w" in stdout and "SSIM" in stdout
     assert f"{metrics['A2B']['ssim']:.4f}" in stdout
     assert str(run / "export" / "1") in stdout
+    assert "| Epoch | SSIM T1 | SSIM T2 | SSIM T1 brain | SSIM T2 brain |" in stdout and "| 1 | " in stdout
 
 
 def test_evaluate_translate_export_on_a_run(demo, tmp_path):
