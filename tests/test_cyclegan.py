@@ -13,6 +13,7 @@ from gan_mri import networks
 from gan_mri.config import CycleGANConfig, all_preset_names, config_from_dict, get_preset
 from gan_mri.models import CycleGAN, build_model
 from gan_mri.models.cyclegan import ImagePool, LinearDecaySchedule
+from synthetic import random_shapes
 
 TINY = dict(image_shape=(32, 32), base_width=8, res_blocks=1, precision="float32")
 
@@ -286,20 +287,6 @@ def test_mixed_float16_train_step_is_finite_on_cpu():
     logs = model.train_step((images(2, seed=3), images(2, seed=4)))
     assert all(np.isfinite(float(v)) for v in logs.values())
     assert model.translate(images(1), "B2A").dtype == "float32"
-
-
-def random_shapes(rng, n, size=32):
-    """Discs and squares of random intensity on a dark background, in [-1, 1]."""
-    yy, xx = np.mgrid[:size, :size]
-    out = np.full((n, size, size, 1), -1.0, np.float32)
-    for i in range(n):
-        for _ in range(rng.integers(1, 4)):
-            cy, cx = rng.integers(6, size - 6, 2)
-            r = rng.integers(3, 8)
-            mask = ((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r) if rng.random() < 0.5 else (
-                (np.abs(yy - cy) <= r) & (np.abs(xx - cx) <= r))
-            out[i, mask, 0] = rng.uniform(0.0, 1.0)
-    return out
 
 
 def test_fit_learns_cycle_consistency_on_unpaired_shapes():

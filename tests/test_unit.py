@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from gan_mri.config import get_preset, preset_names
 from gan_mri.models import UNIT, build_model
+from synthetic import random_shapes
 
 TINY = dict(image_shape=(32, 32), base_width=8, encoder_res_blocks=1, generator_res_blocks=1,
             precision="float32")
@@ -18,22 +19,6 @@ def tiny(preset="unit", **overrides):
 
 def images(n, channels=1, seed=0):
     return np.random.default_rng(seed).uniform(-1, 1, (n, 32, 32, channels)).astype(np.float32)
-
-
-def random_shapes(rng, n, size=32):
-    """Discs and squares of random intensity on a dark background, in [-1, 1]."""
-    yy, xx = np.mgrid[:size, :size]
-    out = np.full((n, size, size, 1), -1.0, np.float32)
-    for i in range(n):
-        for _ in range(rng.integers(1, 4)):
-            cy, cx = rng.integers(6, size - 6, 2)
-            r = rng.integers(3, 8)
-            if rng.random() < 0.5:
-                mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
-            else:
-                mask = (np.abs(yy - cy) <= r) & (np.abs(xx - cx) <= r)
-            out[i, mask, 0] = rng.uniform(0.0, 1.0)
-    return out
 
 
 def expected_trainable(config):
