@@ -1,7 +1,7 @@
 """Translate a whole NIfTI volume; the output has the input's affine, shape and orientation.
 
-    python examples/translate_volume.py sub-01_T1w.nii.gz --direction T1->T2 --out sub-01_T2w-synth.nii.gz
-    python examples/translate_volume.py scan.nii.gz --model saved_models/my-run --direction T2->T1 --out t1.nii.gz
+    python examples/translate_volume.py sub-01_T1w.nii.gz --direction 'T1->T2' --out sub-01_T2w-synth.nii.gz
+    python examples/translate_volume.py scan.nii.gz --model saved_models/my-run --direction 'T2->T1' --out t1.nii.gz
 
 Without --model the pretrained phantom model that ships with gan-mri is used.
 """

@@ -6,7 +6,7 @@
     gan-mri train --preset sa-enc-cl-sn --data data/ --epochs 5 --out saved_models/run1
     gan-mri train --model cyclegan --data data/ --epochs 5 --out saved_models/cyclegan1
     gan-mri evaluate saved_models/run1 --data data/
-    gan-mri translate sub-01_T1w.nii.gz --direction T1->T2 --out sub-01_T2w-synth.nii.gz
+    gan-mri translate sub-01_T1w.nii.gz --direction 'T1->T2' --out sub-01_T2w-synth.nii.gz
     gan-mri export saved_models/run1
 
 Every subcommand has `--help`. Errors print one line naming the file or field and exit with 2.
@@ -258,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("translate", help="translate a NIfTI volume, a folder of volumes or PNG slices")
     p.add_argument("input", help=".nii/.nii.gz/.png file or folder")
-    p.add_argument("--direction", required=True, help="T1->T2 or T2->T1 (also A2B/B2A)")
+    p.add_argument("--direction", required=True,
+                   help="'T1->T2' or 'T2->T1' (quote the arrow in a shell), also T1toT2, T2toT1, A2B, B2A")
     p.add_argument("--out", required=True, help="output file or folder")
     p.add_argument("--model", help="run folder or .keras file (default: the shipped pretrained model)")
     p.add_argument("--batch-size", type=_positive_int, default=16)
