@@ -10,7 +10,7 @@
     ablation.json        the settings every preset was trained with
 
 "SSIM T1" scores T2w -> T1w translations (direction B2A), "SSIM T2" scores T1w -> T2w (A2B), as
-in `gan_mri.evaluation.ssim_table`. The run is resumable per preset: a finished preset is read,
+in `gan_mri.results.ssim_table`. The run is resumable per preset: a finished preset is read,
 not retrained; an interrupted one continues from its last checkpoint.
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from gan_mri import training
 from gan_mri.config import all_preset_names, get_preset
-from gan_mri.evaluation import atomic_write_text, read_metrics_csv, ssim_table
+from gan_mri.results import atomic_write_text, read_metrics_csv, ssim_table
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ def table_7a(per_epoch: dict, epoch: int) -> list[dict]:
     """Table 7(a): per preset, SSIM at ``epoch`` beside the paper's values.
 
     Args:
-        per_epoch: preset -> its `gan_mri.evaluation.ssim_table` rows.
+        per_epoch: preset -> its `gan_mri.results.ssim_table` rows.
         epoch: the epoch to report (the final one).
 
     Returns:
@@ -243,7 +243,7 @@ def table_7b(per_epoch: dict) -> list[dict]:
     """Table 7(b): one row per evaluated epoch, columns ``<preset> SSIM T1`` / ``<preset> SSIM T2``.
 
     Args:
-        per_epoch: preset -> its `gan_mri.evaluation.ssim_table` rows.
+        per_epoch: preset -> its `gan_mri.results.ssim_table` rows.
 
     Returns:
         Rows sorted by epoch; NaN where a preset was not evaluated at that epoch.

@@ -30,7 +30,6 @@ import keras
 import nibabel as nib
 import numpy as np
 
-from gan_mri import DIRECTIONS
 from gan_mri.data import png, resize, volumes
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,8 @@ import shutil
 from pathlib import Path
 
 from gan_mri import plots
-from gan_mri.evaluation import evaluate, save_results, translation_examples
+from gan_mri.evaluation import evaluate, translation_examples
+from gan_mri.results import save_results
 
 logger = logging.getLogger(__name__)
 

@@ -311,7 +311,6 @@ def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume:
         logger.info("resuming %s after epoch %d of %d", run.root, initial_epoch, epochs)
         _truncate_history(run.history_file, initial_epoch)
 
-    history = None
     if initial_epoch < epochs:
         steps = dataset.steps_per_epoch(batch_size)
         if steps == 0:
@@ -333,8 +332,8 @@ def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume:
             EpochCheckpoint(run.checkpoint_dir),
         ]
         # shuffle=False: the batches are already shuffled, by (seed, epoch), in epoch_datasets.
-        history = model.fit(batches, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-                            shuffle=False, callbacks=run_callbacks, verbose=verbose)
+        model.fit(batches, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+                  shuffle=False, callbacks=run_callbacks, verbose=verbose)
     save_model_atomic(model, run.model_file)
     if run.history_file.is_file():
         plots.loss_curves(run.history_file, run.figures_dir / "loss_curves.png")

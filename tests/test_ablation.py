@@ -11,7 +11,7 @@ from PIL import Image
 
 from gan_mri import ablation, cli
 from gan_mri.ablation import PAPER_PRESETS, PAPER_SSIM, run_ablation
-from gan_mri.evaluation import read_metrics_csv, ssim_table
+from gan_mri.results import read_metrics_csv, ssim_table
 from gan_mri.training import RunFolder
 
 PRESETS = ("unit", "sa-enc-cl-sn")

@@ -1,4 +1,4 @@
-"""Tests for gan_mri.evaluation: evaluate(), results files, the per-epoch callback and Table 7(b).
+"""Tests for gan_mri.evaluation and gan_mri.results: evaluate(), results files, the per-epoch callback, Table 7(b).
 
 A stand-in Keras model (intensity inversion inside the head is an exact T1w <-> T2w
 translation for the synthetic tissue layout below) keeps these tests fast and exact.
@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 from gan_mri import evaluation, metrics
+from gan_mri.results import save_results, ssim_table, write_ssim_table
 
 # Tissue intensities in [0, 1]; T2w = 1 - T1w inside the head, so inverting is exact.
 T1_INTENSITY = {1: 0.2, 2: 0.5, 3: 0.8}
@@ -155,17 +156,17 @@ def test_evaluate_bad_input_raises_clear_errors():
 
 def test_save_results_json_and_csv(tmp_path):
     results = {"A2B": {"ssim": 0.5, "mae": 0.25, "dice_gm": math.nan, "n_slices": 3}, "B2A": {"ssim": 0.75, "mae": 0.125, "dice_gm": 0.5, "n_slices": 3}}
-    json_path = evaluation.save_results(results, tmp_path / "out" / "metrics.json", epoch=7)
+    json_path = save_results(results, tmp_path / "out" / "metrics.json", epoch=7)
     loaded = json.loads(json_path.read_text())
     assert loaded["A2B"] == {"ssim": 0.5, "mae": 0.25, "dice_gm": None, "n_slices": 3, "epoch": 7}
-    csv_path = evaluation.save_results(results, tmp_path / "metrics.csv")
+    csv_path = save_results(results, tmp_path / "metrics.csv")
     with csv_path.open() as stream:
         rows = list(csv.DictReader(stream))
     assert list(rows[0]) == ["direction", "ssim", "mae", "dice_gm", "n_slices"]
     assert rows[1] == {"direction": "B2A", "ssim": "0.75", "mae": "0.125", "dice_gm": "0.5", "n_slices": "3"}
     assert rows[0]["dice_gm"] == "nan"
     with pytest.raises(ValueError, match=r"path: expected a file ending in .json or .csv, found '.*metrics.txt'"):
-        evaluation.save_results(results, tmp_path / "metrics.txt")
+        save_results(results, tmp_path / "metrics.txt")
 
 
 def test_translation_examples_are_evenly_spaced_in_unit_range_with_requested_count():
@@ -189,17 +190,17 @@ def test_ssim_table_maps_t1_to_b2a_and_t2_to_a2b(tmp_path):
         {"epoch": 25, "direction": "B2A", "ssim": 0.7443, "ssim_brain": 0.7},
         {"epoch": 1, "direction": "A2B", "ssim": 0.1, "ssim_brain": 0.2},
     ]
-    table = evaluation.ssim_table(rows)
+    table = ssim_table(rows)
     assert [line["Epoch"] for line in table] == [1, 25]
     assert table[1]["SSIM T1"] == 0.7443 and table[1]["SSIM T2"] == 0.6834
     assert math.isnan(table[0]["SSIM T1"])
-    csv_path, md_path = evaluation.write_ssim_table(rows, tmp_path)
+    csv_path, md_path = write_ssim_table(rows, tmp_path)
     assert csv_path.read_text().splitlines()[2] == "25,0.7443,0.6834,0.7000,0.6000"
     markdown = md_path.read_text().splitlines()
     assert markdown[0] == "| Epoch | SSIM T1 | SSIM T2 | SSIM T1 brain | SSIM T2 brain |"
     assert markdown[3] == "| 25 | 0.7443 | 0.6834 | 0.7000 | 0.6000 |"
     with pytest.raises(ValueError, match=r"rows: expected a 'ssim' column"):
-        evaluation.ssim_table([{"epoch": 1, "direction": "A2B", "mae": 0.1}])
+        ssim_table([{"epoch": 1, "direction": "A2B", "mae": 0.1}])
 
 
 def read_csv(path):

@@ -4,7 +4,7 @@ import os
 import stat
 import tempfile
 
-from gan_mri.evaluation import atomic_write_text
+from gan_mri.results import atomic_write_text
 from gan_mri.fileutil import make_public
 
 
