@@ -74,7 +74,7 @@ def cmd_prepare(args) -> None:
 
 
 def _train_config(args, dataset):
-    from gan_mri.config import UNITConfig, config_from_dict, get_preset
+    from gan_mri.config import config_from_dict, get_preset
 
     overrides = {} if args.width is None else {"base_width": args.width}
     if args.precision:
@@ -82,11 +82,8 @@ def _train_config(args, dataset):
     if args.config:
         config = config_from_dict(json.loads(Path(args.config).read_text(encoding="utf-8")))
         return config.replace(**overrides) if overrides else config
-    # A preset takes the dataset's image shape unless the user fixes it.
-    overrides.setdefault("image_shape", tuple(dataset.image_shape))
-    config = get_preset(args.model or args.preset, **overrides)
-    assert isinstance(config, UNITConfig) or hasattr(config, "model")
-    return config
+    # A preset takes the dataset's image shape; a config file must already match it.
+    return get_preset(args.model or args.preset, image_shape=tuple(dataset.image_shape), **overrides)
 
 
 def cmd_train(args) -> None:
@@ -109,8 +106,11 @@ def cmd_evaluate(args) -> None:
 
     model = load_model(args.model)
     dataset = PreparedDataset.open(args.data)
-    out = Path(args.out) if args.out else Path(args.model) / "evaluation" if Path(args.model).is_dir() else None
-    if out is None:
+    if args.out:
+        out = Path(args.out)
+    elif Path(args.model).is_dir():
+        out = Path(args.model) / "evaluation"
+    else:
         raise ValueError("--out is required when the model is a .keras file")
     results = evaluate_to_folder(model, dataset, out, max_batches=args.max_batches, overwrite=args.overwrite)
     print(format_results(results))

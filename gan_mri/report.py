@@ -9,6 +9,7 @@ from pathlib import Path
 from gan_mri import plots
 from gan_mri.evaluation import evaluate, translation_examples
 from gan_mri.results import save_results
+from gan_mri.training import check_dataset_fits
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +37,7 @@ def evaluate_to_folder(model, dataset, out_dir, *, max_batches: int | None = Non
         ValueError: the dataset's image shape does not fit the model, or ``out_dir`` exists.
     """
     out = Path(out_dir)
-    expected = (tuple(model.image_shape), int(model.channels))
-    if tuple(dataset.image_shape) != expected[0]:
-        raise ValueError(f"dataset {dataset.path}: image shape {tuple(dataset.image_shape)} does not fit the "
-                         f"model, which expects image_shape {expected[0]}")
+    check_dataset_fits(model.config, dataset)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise ValueError(f"evaluation folder {out} already exists; pass --overwrite to replace it")

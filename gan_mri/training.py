@@ -4,7 +4,8 @@ A run folder records everything one training run produced::
 
     run.json          what was trained on, how long, with which seed (marks the folder as a run)
     config.json       the model config (UNITConfig/CycleGANConfig as JSON)
-    checkpoints/      latest.weights.h5 (weights + both optimizers) and state.json (epochs done)
+    checkpoints/      epoch-NNNN.weights.h5 (weights + both optimizers) and state.json (epochs done,
+                      which weights file, RNG state; renaming it into place commits a checkpoint)
     model.keras       the final model, loadable with keras.models.load_model
     history.csv       one row of losses per epoch (CSVLogger)
     logs/             TensorBoard event files
@@ -110,12 +111,20 @@ class RunFolder:
         """Returns the model config recorded in config.json."""
         return config_from_dict(json.loads(self.config_file.read_text(encoding="utf-8")))
 
+    def checkpoint_state(self) -> dict | None:
+        """The committed checkpoint's state.json (epoch, weights file, RNG), or None."""
+        state = self.checkpoint_dir / "state.json"
+        return json.loads(state.read_text(encoding="utf-8")) if state.is_file() else None
+
+    def checkpoint_weights(self) -> Path | None:
+        """The weights file of the committed checkpoint, or None."""
+        state = self.checkpoint_state()
+        return None if state is None else self.checkpoint_dir / state["weights"]
+
     def epochs_done(self) -> int:
         """Number of epochs the latest checkpoint holds (0 when there is none)."""
-        state = self.checkpoint_dir / "state.json"
-        if not state.is_file():
-            return 0
-        return int(json.loads(state.read_text(encoding="utf-8"))["epoch"])
+        state = self.checkpoint_state()
+        return 0 if state is None else int(state["epoch"])
 
 
 def _write_json_atomic(path: Path, payload: dict) -> None:
@@ -141,11 +150,12 @@ def _model_optimizers(model: keras.Model) -> list:
 class EpochCheckpoint(keras.callbacks.Callback):
     """Saves weights, optimizer state and RNG state atomically at the end of every epoch.
 
-    Writing goes to temporary files renamed into place, so a process killed at any moment
-    leaves either the previous checkpoint or the new one, never a torn file.
+    The weights go to a new file named after the epoch; the checkpoint is committed by renaming
+    state.json (which names that file) into place, and only then is the previous weights file
+    removed. A process killed at any moment leaves one complete, consistent checkpoint.
 
     Args:
-        checkpoint_dir: folder for ``latest.weights.h5`` and ``state.json``.
+        checkpoint_dir: folder for ``epoch-NNNN.weights.h5`` and ``state.json``.
     """
 
     def __init__(self, checkpoint_dir: str | os.PathLike):
@@ -159,26 +169,26 @@ class EpochCheckpoint(keras.callbacks.Callback):
 def save_checkpoint(model: keras.Model, checkpoint_dir: Path, epochs_done: int) -> None:
     """Writes the training state after ``epochs_done`` epochs (see `EpochCheckpoint`)."""
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    weights = checkpoint_dir / "latest.weights.h5"
-    tmp = checkpoint_dir / "partial.weights.h5"
-    model.save_weights(tmp)
+    weights = f"epoch-{epochs_done:04d}.weights.h5"
+    model.save_weights(checkpoint_dir / weights)
     rng = [keras.ops.convert_to_numpy(s).tolist() for s in _seed_generators(model)]
-    os.replace(tmp, weights)
-    _write_json_atomic(checkpoint_dir / "state.json", {"epoch": epochs_done, "rng": rng})
+    _write_json_atomic(checkpoint_dir / "state.json", {"epoch": epochs_done, "weights": weights, "rng": rng})
+    for stale in checkpoint_dir.glob("epoch-*.weights.h5"):
+        if stale.name != weights:
+            stale.unlink()
 
 
-def restore_checkpoint(model: keras.Model, checkpoint_dir: Path) -> int:
-    """Restores a model (built and compiled) from ``checkpoint_dir``; returns the epochs done."""
-    state_file = checkpoint_dir / "state.json"
-    if not state_file.is_file():
+def restore_checkpoint(model: keras.Model, run: RunFolder) -> int:
+    """Restores a compiled model from a run's checkpoint; returns the epochs done (0 without one)."""
+    state = run.checkpoint_state()
+    if state is None:
         return 0
-    state = json.loads(state_file.read_text(encoding="utf-8"))
-    for optimizer in _model_optimizers(model):
-        if not optimizer.built:
-            raise RuntimeError("optimizers must be built before restoring a checkpoint")
-    model.load_weights(checkpoint_dir / "latest.weights.h5")
-    generators = _seed_generators(model)
-    for variable, value in zip(generators, state.get("rng", [])):
+    # Weights and optimizer slots load into existing variables: both optimizers must be built
+    # (compile builds them) or their state would be silently skipped.
+    if not all(optimizer.built for optimizer in _model_optimizers(model)):
+        raise RuntimeError("optimizers must be built before restoring a checkpoint")
+    model.load_weights(run.checkpoint_weights())
+    for variable, value in zip(_seed_generators(model), state["rng"]):
         variable.assign(value)
     return int(state["epoch"])
 
@@ -306,7 +316,7 @@ def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume:
     total_steps = int(epochs) * dataset.steps_per_epoch(batch_size)
     # Every family's compile takes total_steps: CycleGAN decays its learning rates over the run, UNIT ignores it.
     model.compile(total_steps=total_steps if total_steps > 0 else None)
-    initial_epoch = restore_checkpoint(model, run.checkpoint_dir) if resume else 0
+    initial_epoch = restore_checkpoint(model, run) if resume else 0
     if resume:
         logger.info("resuming %s after epoch %d of %d", run.root, initial_epoch, epochs)
         _truncate_history(run.history_file, initial_epoch)

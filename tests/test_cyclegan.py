@@ -331,7 +331,7 @@ def test_cyclegan_goes_through_train_evaluate_translate_and_export(tiny_dataset,
     # The checkpoint restores weights, both optimizers and the pools into a fresh model.
     fresh = build_model(RunFolder.open(run.root).load_config())
     fresh.compile(total_steps=steps)
-    assert restore_checkpoint(fresh, run.checkpoint_dir) == 1
+    assert restore_checkpoint(fresh, run) == 1
     np.testing.assert_array_equal(np.asarray(fresh.pool_b.images), np.asarray(model.pool_b.images))
     assert int(fresh.d_optimizer.iterations) == steps
 

@@ -31,7 +31,7 @@ def load_checkpoint(run_dir):
     run = RunFolder.open(run_dir)
     model = build_model(run.load_config())
     model.compile()
-    model.load_weights(run.checkpoint_dir / "latest.weights.h5")
+    model.load_weights(run.checkpoint_weights())
     return model
 
 
