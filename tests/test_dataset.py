@@ -31,7 +31,7 @@ def folder_bytes(folder):
 def test_manifest_records_sources_split_normalization_and_files(prepared, bids):
     manifest = json.loads((prepared.path / "manifest.json").read_text())
     assert manifest == prepared.manifest
-    assert manifest["schema_version"] == 1 and manifest["layout"] == "bids"
+    assert manifest["schema_version"] == 2 and manifest["layout"] == "bids"
     assert manifest["image_shape"] == list(SHAPE) and manifest["channels"] == 1
     train, test = manifest["split"]["train"], manifest["split"]["test"]
     assert len(test) == 1 and len(train) == 3 and not set(train) & set(test)
@@ -51,6 +51,11 @@ def test_manifest_records_sources_split_normalization_and_files(prepared, bids):
     assert manifest["counts"]["train_a"] == sum(len(v["slice_indices"]) for v in volumes
                                                 if v["contrast"] == "A" and v["split"] == "train")
     assert len(manifest["test_index"]["subject"]) == manifest["counts"]["test_a"]
+    for domain in ("a", "b"):  # every training slice has its brain mask, and the mask covers its brain
+        images, masks = prepared.array(f"train_{domain}"), prepared.array(f"train_{domain}_mask")
+        assert masks.dtype == np.bool_ and masks.shape == images.shape
+        assert 0.2 < masks.mean() < 0.9 and np.asarray(images)[np.asarray(masks)].mean() > -0.5
+        assert np.asarray(images)[~np.asarray(masks)].mean() < -0.8
     assert "time" not in json.dumps(manifest).lower()
 
 
@@ -182,7 +187,9 @@ def test_prepare_png_folders_pairs_test_images_by_name(tmp_path):
         write_png_slices(images, tmp_path / "src" / folder, names=[f"img{i}" for i in range(count)][::-1])
     dataset = prepare(tmp_path / "src", tmp_path / "ds", image_shape=(32, 32))
     assert dataset.manifest["layout"] == "png"
-    assert dataset.counts == {"train_a": 5, "train_b": 4, "test_a": 3, "test_b": 3, "test_mask": 3}
+    assert dataset.counts == {"train_a": 5, "train_b": 4, "train_a_mask": 5, "train_b_mask": 4, "test_a": 3,
+                              "test_b": 3, "test_mask": 3}
+    assert dataset.array("train_a_mask")[:, 16, 16].all() and not dataset.array("train_b_mask")[:, 0, 0].any()
     batch = next(iter(dataset.test_dataset(3)))
     assert [s.decode() for s in batch["subject"].numpy()] == ["img0", "img1", "img2"]
     expected_b, _ = read_png_folder(tmp_path / "src/testB", image_shape=(32, 32))

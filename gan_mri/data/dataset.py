@@ -8,6 +8,8 @@ pipelines are in :mod:`gan_mri.data.prepared`, re-exported here as :class:`Prepa
 - Training sets are unpaired: ``train_a`` holds T1w slices, ``train_b`` T2w slices, sampled
   independently by the pipeline. ``train_pairing="disjoint"`` further gives each training subject
   only one contrast (half A, half B) so that not even the same anatomy appears in both domains.
+- Every training slice has its brain mask (``train_a_mask``, ``train_b_mask``), so statistics of the
+  training brains (e.g. the intensity-remap baseline of :mod:`gan_mri.baseline`) need no test data.
 - The test set is paired by subject and slice: the same canonical axial slices of a co-registered
   T1w/T2w pair, a brain mask (union of the two estimated masks) and, when the layout has them,
   tissue labels.
@@ -59,7 +61,8 @@ class _Collector:
         self.test_subjects: list[str] = []
         self.test_slices: list[int] = []
         self.writers = {name: ArrayWriter(folder, name, dtype) for name, dtype in (
-            ("train_a", np.float32), ("train_b", np.float32), ("test_a", np.float32), ("test_b", np.float32),
+            ("train_a", np.float32), ("train_b", np.float32), ("train_a_mask", np.bool_),
+            ("train_b_mask", np.bool_), ("test_a", np.float32), ("test_b", np.float32),
             ("test_mask", np.bool_), ("test_labels", np.uint8))}
 
     def relative(self, path: Path) -> str:
@@ -108,6 +111,7 @@ def _add_train_volume(collector: _Collector, volume_set: VolumeSet, contrast: st
     if stack is None or collector.problems:
         return  # keep checking the other files, but write nothing once something is wrong
     rows = collector.writers[f"train_{contrast.lower()}"].append(stack.slices[..., 0])
+    collector.writers[f"train_{contrast.lower()}_mask"].append(stack.brain_mask)
     collector.record(volume_set, contrast, "train", path, stack, rows)
 
 
@@ -219,7 +223,9 @@ def _prepare_png(collector: _Collector) -> tuple[str, dict]:
     if collector.problems:
         return "png", {}
     for folder_name, key in (("trainA", "train_a"), ("trainB", "train_b")):
-        collector.writers[key].append(arrays[folder_name][..., 0])
+        images = arrays[folder_name][..., 0]
+        collector.writers[key].append(images)
+        collector.writers[f"{key}_mask"].append(np.stack([estimate_brain_mask(image) for image in images]))
     for index_a, index_b in pairs:
         a, b = arrays["testA"][index_a, ..., 0], arrays["testB"][index_b, ..., 0]
         collector.writers["test_a"].append(a[None])

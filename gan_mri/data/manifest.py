@@ -1,6 +1,7 @@
 """Writing a prepared dataset folder: atomic output, checksums, JSON manifest, chunked .npy arrays.
 
-Storage choice: one ``.npy`` file per array (``train_a.npy``, ``train_b.npy``, ``test_a.npy``,
+Storage choice: one ``.npy`` file per array (``train_a.npy``, ``train_b.npy``, their brain masks
+``train_a_mask.npy``, ``train_b_mask.npy``, ``test_a.npy``,
 ``test_b.npy``, ``test_mask.npy`` and, with tissue labels, ``test_labels.npy``), read back with
 ``numpy.load(mmap_mode="r")``. Why not TFRecord shards:
 
@@ -35,7 +36,7 @@ from ..fileutil import make_public
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: train_a_mask/train_b_mask
 MANIFEST_NAME = "manifest.json"
 
 

@@ -67,7 +67,8 @@ class PreparedDataset:
         return dataset
 
     def array(self, name: str) -> np.ndarray:
-        """Read-only memory map of ``train_a``, ``train_b``, ``test_a``, ``test_b``, ``test_mask``, ``test_labels``.
+        """Read-only memory map of ``train_a``, ``train_b``, ``train_a_mask``, ``train_b_mask``, ``test_a``,
+        ``test_b``, ``test_mask``, ``test_labels``.
 
         Raises:
             FileNotFoundError: if the array file is missing.
