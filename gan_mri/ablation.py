@@ -25,7 +25,7 @@ from pathlib import Path
 
 from gan_mri import training
 from gan_mri.config import all_preset_names, get_preset
-from gan_mri.results import atomic_write_text, read_metrics_csv, ssim_table
+from gan_mri.results import BASELINE_ROW, atomic_write_text, read_metrics_csv, ssim_table
 
 logger = logging.getLogger(__name__)
 
@@ -222,13 +222,17 @@ def table_7a(per_epoch: dict, epoch: int) -> list[dict]:
         epoch: the epoch to report (the final one).
 
     Returns:
-        Rows keyed by `TABLE_A_COLUMNS`; paper columns are NaN for presets not in the paper.
+        Rows keyed by `TABLE_A_COLUMNS`; paper columns are NaN for presets not in the paper. When
+        the evaluations scored the no-learning intensity remap, a last row ("remap baseline")
+        gives its SSIM on the same test slices (it is the same for every preset).
 
     Raises:
         ValueError: a preset was not evaluated at ``epoch``.
     """
     rows = []
+    baseline = None
     for name, lines in per_epoch.items():
+        baseline = baseline or next((line for line in lines if line["Epoch"] == BASELINE_ROW), None)
         line = next((line for line in lines if line["Epoch"] == epoch), None)
         if line is None:
             raise ValueError(f"preset {name}: expected an evaluation at epoch {epoch}, found epochs "
@@ -236,6 +240,9 @@ def table_7a(per_epoch: dict, epoch: int) -> list[dict]:
         paper = PAPER_SSIM.get(name, (math.nan, math.nan))
         rows.append({"Preset": name, **{title: line[title] for title in _OURS},
                      "Paper SSIM T1": paper[0], "Paper SSIM T2": paper[1]})
+    if baseline is not None:
+        rows.append({"Preset": BASELINE_ROW, **{title: baseline[title] for title in _OURS},
+                     "Paper SSIM T1": math.nan, "Paper SSIM T2": math.nan})
     return rows
 
 
@@ -248,7 +255,8 @@ def table_7b(per_epoch: dict) -> list[dict]:
     Returns:
         Rows sorted by epoch; NaN where a preset was not evaluated at that epoch.
     """
-    epochs = sorted({line["Epoch"] for lines in per_epoch.values() for line in lines})
+    # The baseline row of each table is not an epoch; Table 7(a) carries it.
+    epochs = sorted({line["Epoch"] for lines in per_epoch.values() for line in lines if line["Epoch"] != BASELINE_ROW})
     rows = []
     for epoch in epochs:
         row = {"Epoch": epoch}
@@ -314,6 +322,8 @@ def ablation_figure(table_a: list[dict], table_b: list[dict], path, *, epochs: i
     import matplotlib.pyplot as plt
     import numpy as np
 
+    baseline = next((row for row in table_a if row["Preset"] == BASELINE_ROW), None)
+    table_a = [row for row in table_a if row["Preset"] != BASELINE_ROW]
     names = [row["Preset"] for row in table_a]
     figure, (bars, lines) = plt.subplots(1, 2, figsize=(14, 5), gridspec_kw={"width_ratios": [3, 2]})
     colours = plt.get_cmap("tab10")
@@ -325,6 +335,10 @@ def ablation_figure(table_a: list[dict], table_b: list[dict], path, *, epochs: i
         values = [row[column] for row in table_a]
         bars.bar(x + (index - 1.5) * width, values, width, label=label, color=colours(colour),
                  alpha=0.5 if hatch else 1.0, hatch=hatch, edgecolor="black", linewidth=0.5)
+    if baseline is not None:
+        for column, colour, style in (("SSIM T1", 0, ":"), ("SSIM T2", 1, "-.")):
+            bars.axhline(baseline[column], color=colours(colour), linestyle=style, linewidth=1.2,
+                         label=f"remap baseline {column[-2:]}")
     bars.set_xticks(x, names, rotation=30, ha="right")
     bars.set_ylabel("SSIM")
     bars.set_title("Table 7(a): SSIM per preset")

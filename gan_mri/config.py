@@ -21,7 +21,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-NORMS = ("instance", "batch")
+NORMS = ("instance", "layer", "batch")
+CONV_NORMS = ("none", "instance", "layer")
+UPSAMPLING = ("transpose", "nearest")
+GAN_LOSSES = ("bce", "lsgan")
 ATTENTION_PLACEMENTS = ("none", "encoder", "generator")
 SPECTRAL_NORM_SCOPES = ("encoder", "generator", "discriminator")
 RECON_LOSSES = ("mae", "charbonnier")
@@ -184,10 +187,13 @@ class UNITConfig(_ConfigIO):
     shared_res_blocks: int = 1
     generator_res_blocks: int = 3
     norm: str = "instance"
+    conv_norm: str = "none"
+    upsample: str = "transpose"
     attention: str = "none"
     spectral_norm: tuple[str, ...] = ()
     recon_loss: str = "mae"
     charbonnier_epsilon: float = 1e-3
+    gan_loss: str = "bce"
     gan_weight: float = 10.0
     kl_weight: float = 0.1
     recon_weight: float = 100.0
@@ -197,6 +203,7 @@ class UNITConfig(_ConfigIO):
     d_learning_rate: float = 1e-4
     beta_1: float = 0.5
     beta_2: float = 0.999
+    decay_start: float = 1.0
     latent_noise_std: float = 1.0
     dropout: float = 0.5
     precision: str = "auto"
@@ -243,6 +250,9 @@ class UNITConfig(_ConfigIO):
                 f"found {self.shared_res_blocks!r}"
             )
         _choice("norm", self.norm, NORMS)
+        _choice("conv_norm", self.conv_norm, CONV_NORMS)
+        _choice("upsample", self.upsample, UPSAMPLING)
+        _choice("gan_loss", self.gan_loss, GAN_LOSSES)
         _choice("attention", self.attention, ATTENTION_PLACEMENTS)
         unknown = [s for s in self.spectral_norm if s not in SPECTRAL_NORM_SCOPES]
         if unknown or len(set(self.spectral_norm)) != len(self.spectral_norm):
@@ -263,6 +273,9 @@ class UNITConfig(_ConfigIO):
             if value >= 1:
                 raise ValueError(f"UNITConfig.{field} must be in [0, 1); found {value!r}")
         _choice("precision", self.precision, PRECISIONS)
+        _positive("decay_start", self.decay_start, allow_zero=True)
+        if self.decay_start > 1:
+            raise ValueError(f"UNITConfig.decay_start must be a fraction in [0, 1]; found {self.decay_start!r}")
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:

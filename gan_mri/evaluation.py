@@ -19,6 +19,7 @@ import numpy as np
 from gan_mri import DIRECTIONS
 from gan_mri import metrics
 from gan_mri.results import (
+    BASELINE_PREFIX,
     METRIC_NAMES,
     atomic_write_text,
     read_metrics_csv,
@@ -118,7 +119,7 @@ class _DirectionAccumulator:
         return result
 
 
-def _score_direction(model, batch, direction, accumulator, reconstruction, structure):
+def _score_direction(model, batch, direction, accumulator, reconstruction, structure, baseline=None):
     """Translate one batch in one direction and add its metrics to ``accumulator``."""
     source_key, target_key, source_domain, target_domain = DIRECTION_KEYS[direction]
     source = batch[source_key]
@@ -130,6 +131,10 @@ def _score_direction(model, batch, direction, accumulator, reconstruction, struc
             f"model.translate({direction}): expected output shape {truth.shape}, found {translated.shape}"
         )
     values = metrics.image_metrics(translated, truth, mask)
+    if baseline is not None:
+        remapped = metrics.to_unit_range(baseline.translate(source, direction, mask))
+        values.update({f"{BASELINE_PREFIX}{name}": value
+                       for name, value in metrics.image_metrics(remapped, truth, mask).items()})
     if reconstruction:
         recon = metrics.to_unit_range(_to_numpy(model.reconstruct(source, source_domain)))
         original = metrics.to_unit_range(source)
@@ -157,6 +162,7 @@ def evaluate(
     max_batches=None,
     reconstruction=True,
     structure=True,
+    baseline=None,
 ):
     """Average translation metrics over a paired test set, per direction.
 
@@ -168,7 +174,10 @@ def evaluate(
     Otsu method and compared by Dice pooled over the test set (``dice_*``); with tissue
     labels in the batches, the translation's segmentation is also compared with them
     (``label_dice_*``). ``recon_ssim`` / ``recon_mae`` score ``model.reconstruct``
-    (the self-reconstruction through the shared latent space) against the input.
+    (the self-reconstruction through the shared latent space) against the input. With a
+    ``baseline`` (:class:`gan_mri.baseline.IntensityRemap`, fitted on the training split), its
+    translations of the same slices are scored too, as ``baseline_<metric>`` (``baseline_ssim``,
+    ``baseline_ssim_brain``, ...), so every result says whether the model beats a lookup table.
 
     Args:
         model: an object with ``translate(x, direction)`` and ``reconstruct(x, domain)``
@@ -178,6 +187,7 @@ def evaluate(
         max_batches: evaluate at most this many batches (None: all).
         reconstruction: also score self-reconstructions.
         structure: also compute the tissue Dice scores.
+        baseline: optional no-learning reference with ``translate(x, direction, brain_mask)``.
 
     Returns:
         dict direction -> dict metric name -> float, e.g.
@@ -192,20 +202,21 @@ def evaluate(
     n_batches = 0
     for batch in _iterate_batches(test_dataset, max_batches):
         for direction in directions:
-            _score_direction(model, batch, direction, accumulators[direction], reconstruction, structure)
+            _score_direction(model, batch, direction, accumulators[direction], reconstruction, structure, baseline)
         n_batches += 1
     if n_batches == 0:
         raise ValueError("test_dataset: expected at least one batch, found none")
     results = {direction: accumulators[direction].summary() for direction in directions}
     for direction, values in results.items():
         logger.info(
-            "%s: SSIM %.4f (brain %.4f), PSNR %.2f dB, MAE %.4f over %d slices",
+            "%s: SSIM %.4f (brain %.4f), PSNR %.2f dB, MAE %.4f over %d slices%s",
             direction,
             values["ssim"],
             values["ssim_brain"],
             values["psnr"],
             values["mae"],
             values["n_slices"],
+            f"; remap baseline brain SSIM {values['baseline_ssim_brain']:.4f}" if baseline is not None else "",
         )
     return results
 
@@ -256,7 +267,7 @@ def translation_examples(model, test_dataset, n_examples=4, directions=DIRECTION
     return examples
 
 
-DEFAULT_LOG_METRICS = ("ssim", "ssim_brain", "psnr", "psnr_brain", "mae", "mae_brain")
+DEFAULT_LOG_METRICS = ("ssim", "ssim_brain", "psnr", "psnr_brain", "mae", "mae_brain", "baseline_ssim_brain")
 
 
 class EvaluationCallback(keras.callbacks.Callback):
@@ -293,6 +304,8 @@ class EvaluationCallback(keras.callbacks.Callback):
         save_figures: write the translation grid and SSIM curve figures.
         n_examples: slices per direction in the translation grid.
         figures_dir: folder for the figures (default ``out_dir/figures``).
+        baseline: optional no-learning reference (:class:`gan_mri.baseline.IntensityRemap`) scored
+            beside the model at every evaluation (``baseline_*`` columns and log entries).
 
     Raises:
         ValueError: ``epochs`` holds something other than positive integers, or an
@@ -312,6 +325,7 @@ class EvaluationCallback(keras.callbacks.Callback):
         save_figures=True,
         n_examples=4,
         figures_dir=None,
+        baseline=None,
     ):
         super().__init__()
         epochs = list(epochs)
@@ -332,6 +346,7 @@ class EvaluationCallback(keras.callbacks.Callback):
         self.n_examples = n_examples
         self.figures_dir = Path(figures_dir) if figures_dir is not None else self.out_dir / "figures"
         self.metrics_path = self.out_dir / "metrics.csv"
+        self.baseline = baseline
         self.history = {}
 
     def _should_evaluate(self, epoch_number):
@@ -359,7 +374,8 @@ class EvaluationCallback(keras.callbacks.Callback):
         Returns:
             the :func:`evaluate` results.
         """
-        results = evaluate(self.model, self.test_dataset, self.directions, self.max_batches)
+        results = evaluate(self.model, self.test_dataset, self.directions, self.max_batches,
+                           baseline=self.baseline)
         self.history[epoch_number] = results
         rows = read_metrics_csv(self.metrics_path) if self.metrics_path.is_file() else []
         rows = [row for row in rows if row["epoch"] != epoch_number]

@@ -9,14 +9,120 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from gan_mri.config import NORMS
+
 PACKAGE = "gan_mri"
 
 
-def spectral_norm(layer: keras.layers.Layer, enabled: bool = True, power_iterations: int = 1):
-    """Wraps a layer that has a kernel in `keras.layers.SpectralNormalization` when asked.
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SpectralNormalization(layers.Wrapper):
+    """Spectral normalization (Miyato et al. 2018) of a Conv2D, Conv2DTranspose or Dense layer.
+
+    The wrapped layer runs with the kernel ``W_SN = W / sigma(W)``, computed in the forward pass,
+    so gradients flow through ``sigma`` and the trainable kernel ``W`` is never overwritten (the
+    semantics of Miyato et al. and of PyTorch's ``spectral_norm``). ``sigma`` is the largest
+    singular value of ``W`` as a matrix of (output channels) x (everything else), estimated by
+    power iteration with the vector ``u`` kept as non-trainable state:
+
+        v = normalize(u W^T),  u = normalize(v W)   (``power_iterations`` times, while training)
+        sigma = v W u^T
+
+    ``u`` advances only while training; at inference ``sigma`` comes from the stored ``u``, so
+    outputs are deterministic. Because nothing is written into the kernel, a stateless (JAX) train
+    step computes the same thing as an eager or TensorFlow one; Keras's own
+    ``keras.layers.SpectralNormalization`` assigns ``W / sigma`` into the kernel instead.
 
     Args:
-        layer: a Conv2D, Conv2DTranspose, Dense, ... layer.
+        layer: a ``Conv2D``, ``Conv2DTranspose`` or ``Dense`` layer (built or not).
+        power_iterations: power-iteration steps per training call (>= 1).
+        epsilon: added to norms to avoid a division by zero.
+        **kwargs: base ``Wrapper`` arguments (name, dtype).
+
+    Raises:
+        ValueError: for another layer type or ``power_iterations < 1``.
+    """
+
+    SUPPORTED = (layers.Conv2D, layers.Conv2DTranspose, layers.Dense)
+
+    def __init__(self, layer, power_iterations: int = 1, epsilon: float = 1e-12, **kwargs):
+        if not isinstance(layer, self.SUPPORTED):
+            raise ValueError(
+                "SpectralNormalization: expected a Conv2D, Conv2DTranspose or Dense layer, "
+                f"found {type(layer).__name__}")
+        if not isinstance(power_iterations, int) or power_iterations < 1:
+            raise ValueError(f"SpectralNormalization: power_iterations must be an integer >= 1; "
+                             f"found {power_iterations!r}")
+        super().__init__(layer, **kwargs)
+        self.power_iterations = power_iterations
+        self.epsilon = epsilon
+
+    @property
+    def _out_axis(self) -> int:
+        # Conv2DTranspose kernels are (kh, kw, filters, in); the others keep outputs last.
+        return -2 if isinstance(self.layer, layers.Conv2DTranspose) else -1
+
+    def build(self, input_shape):
+        if not self.layer.built:
+            self.layer.build(input_shape)
+        outputs = self.layer.kernel.shape[self._out_axis]
+        self.u = self.add_weight(name="u", shape=(1, outputs), trainable=False,
+                                 initializer=keras.initializers.RandomNormal(stddev=1.0))
+        self.built = True
+
+    def _matrix(self, kernel):
+        """The kernel as a (everything else) x (outputs) matrix."""
+        if self._out_axis == -2:
+            kernel = ops.swapaxes(kernel, -1, -2)
+        return ops.reshape(kernel, (-1, kernel.shape[-1]))
+
+    def _normalize(self, x):
+        return x / (ops.sqrt(ops.sum(ops.square(x))) + self.epsilon)
+
+    def normalized_kernel(self, training=False):
+        """Returns ``W / sigma(W)`` (and advances ``u`` when ``training``)."""
+        kernel = ops.cast(self.layer.kernel, "float32")
+        matrix = self._matrix(kernel)
+        u = ops.cast(self.u, "float32")
+        steps = self.power_iterations if training else 1
+        for _ in range(steps):
+            v = self._normalize(ops.matmul(u, ops.transpose(matrix)))
+            if training:
+                u = self._normalize(ops.matmul(v, matrix))
+        u, v = ops.stop_gradient(u), ops.stop_gradient(v)
+        if training:
+            self.u.assign(u)
+        sigma = ops.sum(ops.matmul(v, matrix) * u)
+        return kernel / sigma
+
+    def call(self, inputs, training=False):
+        layer = self.layer
+        kernel = ops.cast(self.normalized_kernel(training), layer.compute_dtype)
+        if isinstance(layer, layers.Dense):
+            outputs = ops.matmul(inputs, kernel)
+        elif isinstance(layer, layers.Conv2DTranspose):
+            outputs = ops.conv_transpose(inputs, kernel, strides=layer.strides, padding=layer.padding,
+                                         output_padding=layer.output_padding, data_format=layer.data_format,
+                                         dilation_rate=layer.dilation_rate)
+        else:
+            outputs = layer.convolution_op(inputs, kernel)
+        if layer.use_bias:
+            outputs = outputs + ops.cast(layer.bias, outputs.dtype)
+        return layer.activation(outputs) if layer.activation is not None else outputs
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(power_iterations=self.power_iterations, epsilon=self.epsilon)
+        return config
+
+
+def spectral_norm(layer: keras.layers.Layer, enabled: bool = True, power_iterations: int = 1):
+    """Wraps a layer in the project's `SpectralNormalization` when asked.
+
+    Args:
+        layer: a Conv2D, Conv2DTranspose or Dense layer.
         enabled: wrap only when True (so callers can pass a config flag straight through).
         power_iterations: power iterations per training call.
 
@@ -25,18 +131,18 @@ def spectral_norm(layer: keras.layers.Layer, enabled: bool = True, power_iterati
     """
     if not enabled:
         return layer
-    # The wrapper takes the wrapped layer's dtype policy, whatever the global policy is now.
-    return layers.SpectralNormalization(
-        layer, power_iterations=power_iterations, name=f"sn_{layer.name}", dtype=layer.dtype_policy
-    )
+    # The wrapper takes the wrapped layer's dtype policy.
+    return SpectralNormalization(layer, power_iterations=power_iterations, name=f"sn_{layer.name}",
+                                 dtype=layer.dtype_policy)
 
 
 def normalization(norm: str, name: str | None = None, dtype=None) -> keras.layers.Layer:
-    """Returns the normalization layer of a residual block.
+    """Returns a normalization layer by name.
 
     Args:
-        norm: "instance" (per-sample, per-channel statistics over height and width, with a
-            learned scale and offset) or "batch".
+        norm: "instance" (per-sample, per-channel statistics over height and width), "layer"
+            (per-sample statistics over height, width and channels, as UNIT's decoder), both with a
+            learned per-channel scale and offset, or "batch".
         name: layer name.
         dtype: dtype policy (default: the global policy).
 
@@ -46,9 +152,11 @@ def normalization(norm: str, name: str | None = None, dtype=None) -> keras.layer
     if norm == "instance":
         # groups=-1 puts every channel in its own group: instance normalization.
         return layers.GroupNormalization(groups=-1, epsilon=1e-5, name=name, dtype=dtype)
+    if norm == "layer":
+        return layers.GroupNormalization(groups=1, epsilon=1e-5, name=name, dtype=dtype)
     if norm == "batch":
         return layers.BatchNormalization(name=name, dtype=dtype)
-    raise ValueError(f"norm must be one of ['instance', 'batch']; found {norm!r}")
+    raise ValueError(f"norm must be one of {list(NORMS)}; found {norm!r}")
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

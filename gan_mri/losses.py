@@ -33,44 +33,6 @@ def bce_from_logits(logits, target: float):
     return ops.mean(per_element)
 
 
-def generator_gan_loss(fake_logits: Sequence):
-    """Adversarial loss of the generator: sum over scales of mean bce(D(fake), 1).
-
-    Args:
-        fake_logits: one logit map per discriminator scale, for translated images.
-
-    Returns:
-        Scalar float32 tensor.
-    """
-    return sum(bce_from_logits(logits, 1.0) for logits in fake_logits)
-
-
-def discriminator_gan_loss(real_logits: Sequence, fake_logits: Sequence):
-    """Adversarial loss of the discriminator, summed over scales.
-
-    L_D = sum_s [ mean bce(D_s(real), 1) + mean bce(D_s(fake), 0) ].
-
-    Args:
-        real_logits: one logit map per scale, for real images of the domain.
-        fake_logits: one logit map per scale, for images translated into the domain.
-
-    Returns:
-        Scalar float32 tensor.
-
-    Raises:
-        ValueError: if the two lists have different lengths.
-    """
-    if len(real_logits) != len(fake_logits):
-        raise ValueError(
-            f"real_logits and fake_logits need one entry per scale; found "
-            f"{len(real_logits)} and {len(fake_logits)}"
-        )
-    return sum(
-        bce_from_logits(real, 1.0) + bce_from_logits(fake, 0.0)
-        for real, fake in zip(real_logits, fake_logits)
-    )
-
-
 def mae(y_true, y_pred):
     """Mean absolute error: mean |y_true - y_pred|.
 
@@ -138,48 +100,87 @@ def least_squares(scores, target: float):
     return ops.mean(ops.square(_f32(scores) - target))
 
 
-def _per_scale(scores) -> list:
-    """A discriminator's output as a list of score maps (one-scale models return a tensor)."""
-    return list(scores) if isinstance(scores, (list, tuple)) else [scores]
+GAN_CRITERIA = {"bce": bce_from_logits, "lsgan": least_squares}
+"""Adversarial criterion name -> per-scale term f(outputs, target): binary cross-entropy on logits
+(the GAN-MRI lineage) or least squares (LSGAN; UNIT's and CycleGAN's official code)."""
+
+DECISION_THRESHOLDS = {"bce": 0.0, "lsgan": 0.5}
+"""Criterion -> the discriminator output at which "real" and "fake" are equally likely: logit 0
+for BCE, the midpoint of the targets 0 and 1 for least squares."""
 
 
-def lsgan_generator_loss(fake_scores):
-    """Least-squares adversarial loss of a generator: sum over scales of mean (D_s(fake) - 1)^2.
+def _criterion(name: str):
+    if name not in GAN_CRITERIA:
+        raise ValueError(f"gan criterion must be one of {list(GAN_CRITERIA)}; found {name!r}")
+    return GAN_CRITERIA[name]
+
+
+def _per_scale(outputs) -> list:
+    """A discriminator's output as a list of maps (single-scale models return one tensor)."""
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+def _paired_scales(real_outputs, fake_outputs) -> list:
+    real, fake = _per_scale(real_outputs), _per_scale(fake_outputs)
+    if len(real) != len(fake):
+        raise ValueError(
+            f"real and fake discriminator outputs need one entry per scale; found {len(real)} and {len(fake)}")
+    return list(zip(real, fake))
+
+
+def adversarial_loss(outputs, target: float, criterion: str = "bce"):
+    """Adversarial term summed over discriminator scales: sum_s mean f(D_s, target).
+
+    The generator's loss is ``adversarial_loss(D(fake), 1.0, criterion)``.
 
     Args:
-        fake_scores: the discriminator's output (a score map or one per scale) for translations.
-
-    Returns:
-        Scalar float32 tensor.
-    """
-    return sum(least_squares(scores, 1.0) for scores in _per_scale(fake_scores))
-
-
-def lsgan_discriminator_loss(real_scores, fake_scores):
-    """Least-squares loss of a discriminator, halved as in CycleGAN, summed over scales.
-
-    L_D = sum_s 0.5 * [ mean (D_s(real) - 1)^2 + mean D_s(fake)^2 ].
-
-    The 0.5 slows the discriminator relative to the generator (Zhu et al. 2017; the lineage's
-    discriminator loss weight 0.5).
-
-    Args:
-        real_scores: the discriminator's output (a map or one per scale) for real images.
-        fake_scores: the same for translated (or pooled translated) images.
+        outputs: the discriminator's output: one map, or a list with one map per scale.
+        target: 1.0 for "real", 0.0 for "fake".
+        criterion: a name of `GAN_CRITERIA` ("bce": outputs are logits; "lsgan": scores).
 
     Returns:
         Scalar float32 tensor.
 
     Raises:
-        ValueError: if the two outputs have different numbers of scales.
+        ValueError: for an unknown criterion.
     """
-    real_scores, fake_scores = _per_scale(real_scores), _per_scale(fake_scores)
-    if len(real_scores) != len(fake_scores):
-        raise ValueError(
-            f"real_scores and fake_scores need one entry per scale; found "
-            f"{len(real_scores)} and {len(fake_scores)}"
-        )
-    return sum(
-        0.5 * (least_squares(real, 1.0) + least_squares(fake, 0.0))
-        for real, fake in zip(real_scores, fake_scores)
-    )
+    term = _criterion(criterion)
+    return sum(term(scores, target) for scores in _per_scale(outputs))
+
+
+def discriminator_loss(real_outputs, fake_outputs, criterion: str = "bce"):
+    """The discriminator's loss, summed over scales: sum_s [mean f(D_s(real), 1) + mean f(D_s(fake), 0)].
+
+    Args:
+        real_outputs: the discriminator's output (a map or one per scale) for real images.
+        fake_outputs: the same for translated images.
+        criterion: a name of `GAN_CRITERIA`.
+
+    Returns:
+        Scalar float32 tensor.
+
+    Raises:
+        ValueError: for an unknown criterion or outputs with different numbers of scales.
+    """
+    term = _criterion(criterion)
+    return sum(term(real, 1.0) + term(fake, 0.0) for real, fake in _paired_scales(real_outputs, fake_outputs))
+
+
+def discriminator_accuracy(real_outputs, fake_outputs, criterion: str = "bce") -> list:
+    """How often the discriminator is right, per scale: 0.5 (chance) to 1 (always right).
+
+    acc_s = 0.5 * [ mean(D_s(real) > t) + mean(D_s(fake) < t) ], t = `DECISION_THRESHOLDS[criterion]`,
+    over every element of the patch maps. A discriminator that stays near 0.5 gives the generator
+    no useful gradient; one near 1.0 is winning the game.
+
+    Returns:
+        List of scalar float32 tensors, one per scale.
+
+    Raises:
+        ValueError: for an unknown criterion or outputs with different numbers of scales.
+    """
+    _criterion(criterion)
+    threshold = DECISION_THRESHOLDS[criterion]
+    return [0.5 * (ops.mean(ops.cast(_f32(real) > threshold, "float32"))
+                   + ops.mean(ops.cast(_f32(fake) < threshold, "float32")))
+            for real, fake in _paired_scales(real_outputs, fake_outputs)]

@@ -19,11 +19,29 @@ from gan_mri.layers import ResidualBlock, SelfAttention, normalization, spectral
 
 LEAKY_SLOPE = 0.01
 DISCRIMINATOR_SCALES = 3
+UPSAMPLING = ("transpose", "nearest")
 
 
-def _conv(filters, kernel, strides, sn, name, transpose=False):
+def _conv(filters, kernel, strides, sn, name, transpose=False, use_bias=True):
     cls = layers.Conv2DTranspose if transpose else layers.Conv2D
-    return spectral_norm(cls(filters, kernel, strides=strides, padding="same", name=name), sn)
+    return spectral_norm(cls(filters, kernel, strides=strides, padding="same", use_bias=use_bias, name=name), sn)
+
+
+def _conv_block(x, filters, kernel, strides, sn, conv_norm, name, upsample=None):
+    """[upsample x2 ->] conv -> [conv_norm ->] LeakyReLU: one scale step of an encoder or generator.
+
+    ``upsample`` None: a plain (strided) conv; "transpose": a transposed conv 3x3/2 (the lineage);
+    "nearest": nearest-neighbour x2 then a conv, which cannot make the checkerboard pattern of
+    transposed convs whose kernel is not a multiple of the stride (Odena et al. 2016).
+    """
+    if upsample == "nearest":
+        x = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_upsample")(x)
+        strides = 1
+    x = _conv(filters, kernel, strides, sn, name, transpose=upsample == "transpose",
+              use_bias=conv_norm == "none")(x)
+    if conv_norm != "none":
+        x = normalization(conv_norm, name=f"{name}_norm")(x)
+    return layers.LeakyReLU(LEAKY_SLOPE, name=name.replace("conv", "lrelu"))(x)
 
 
 def _res_blocks(x, count, norm, dropout, sn, prefix):
@@ -41,12 +59,13 @@ def build_encoder(
     dropout: float = 0.0,
     attention: bool = False,
     use_spectral_norm: bool = False,
+    conv_norm: str = "none",
     name: str = "encoder",
 ) -> keras.Model:
     """Domain encoder: image -> features at the latent resolution.
 
-    conv 7x7 (w) -> conv 3x3/2 (2w) -> conv 3x3/2 (4w), each with LeakyReLU, then `res_blocks`
-    residual blocks and, when `attention`, a SelfAttention layer.
+    conv 7x7 (w) -> conv 3x3/2 (2w) -> conv 3x3/2 (4w), each with `conv_norm` and LeakyReLU, then
+    `res_blocks` residual blocks and, when `attention`, a SelfAttention layer.
 
     Args:
         image_shape: (H, W).
@@ -56,6 +75,7 @@ def build_encoder(
         norm, dropout: residual block settings.
         attention: append SelfAttention at the latent resolution.
         use_spectral_norm: spectrally normalize every conv.
+        conv_norm: normalization after each conv, "none" (the lineage), "instance" or "layer".
         name: model name.
 
     Returns:
@@ -66,8 +86,7 @@ def build_encoder(
     for i, (filters, kernel, strides) in enumerate(
         [(base_width, 7, 1), (2 * base_width, 3, 2), (4 * base_width, 3, 2)]
     ):
-        x = _conv(filters, kernel, strides, use_spectral_norm, f"conv{i}")(x)
-        x = layers.LeakyReLU(LEAKY_SLOPE, name=f"lrelu{i}")(x)
+        x = _conv_block(x, filters, kernel, strides, use_spectral_norm, conv_norm, f"conv{i}")
     x = _res_blocks(x, res_blocks, norm, dropout, use_spectral_norm, "enc")
     if attention:
         x = SelfAttention(use_spectral_norm=use_spectral_norm, name="attention")(x)
@@ -122,12 +141,16 @@ def build_generator(
     dropout: float = 0.0,
     attention: bool = False,
     use_spectral_norm: bool = False,
+    conv_norm: str = "none",
+    upsample: str = "transpose",
     name: str = "generator",
 ) -> keras.Model:
     """Domain generator: latent features -> image in [-1, 1].
 
-    `res_blocks` residual blocks (and SelfAttention when `attention`), transposed conv 3x3/2 (2w),
-    transposed conv 3x3/2 (w), each with LeakyReLU, a 1x1 conv to `channels`, tanh in float32.
+    `res_blocks` residual blocks (and SelfAttention when `attention`), two x2 upsampling steps
+    (2w, then w channels), each with `conv_norm` and LeakyReLU, a 1x1 conv to `channels`, tanh in
+    float32. `upsample` "transpose" is the lineage's transposed conv 3x3/2; "nearest" is
+    nearest-neighbour x2 followed by a conv 3x3 (no checkerboard artefacts).
 
     Returns:
         A functional model (B, H/4, W/4, 4w) -> (B, H, W, channels), float32 output.
@@ -136,9 +159,10 @@ def build_generator(
     x = _res_blocks(features, res_blocks, norm, dropout, use_spectral_norm, "gen")
     if attention:
         x = SelfAttention(use_spectral_norm=use_spectral_norm, name="attention")(x)
+    if upsample not in UPSAMPLING:
+        raise ValueError(f"upsample must be one of {list(UPSAMPLING)}; found {upsample!r}")
     for i, filters in enumerate([2 * base_width, base_width]):
-        x = _conv(filters, 3, 2, use_spectral_norm, f"upconv{i}", transpose=True)(x)
-        x = layers.LeakyReLU(LEAKY_SLOPE, name=f"up_lrelu{i}")(x)
+        x = _conv_block(x, filters, 3, 2, use_spectral_norm, conv_norm, f"upconv{i}", upsample=upsample)
     x = _conv(channels, 1, 1, use_spectral_norm, "to_image")(x)
     # tanh in float32: a float16 tanh output would quantise intensities near +-1.
     image = layers.Activation("tanh", dtype="float32", name="tanh")(x)

@@ -17,6 +17,8 @@ matplotlib.use("Agg")  # no display on servers and in tests; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from gan_mri.results import BASELINE_PREFIX  # noqa: E402
+
 logger = logging.getLogger(__name__)
 
 GRID_COLUMNS = ("input", "translation", "reconstruction", "truth")
@@ -135,9 +137,16 @@ def _to_float(values, column):
     return np.asarray(result, dtype=np.float64)
 
 
-def loss_curves(history, path, keys=None, dpi=100):
-    """Loss per epoch, one panel per loss (train solid, ``val_`` counterpart dashed).
+ACCURACY_PREFIX = "d_acc_"
+"""History columns of the discriminators' accuracy per domain and scale (``d_acc_a_s0``, ...)."""
 
+
+def loss_curves(history, path, keys=None, dpi=100):
+    """Loss per epoch, one panel per loss (train solid, ``val_`` counterpart dashed), and the
+    discriminators' accuracy.
+
+    When the history has ``d_acc_<domain>_s<scale>`` columns, a last panel draws them all with
+    the chance level 0.5: a discriminator whose lines stay on it is not playing the game.
     Panels are laid out three per row, each 4 x 3 inches, so the PNG is
     ``min(n, 3) * 4 * dpi`` by ``ceil(n / 3) * 3 * dpi`` pixels for n panels.
 
@@ -175,11 +184,13 @@ def loss_curves(history, path, keys=None, dpi=100):
     for key in keys:
         if key not in columns:
             raise ValueError(f"{source}: expected a column {key!r}, found columns {sorted(columns)}")
+    accuracy = sorted(name for name in columns if name.startswith(ACCURACY_PREFIX))
     n_epochs = max(lengths)
     # CSVLogger stores 0-based epochs; figures count from 1 as the paper does.
     epochs = _to_float(columns["epoch"], "epoch") + 1 if "epoch" in columns else np.arange(1, n_epochs + 1)
-    n_columns = min(len(keys), PANELS_PER_ROW)
-    n_rows = math.ceil(len(keys) / PANELS_PER_ROW)
+    n_panels = len(keys) + bool(accuracy)
+    n_columns = min(n_panels, PANELS_PER_ROW)
+    n_rows = math.ceil(n_panels / PANELS_PER_ROW)
     figure, axes = plt.subplots(
         n_rows,
         n_columns,
@@ -187,7 +198,7 @@ def loss_curves(history, path, keys=None, dpi=100):
         squeeze=False,
         layout="constrained",
     )
-    for axis in axes.flat[len(keys):]:
+    for axis in axes.flat[n_panels:]:
         axis.set_visible(False)
     for axis, key in zip(axes.flat, keys):
         axis.plot(epochs, _to_float(columns[key], key), marker=".", label="train")
@@ -196,6 +207,18 @@ def loss_curves(history, path, keys=None, dpi=100):
             axis.legend(fontsize=7)
         axis.set_title(key, fontsize=9)
         axis.set_xlabel("epoch")
+    if accuracy:
+        axis = axes.flat[len(keys)]
+        for name in accuracy:
+            # Domain A solid, B dashed; one colour per scale.
+            style = "-" if name.startswith(f"{ACCURACY_PREFIX}a") else "--"
+            axis.plot(epochs, _to_float(columns[name], name), style, marker=".",
+                      label=name.removeprefix(ACCURACY_PREFIX))
+        axis.axhline(0.5, color="grey", linewidth=1, linestyle=":", label="chance")
+        axis.set_ylim(0.4, 1.02)
+        axis.set_title("discriminator accuracy (domain_scale)", fontsize=9)
+        axis.set_xlabel("epoch")
+        axis.legend(fontsize=6, ncol=2)
     return _save(figure, path, dpi)
 
 
@@ -203,7 +226,8 @@ def ssim_curves(metrics_csv, path, metrics=("ssim", "ssim_brain"), dpi=100):
     """SSIM per epoch for each direction, one panel per metric (4 x 3 inches each).
 
     Lines are labelled by the output contrast as in the paper's Table 7:
-    "T2 output (A2B)" and "T1 output (B2A)".
+    "T2 output (A2B)" and "T1 output (B2A)". When the CSV has ``baseline_<metric>`` columns, the
+    no-learning intensity remap is drawn as a dotted level per direction.
 
     Args:
         metrics_csv: CSV with ``epoch``, ``direction`` and metric columns (as written by
@@ -239,15 +263,23 @@ def ssim_curves(metrics_csv, path, metrics=("ssim", "ssim_brain"), dpi=100):
     )
     for axis, metric in zip(axes[0], metrics):
         values = _to_float(columns[metric], metric)
-        for direction in sorted(set(directions)):
+        baseline_key = BASELINE_PREFIX + metric
+        for index, direction in enumerate(sorted(set(directions))):
             chosen = directions == direction
             order = np.argsort(epochs[chosen])
+            colour = f"C{index}"
             axis.plot(
                 epochs[chosen][order],
                 values[chosen][order],
                 marker="o",
+                color=colour,
                 label=SSIM_LABELS.get(direction, direction),
             )
+            if baseline_key in columns:
+                # The remap does not train: one level per direction (from the latest evaluation).
+                level = _to_float(columns[baseline_key], baseline_key)[chosen][order][-1]
+                axis.axhline(level, color=colour, linestyle=":", linewidth=1.2,
+                             label=f"remap baseline ({direction})")
         axis.set_title(metric, fontsize=9)
         axis.set_xlabel("epoch")
         axis.legend(fontsize=7)

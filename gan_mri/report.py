@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from gan_mri import plots
+from gan_mri.baseline import IntensityRemap
 from gan_mri.evaluation import evaluate, translation_examples
 from gan_mri.results import save_results
 from gan_mri.training import check_dataset_fits
@@ -19,7 +20,8 @@ def evaluate_to_folder(model, dataset, out_dir, *, max_batches: int | None = Non
     """Evaluates ``model`` on the test split of ``dataset`` and writes the results.
 
     Writes ``metrics.json`` and ``metrics.csv`` (per direction: SSIM, PSNR, MAE, whole image
-    and brain; tissue Dice) and ``translation_grid.png`` (input, translation,
+    and brain; tissue Dice; the same image metrics of the no-learning intensity remap fitted on
+    the dataset's training split, as ``baseline_*``) and ``translation_grid.png`` (input, translation,
     self-reconstruction, ground truth, error map) into ``out_dir``.
 
     Args:
@@ -44,7 +46,7 @@ def evaluate_to_folder(model, dataset, out_dir, *, max_batches: int | None = Non
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     test_set = dataset.test_dataset(batch_size=batch_size, channels=model.channels)
-    results = evaluate(model, test_set, max_batches=max_batches)
+    results = evaluate(model, test_set, max_batches=max_batches, baseline=IntensityRemap.from_dataset(dataset))
     save_results(results, out / "metrics.csv")
     save_results(results, out / "metrics.json")
     plots.translation_grid(translation_examples(model, test_set), out / "translation_grid.png")

@@ -18,14 +18,14 @@ from gan_mri.fileutil import make_public
 
 logger = logging.getLogger(__name__)
 
+BASELINE_PREFIX = "baseline_"
+"""Prefix of the metrics of the no-learning intensity remap scored beside a model."""
+IMAGE_METRICS = ("ssim", "ssim_brain", "psnr", "psnr_brain", "mae", "mae_brain")
+
 # Column order of results tables; further keys follow in sorted order.
 METRIC_NAMES = (
-    "ssim",
-    "ssim_brain",
-    "psnr",
-    "psnr_brain",
-    "mae",
-    "mae_brain",
+    *IMAGE_METRICS,
+    *(BASELINE_PREFIX + name for name in IMAGE_METRICS),
     "dice_csf",
     "dice_gm",
     "dice_wm",
@@ -169,13 +169,17 @@ SSIM_TABLE_COLUMNS = (
     ("SSIM T1 brain", "B2A", "ssim_brain"),
     ("SSIM T2 brain", "A2B", "ssim_brain"),
 )
+BASELINE_ROW = "remap baseline"
+"""The ``Epoch`` cell of the table row that holds the no-learning intensity remap."""
 
 
 def ssim_table(rows):
     """The paper's Table 7(b): one row per epoch, SSIM of the T1 and the T2 outputs.
 
     "SSIM T1" is the quality of T2w -> T1w translations (direction B2A), "SSIM T2" that
-    of T1w -> T2w translations (A2B); the brain-mask versions follow.
+    of T1w -> T2w translations (A2B); the brain-mask versions follow. When the rows hold
+    ``baseline_*`` metrics, a last row (``Epoch`` = "remap baseline") gives the no-learning
+    intensity remap's SSIM on the same slices (from the latest epoch's rows; it does not train).
 
     Args:
         rows: metric rows with ``epoch``, ``direction``, ``ssim`` (and ``ssim_brain``),
@@ -183,7 +187,7 @@ def ssim_table(rows):
 
     Returns:
         list of dicts ``{"Epoch": int, "SSIM T1": float, "SSIM T2": float, ...}`` sorted by
-        epoch; NaN where a direction was not evaluated.
+        epoch (then the baseline row); NaN where a direction was not evaluated.
 
     Raises:
         ValueError: rows are empty or lack the ``ssim`` column.
@@ -200,6 +204,12 @@ def ssim_table(rows):
         line = {"Epoch": epoch}
         for title, direction, metric in SSIM_TABLE_COLUMNS:
             line[title] = float(by_epoch[epoch].get(direction, {}).get(metric, float("nan")))
+        table.append(line)
+    latest = by_epoch[max(by_epoch)]
+    if any(BASELINE_PREFIX + "ssim" in row for row in latest.values()):
+        line = {"Epoch": BASELINE_ROW}
+        for title, direction, metric in SSIM_TABLE_COLUMNS:
+            line[title] = float(latest.get(direction, {}).get(BASELINE_PREFIX + metric, float("nan")))
         table.append(line)
     return table
 

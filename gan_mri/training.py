@@ -287,6 +287,7 @@ def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume:
         ValueError: the dataset does not fit the model, the run folder exists (without
             ``resume``/``overwrite``) or is not a run (with ``resume``), bad epochs/batch size.
     """
+    from gan_mri.baseline import IntensityRemap
     from gan_mri.data.dataset import PreparedDataset
     from gan_mri.evaluation import EvaluationCallback
     from gan_mri import plots
@@ -334,7 +335,8 @@ def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume:
             # Before the loggers: it adds val_ssim_* to the logs they write.
             run_callbacks.insert(0, EvaluationCallback(test_set, eval_epochs, run.metrics_dir,
                                                        figures_dir=run.figures_dir,
-                                                       max_batches=max_eval_batches))
+                                                       max_batches=max_eval_batches,
+                                                       baseline=IntensityRemap.from_dataset(dataset)))
         run_callbacks += [
             keras.callbacks.CSVLogger(str(run.history_file), append=resume),
             keras.callbacks.TensorBoard(log_dir=str(run.logs_dir), write_graph=False),

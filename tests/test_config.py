@@ -63,7 +63,11 @@ def test_unknown_preset_lists_valid_names():
     [
         ("attention", "encodr",
          r"UNITConfig.attention must be one of \['none', 'encoder', 'generator'\]; found 'encodr'"),
-        ("norm", "layer", r"UNITConfig.norm must be one of \['instance', 'batch'\]; found 'layer'"),
+        ("norm", "group", r"UNITConfig.norm must be one of \['instance', 'layer', 'batch'\]; found 'group'"),
+        ("conv_norm", "batch", r"UNITConfig.conv_norm must be one of \['none', 'instance', 'layer'\]; found 'batch'"),
+        ("upsample", "bilinear", r"UNITConfig.upsample must be one of \['transpose', 'nearest'\]; found 'bilinear'"),
+        ("gan_loss", "wgan", r"UNITConfig.gan_loss must be one of \['bce', 'lsgan'\]; found 'wgan'"),
+        ("decay_start", 1.5, r"UNITConfig.decay_start must be a fraction in \[0, 1\]; found 1.5"),
         ("channels", 2, r"UNITConfig.channels must be one of \[1, 3\]; found 2"),
         ("recon_loss", "l2", r"UNITConfig.recon_loss must be one of \['mae', 'charbonnier'\]"),
         ("precision", "bfloat16", r"UNITConfig.precision must be one of \['auto', 'float32', 'mixed_float16'\]"),

@@ -48,7 +48,7 @@ def test_preset_has_the_lineage_values_and_round_trips_through_json(tmp_path):
     ({"pool_size": -1}, r"CycleGANConfig.pool_size must be an integer >= 0; found -1"),
     ({"identity_weight": -0.5}, r"CycleGANConfig.identity_weight must be a number >= 0; found -0.5"),
     ({"decay_start": 1.5}, r"CycleGANConfig.decay_start must be a fraction in \[0, 1\]; found 1.5"),
-    ({"norm": "layer"}, r"CycleGANConfig.norm must be one of \['instance', 'batch'\]; found 'layer'"),
+    ({"norm": "group"}, r"CycleGANConfig.norm must be one of \['instance', 'layer', 'batch'\]; found 'group'"),
     ({"discriminator_scales": 0}, r"discriminator_scales must be an integer >= 1; found 0"),
     ({"res_block": 2}, r"Unknown CycleGANConfig fields \['res_block'\]"),
 ])
@@ -89,18 +89,18 @@ def test_patch_discriminator_layout_and_scales():
 
 
 # ------------------------------------------------------------------------------------ losses
-def test_least_squares_losses_match_numpy():
-    rng = np.random.default_rng(3)
-    real = [rng.normal(size=(2, 4, 4, 1)).astype(np.float32), rng.normal(size=(2, 2, 2, 1)).astype(np.float32)]
-    fake = [rng.normal(size=(2, 4, 4, 1)).astype(np.float32), rng.normal(size=(2, 2, 2, 1)).astype(np.float32)]
-    expected_d = sum(0.5 * (np.mean((r - 1) ** 2) + np.mean(f ** 2)) for r, f in zip(real, fake))
-    np.testing.assert_allclose(float(L.lsgan_discriminator_loss(real, fake)), expected_d, rtol=1e-6)
-    np.testing.assert_allclose(float(L.lsgan_generator_loss(fake)), sum(np.mean((f - 1) ** 2) for f in fake),
-                               rtol=1e-6)
-    # A single-scale discriminator returns a tensor, not a list.
-    np.testing.assert_allclose(float(L.lsgan_generator_loss(fake[0])), np.mean((fake[0] - 1) ** 2), rtol=1e-6)
-    with pytest.raises(ValueError, match="one entry per scale; found 2 and 1"):
-        L.lsgan_discriminator_loss(real, fake[:1])
+def test_discriminator_loss_is_the_halved_least_squares_loss_with_its_accuracy():
+    model = tiny()
+    x = {"A": images(2, seed=3), "B": images(2, seed=4)}
+    fakes = {"A": images(2, seed=5), "B": images(2, seed=6)}
+    losses, accuracy = model._discriminator_loss(x, fakes, training=False)
+    for domain in "AB":
+        real_out = model.discriminator(domain)(x[domain], training=False)
+        fake_out = model.discriminator(domain)(fakes[domain], training=False)
+        expected = 0.5 * (np.mean((np.asarray(real_out) - 1) ** 2) + np.mean(np.asarray(fake_out) ** 2))
+        np.testing.assert_allclose(float(losses[domain]), expected, rtol=1e-5)
+        right = 0.5 * (np.mean(np.asarray(real_out) > 0.5) + np.mean(np.asarray(fake_out) < 0.5))
+        assert [float(a) for a in accuracy[domain]] == [pytest.approx(right)]
 
 
 # -------------------------------------------------------------------------------- image pool
@@ -240,7 +240,8 @@ def test_train_step_updates_both_players_fills_pools_then_save_load(tmp_path):
     d_before = [np.asarray(v) for v in model.discriminator_variables]
     g_before = [np.asarray(v) for v in model.generator_variables]
     logs = {k: float(v) for k, v in model.train_step((x_a, x_b)).items()}
-    assert set(logs) == {"g_loss", "d_loss", "gan_loss", "cycle_loss", "identity_loss", "d_loss_a", "d_loss_b"}
+    assert set(logs) == {"g_loss", "d_loss", "gan_loss", "cycle_loss", "identity_loss", "d_loss_a", "d_loss_b",
+                         "d_acc_a_s0", "d_acc_b_s0"}  # one PatchGAN scale per domain
     assert all(np.isfinite(v) for v in logs.values()) and logs["identity_loss"] > 0
     assert logs["g_loss"] == pytest.approx(logs["gan_loss"] + 10 * logs["cycle_loss"] + 5 * logs["identity_loss"],
                                            rel=1e-5)

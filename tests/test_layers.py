@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from gan_mri.layers import ResidualBlock, SelfAttention, normalization, spectral_norm
+from gan_mri.layers import ResidualBlock, SelfAttention, SpectralNormalization, normalization, spectral_norm
 
 
 @pytest.fixture
@@ -113,24 +113,88 @@ def test_residual_block_config_round_trip():
     assert (clone.norm, clone.dropout, clone.use_spectral_norm, clone.name) == ("batch", 0.25, True, "rb")
 
 
-def test_spectral_norm_drives_top_singular_value_to_one():
+def _top_singular_value(kernel, out_axis=-1):
+    kernel = np.moveaxis(np.asarray(kernel), out_axis, -1)
+    return np.linalg.svd(kernel.reshape(-1, kernel.shape[-1]), compute_uv=False)[0]
+
+
+@pytest.mark.parametrize("make, out_axis", [
+    (lambda: keras.layers.Conv2D(8, 3, padding="same", kernel_initializer="he_normal"), -1),
+    (lambda: keras.layers.Conv2DTranspose(8, 3, strides=2, padding="same", kernel_initializer="he_normal"), -2),
+    (lambda: keras.layers.Dense(8, kernel_initializer="he_normal"), -1),
+])
+def test_spectral_norm_normalizes_in_the_forward_pass_and_leaves_the_kernel_alone(make, out_axis):
     rng = np.random.default_rng(0)
-    conv = keras.layers.Conv2D(8, 3, kernel_initializer="he_normal")
-    wrapped = spectral_norm(conv, enabled=True)
-    assert isinstance(wrapped, keras.layers.SpectralNormalization)
-    x = rng.normal(size=(1, 8, 8, 4)).astype(np.float32)
+    layer = make()
+    wrapped = spectral_norm(layer, enabled=True)
+    assert isinstance(wrapped, SpectralNormalization)
+    x = rng.normal(size=(2, 6, 6, 4)).astype(np.float32)
     wrapped(x)
-    kernel = np.asarray(conv.kernel).reshape(-1, 8)
-    assert np.linalg.svd(kernel, compute_uv=False)[0] > 1.5
-    for _ in range(50):  # each training call runs one power iteration
+    kernel = np.asarray(layer.kernel).copy()
+    assert _top_singular_value(kernel, out_axis) > 1.2  # far from 1 before normalization
+    for _ in range(200):  # each training call runs one power iteration
         wrapped(x, training=True)
-    top = np.linalg.svd(np.asarray(conv.kernel).reshape(-1, 8), compute_uv=False)[0]
-    assert abs(top - 1.0) < 1e-2
-    assert len(wrapped.non_trainable_weights) == 1  # the power-iteration vector u
+    np.testing.assert_array_equal(np.asarray(layer.kernel), kernel)  # never written into
+    normalized = np.asarray(wrapped.normalized_kernel())
+    np.testing.assert_allclose(_top_singular_value(normalized, out_axis), 1.0, atol=2e-3)
+    np.testing.assert_allclose(normalized * _top_singular_value(kernel, out_axis), kernel, rtol=1e-3, atol=1e-5)
+    # The output is the wrapped layer's with W / sigma(W), and inference does not move u.
+    u = np.asarray(wrapped.u).copy()
+    layer.kernel.assign(normalized)
+    expected = np.asarray(layer(x))
+    layer.kernel.assign(kernel)
+    np.testing.assert_allclose(np.asarray(wrapped(x, training=False)), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(wrapped.u), u)
+    assert [w.name for w in wrapped.non_trainable_weights] == ["u"]
+
+
+def test_spectral_norm_gradient_flows_through_sigma_and_it_trains():
+    # d(W / sigma(W)) / dW is not 1 / sigma: scaling W leaves W_SN and the output unchanged, so the
+    # gradient along W itself is zero.
+    rng = np.random.default_rng(1)
+    import tensorflow as tf
+
+    wrapped = spectral_norm(keras.layers.Dense(3, use_bias=False), enabled=True)
+    x = rng.normal(size=(16, 5)).astype(np.float32)
+    wrapped(x)
+    for _ in range(30):
+        wrapped(x, training=True)
+    kernel = wrapped.layer.kernel
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(wrapped(x) ** 2)
+    grad = np.asarray(tape.gradient(loss, kernel.value))
+    assert abs(float(np.sum(grad * np.asarray(kernel)))) < 1e-3 * np.abs(grad).sum() * np.abs(np.asarray(kernel)).max()
+    # It trains: fit a target produced by another unit-norm linear map.
+    target_map = np.linalg.qr(rng.normal(size=(5, 3)))[0].astype(np.float32)
+    inputs = keras.Input((5,))
+    model = keras.Model(inputs, spectral_norm(keras.layers.Dense(3, use_bias=False, name="d"))(inputs))
+    model.compile(keras.optimizers.Adam(0.05), "mse")
+    data = rng.normal(size=(256, 5)).astype(np.float32)
+    before = model.evaluate(data, data @ target_map, verbose=0)
+    model.fit(data, data @ target_map, epochs=30, batch_size=32, verbose=0)
+    assert model.evaluate(data, data @ target_map, verbose=0) < 0.05 * before
+
+
+def test_spectral_norm_round_trips_through_a_keras_file(tmp_path):
+    inputs = keras.Input((6, 6, 2))
+    model = keras.Model(inputs, spectral_norm(keras.layers.Conv2D(4, 3, name="c"), power_iterations=2)(inputs))
+    x = np.random.default_rng(2).normal(size=(1, 6, 6, 2)).astype(np.float32)
+    model(x, training=True)
+    model.save(tmp_path / "sn.keras")
+    loaded = keras.models.load_model(tmp_path / "sn.keras")
+    assert loaded.get_layer("sn_c").power_iterations == 2
+    np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(model(x)))
+
+
+def test_spectral_norm_rejects_layers_without_a_supported_kernel():
+    with pytest.raises(ValueError, match="expected a Conv2D, Conv2DTranspose or Dense layer, found Embedding"):
+        SpectralNormalization(keras.layers.Embedding(4, 2))
+    with pytest.raises(ValueError, match="power_iterations must be an integer >= 1; found 0"):
+        SpectralNormalization(keras.layers.Dense(2), power_iterations=0)
 
 
 def test_spectral_norm_disabled_returns_layer_and_bad_norm_is_rejected():
     conv = keras.layers.Conv2D(4, 3)
     assert spectral_norm(conv, enabled=False) is conv
-    with pytest.raises(ValueError, match=r"norm must be one of \['instance', 'batch'\]; found 'layer'"):
-        normalization("layer")
+    with pytest.raises(ValueError, match=r"norm must be one of \['instance', 'layer', 'batch'\]; found 'group'"):
+        normalization("group")

@@ -29,15 +29,32 @@ def test_bce_from_logits_is_finite_for_extreme_logits():
     assert float(losses.bce_from_logits(logits, 1.0)) == pytest.approx(100.0, rel=1e-5)
 
 
-def test_gan_losses_sum_over_scales(rng):
+@pytest.mark.parametrize("criterion", ["bce", "lsgan"])
+def test_adversarial_losses_sum_over_scales(rng, criterion):
     real = [rng.normal(size=(2, s, s, 1)).astype(np.float32) for s in (4, 2, 1)]
     fake = [rng.normal(size=(2, s, s, 1)).astype(np.float32) for s in (4, 2, 1)]
-    expected_g = sum(_np_bce(f, 1.0) for f in fake)
-    expected_d = sum(_np_bce(r, 1.0) + _np_bce(f, 0.0) for r, f in zip(real, fake))
-    assert float(losses.generator_gan_loss(fake)) == pytest.approx(expected_g, rel=1e-5)
-    assert float(losses.discriminator_gan_loss(real, fake)) == pytest.approx(expected_d, rel=1e-5)
+    term = _np_bce if criterion == "bce" else (lambda x, t: np.mean((x.astype(np.float64) - t) ** 2))
+    expected_g = sum(term(f, 1.0) for f in fake)
+    expected_d = sum(term(r, 1.0) + term(f, 0.0) for r, f in zip(real, fake))
+    assert float(losses.adversarial_loss(fake, 1.0, criterion)) == pytest.approx(expected_g, rel=1e-5)
+    assert float(losses.discriminator_loss(real, fake, criterion)) == pytest.approx(expected_d, rel=1e-5)
+    # A single-scale discriminator's output is one tensor, not a list.
+    assert float(losses.adversarial_loss(fake[0], 0.0, criterion)) == pytest.approx(term(fake[0], 0.0), rel=1e-5)
     with pytest.raises(ValueError, match="one entry per scale; found 3 and 2"):
-        losses.discriminator_gan_loss(real, fake[:2])
+        losses.discriminator_loss(real, fake[:2], criterion)
+    with pytest.raises(ValueError, match=r"gan criterion must be one of \['bce', 'lsgan'\]; found 'wgan'"):
+        losses.adversarial_loss(fake, 1.0, "wgan")
+
+
+def test_discriminator_accuracy_per_scale_against_its_threshold():
+    real = [np.array([2.0, 3.0, -1.0, 4.0], np.float32), np.array([0.6, 0.7], np.float32)]
+    fake = [np.array([-2.0, -1.0, -3.0, 1.0], np.float32), np.array([0.2, 0.9], np.float32)]
+    # BCE logits: threshold 0. Scale 0: real 3/4 right, fake 3/4 right; scale 1: 2/2 and 0/2.
+    assert [float(a) for a in losses.discriminator_accuracy(real, fake, "bce")] == [0.75, 0.5]
+    # Least squares: threshold 0.5. Scale 1: real 2/2 right, fake 1/2 right.
+    assert [float(a) for a in losses.discriminator_accuracy(real, fake, "lsgan")][1] == 0.75
+    chance = losses.discriminator_accuracy(np.zeros(8, np.float32), np.zeros(8, np.float32), "lsgan")
+    assert [float(a) for a in chance] == [0.5]
 
 
 def test_mae_charbonnier_kl_match_formulas(rng):

@@ -24,7 +24,7 @@ def test_encoder_with_attention_and_spectral_norm():
     assert encoder.get_layer("attention").use_spectral_norm
     # 3 convs + 1 block + attention (4 convs with bias, gamma).
     assert len(encoder.trainable_variables) == 6 + 6 + 9
-    us = [v for v in encoder.non_trainable_variables if "vector_u" in v.path]
+    us = [v for v in encoder.non_trainable_variables if v.path.endswith("/u")]
     assert len(us) == 3 + 2 + 4
 
 

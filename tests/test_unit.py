@@ -67,7 +67,7 @@ def test_variable_counts_match_config(preset, res_blocks):
     assert len(model.trainable_variables) == expected_trainable(config)
     assert len(model.generator_variables) + len(model.discriminator_variables) == len(
         model.trainable_variables)
-    vectors = [v for v in model.non_trainable_variables if "vector_u" in v.path]
+    vectors = [v for v in model.non_trainable_variables if v.path.endswith("/u")]
     assert len(vectors) == expected_spectral_vectors(config)
     assert all(not v.trainable for v in vectors)
 
@@ -92,13 +92,14 @@ def test_shared_encoder_and_decoder_are_the_same_objects_in_both_domain_paths():
 
 
 def test_every_trainable_variable_gets_a_gradient_from_its_player():
-    # Spectral norm rewrites kernels in place, so "the weights changed" would not prove learning.
+    # "The weights changed" would not prove that every variable is trained by the right player.
     model = tiny("sa-enc-cl-sn")
     x_a, x_b = images(2, seed=5), images(2, seed=6)
     with tf.GradientTape(persistent=True) as tape:
         g_loss, _ = model._generator_loss(x_a, x_b, training=True)
-        d_losses = model._discriminator_loss(x_a, x_b, training=True)
+        d_losses, d_accuracy = model._discriminator_loss(x_a, x_b, training=True)
         d_loss = d_losses["A"] + d_losses["B"]
+    assert [len(d_accuracy[domain]) for domain in "AB"] == [3, 3]
     for loss, variables in ((g_loss, model.generator_variables), (d_loss, model.discriminator_variables)):
         grads = tape.gradient(loss, variables)
         assert [v.path for v, g in zip(variables, grads) if g is None] == []
@@ -139,6 +140,9 @@ def test_train_step_updates_both_players_then_save_load_and_checkpoint(tmp_path)
     g_before = [np.asarray(v) for v in model.generator_variables]
     logs = model.train_step((x_a, x_b))
     assert set(logs) >= {"g_loss", "d_loss", "gan_loss", "recon_loss", "cycle_loss", "kl_loss"}
+    assert {name for name in logs if name.startswith("d_acc_")} == {
+        f"d_acc_{d}_s{s}" for d in "ab" for s in range(3)}
+    assert all(0.0 <= float(logs[f"d_acc_{d}_s{s}"]) <= 1.0 for d in "ab" for s in range(3))
     assert all(np.isfinite(float(v)) for v in logs.values())
     assert int(model.g_optimizer.iterations) == 1 and int(model.d_optimizer.iterations) == 1
     assert any(np.abs(np.asarray(v) - b).max() > 0 for v, b in zip(model.discriminator_variables, d_before))

@@ -30,6 +30,50 @@ OTHER_DOMAIN = {"A": "B", "B": "A"}
 """Domain -> the other domain."""
 
 
+@keras.saving.register_keras_serializable(package="gan_mri")
+class LinearDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Constant learning rate, then a linear decay to 0 (CycleGAN's schedule).
+
+        lr(step) = lr0                                            for step < decay_start
+        lr(step) = lr0 * max(0, 1 - (step - decay_start) / decay_steps)   afterwards
+
+    so lr reaches 0 at step decay_start + decay_steps (the end of training).
+
+    Args:
+        initial_learning_rate: lr0.
+        decay_start: the step at which the decay begins.
+        decay_steps: steps from the start of the decay to lr = 0 (>= 1).
+
+    Raises:
+        ValueError: for a negative `decay_start` or `decay_steps` < 1.
+    """
+
+    def __init__(self, initial_learning_rate: float, decay_start: int, decay_steps: int):
+        if decay_start < 0 or decay_steps < 1:
+            raise ValueError(
+                f"LinearDecaySchedule needs decay_start >= 0 and decay_steps >= 1; found "
+                f"decay_start={decay_start}, decay_steps={decay_steps}"
+            )
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.decay_start = int(decay_start)
+        self.decay_steps = int(decay_steps)
+
+    @classmethod
+    def over_training(cls, initial_learning_rate: float, total_steps: int, decay_start: float):
+        """The schedule that decays over the last `1 - decay_start` of `total_steps` steps."""
+        start = int(round(total_steps * decay_start))
+        return cls(initial_learning_rate, start, max(1, total_steps - start))
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        progress = (step - self.decay_start) / self.decay_steps
+        return self.initial_learning_rate * ops.clip(1.0 - progress, 0.0, 1.0)
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate, "decay_start": self.decay_start,
+                "decay_steps": self.decay_steps}
+
+
 class TranslationGAN(keras.Model):
     """Base of the translation GANs: two domains (A = T1w, B = T2w), two players (G and D).
 
@@ -53,7 +97,11 @@ class TranslationGAN(keras.Model):
     """The config dataclass of the family (has `from_dict`, `to_dict`, `name`, `precision`...)."""
 
     METRIC_NAMES: tuple[str, ...] = ()
-    """Names of the metrics `train_step`/`test_step` return, in order."""
+    """Names of the loss metrics `train_step`/`test_step` return, in order (the discriminator
+    accuracies `d_acc_<domain>_s<scale>` follow them, see `metric_names`)."""
+
+    discriminator_scales: int = 1
+    """Scales per discriminator (a family may read it from its config)."""
 
     def __init__(self, config, **kwargs):
         if isinstance(config, dict):
@@ -69,7 +117,7 @@ class TranslationGAN(keras.Model):
         with precision_scope(config.precision) as policy:
             self.precision_policy = policy
             self._build_networks(config)
-        self._trackers = {name: keras.metrics.Mean(name=name) for name in self.METRIC_NAMES}
+        self._trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
         self._translate_fn = None
         # Every sub-network is a built functional model, so the model's variables all exist.
         self.built = True
@@ -95,8 +143,12 @@ class TranslationGAN(keras.Model):
         raise NotImplementedError
 
     def _learning_rate(self, initial: float, total_steps: int | None):
-        """Learning rate (or schedule) of a default optimizer; the base keeps it constant."""
-        return initial
+        """Learning rate of a default optimizer: constant, then linear to 0 from step
+        `config.decay_start * total_steps` to `total_steps` (constant when `total_steps` is None or
+        `config.decay_start` is 1.0)."""
+        if total_steps is None or self.config.decay_start >= 1.0:
+            return initial
+        return LinearDecaySchedule.over_training(initial, total_steps, self.config.decay_start)
 
     # ------------------------------------------------------------------------ compile
     def compile(self, g_optimizer=None, d_optimizer=None, total_steps: int | None = None, **kwargs):
@@ -184,13 +236,23 @@ class TranslationGAN(keras.Model):
         grads = tape.gradient(scaled_loss, variables)
         optimizer.apply_gradients(zip(grads, variables))
 
-    def _record(self, g_loss, terms: dict, d_losses: dict) -> dict:
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """Every metric of `train_step`/`test_step`: the losses of `METRIC_NAMES`, then the
+        discriminators' accuracy per domain and scale, `d_acc_a_s0`, ..., `d_acc_b_s<n-1>`
+        (0.5 = chance, see `gan_mri.losses.discriminator_accuracy`)."""
+        return self.METRIC_NAMES + tuple(
+            f"d_acc_{domain.lower()}_s{scale}" for domain in DOMAINS for scale in range(self.discriminator_scales))
+
+    def _record(self, g_loss, terms: dict, d_losses: dict, d_accuracy: dict) -> dict:
         """Updates the metric trackers and returns their running means.
 
         Args:
             g_loss: the weighted generator loss.
             terms: loss term name -> value; each is recorded as metric "<name>_loss".
             d_losses: domain -> weighted discriminator loss of that domain.
+            d_accuracy: domain -> the discriminator's accuracy per scale on real images and
+                translations into the domain.
         """
         values = {
             "g_loss": g_loss,
@@ -198,6 +260,8 @@ class TranslationGAN(keras.Model):
             **{f"{name}_loss": value for name, value in terms.items()},
             "d_loss_a": d_losses["A"],
             "d_loss_b": d_losses["B"],
+            **{f"d_acc_{domain.lower()}_s{scale}": value
+               for domain, per_scale in d_accuracy.items() for scale, value in enumerate(per_scale)},
         }
         for name, value in values.items():
             self._trackers[name].update_state(value)

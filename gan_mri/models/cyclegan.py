@@ -37,55 +37,11 @@ from gan_mri import DIRECTIONS, DOMAINS
 from gan_mri import losses as L
 from gan_mri import networks
 from gan_mri.config import CycleGANConfig
-from gan_mri.models.base import OTHER_DOMAIN, TranslationGAN
+from gan_mri.models.base import OTHER_DOMAIN, LinearDecaySchedule, TranslationGAN  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
 
 METRIC_NAMES = ("g_loss", "d_loss", "gan_loss", "cycle_loss", "identity_loss", "d_loss_a", "d_loss_b")
-
-
-@keras.saving.register_keras_serializable(package="gan_mri")
-class LinearDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Constant learning rate, then a linear decay to 0 (CycleGAN's schedule).
-
-        lr(step) = lr0                                            for step < decay_start
-        lr(step) = lr0 * max(0, 1 - (step - decay_start) / decay_steps)   afterwards
-
-    so lr reaches 0 at step decay_start + decay_steps (the end of training).
-
-    Args:
-        initial_learning_rate: lr0.
-        decay_start: the step at which the decay begins.
-        decay_steps: steps from the start of the decay to lr = 0 (>= 1).
-
-    Raises:
-        ValueError: for a negative `decay_start` or `decay_steps` < 1.
-    """
-
-    def __init__(self, initial_learning_rate: float, decay_start: int, decay_steps: int):
-        if decay_start < 0 or decay_steps < 1:
-            raise ValueError(
-                f"LinearDecaySchedule needs decay_start >= 0 and decay_steps >= 1; found "
-                f"decay_start={decay_start}, decay_steps={decay_steps}"
-            )
-        self.initial_learning_rate = float(initial_learning_rate)
-        self.decay_start = int(decay_start)
-        self.decay_steps = int(decay_steps)
-
-    @classmethod
-    def over_training(cls, initial_learning_rate: float, total_steps: int, decay_start: float):
-        """The schedule that decays over the last `1 - decay_start` of `total_steps` steps."""
-        start = int(round(total_steps * decay_start))
-        return cls(initial_learning_rate, start, max(1, total_steps - start))
-
-    def __call__(self, step):
-        step = ops.cast(step, "float32")
-        progress = (step - self.decay_start) / self.decay_steps
-        return self.initial_learning_rate * ops.clip(1.0 - progress, 0.0, 1.0)
-
-    def get_config(self):
-        return {"initial_learning_rate": self.initial_learning_rate, "decay_start": self.decay_start,
-                "decay_steps": self.decay_steps}
 
 
 @keras.saving.register_keras_serializable(package="gan_mri")
@@ -182,6 +138,10 @@ class CycleGAN(TranslationGAN):
     config_class = CycleGANConfig
     METRIC_NAMES = METRIC_NAMES
 
+    @property
+    def discriminator_scales(self) -> int:
+        return self.config.discriminator_scales
+
     def _build_networks(self, config: CycleGANConfig) -> None:
         for direction in DIRECTIONS:
             setattr(self, f"generator_{direction.lower()}", networks.build_resnet_generator(
@@ -219,13 +179,6 @@ class CycleGAN(TranslationGAN):
         x_a, x_b = inputs
         return self.generator_a2b(x_a, training=training), self.generator_b2a(x_b, training=training)
 
-    def _learning_rate(self, initial: float, total_steps: int | None):
-        """Constant, then linear to 0 from step `decay_start * total_steps` to `total_steps`
-        (constant when `total_steps` is None or `config.decay_start` is 1.0)."""
-        if total_steps is None or self.config.decay_start >= 1.0:
-            return initial
-        return LinearDecaySchedule.over_training(initial, total_steps, self.config.decay_start)
-
     # ------------------------------------------------------------------------------- losses
     def _generator_loss(self, images: dict, training):
         """Weighted generator loss, its unweighted terms and the translations into each domain."""
@@ -238,7 +191,7 @@ class CycleGAN(TranslationGAN):
             translated = self.generator(domain, other)(x, training=training)
             cycled = self.generator(other, domain)(translated, training=training)
             translations[other] = translated
-            terms["gan"] += L.lsgan_generator_loss(self.discriminator(other)(translated, training=training))
+            terms["gan"] += L.adversarial_loss(self.discriminator(other)(translated, training=training), 1.0, "lsgan")
             terms["cycle"] += L.mae(x, cycled)
             if cfg.identity_weight > 0:
                 # G_od applied to an image already of domain d should leave it unchanged.
@@ -249,13 +202,18 @@ class CycleGAN(TranslationGAN):
         return g_loss, terms, translations
 
     def _discriminator_loss(self, images: dict, fakes: dict, training):
-        """Discriminator loss per domain on real images and (pooled) translations into it."""
-        return {
-            domain: L.lsgan_discriminator_loss(
-                self.discriminator(domain)(images[domain], training=training),
-                self.discriminator(domain)(fakes[domain], training=training))
-            for domain in DOMAINS
-        }
+        """Discriminator loss per domain on real images and (pooled) translations into it, and the
+        discriminator's accuracy per domain and scale.
+
+        The least-squares loss is halved, as in CycleGAN (the lineage's discriminator loss weight
+        0.5): it slows the discriminator relative to the generator."""
+        losses, accuracy = {}, {}
+        for domain in DOMAINS:
+            disc = self.discriminator(domain)
+            real_out, fake_out = disc(images[domain], training=training), disc(fakes[domain], training=training)
+            losses[domain] = 0.5 * L.discriminator_loss(real_out, fake_out, "lsgan")
+            accuracy[domain] = L.discriminator_accuracy(real_out, fake_out, "lsgan")
+        return losses, accuracy
 
     # ---------------------------------------------------------------------------- training
     def train_step(self, data):
@@ -281,17 +239,17 @@ class CycleGAN(TranslationGAN):
         fakes = {domain: getattr(self, f"pool_{domain.lower()}")(ops.stop_gradient(translations[domain]))
                  for domain in DOMAINS}
         with tf.GradientTape() as tape:
-            d_losses = self._discriminator_loss(images, fakes, training=True)
+            d_losses, d_accuracy = self._discriminator_loss(images, fakes, training=True)
             d_scaled = self._scaled(self.d_optimizer, d_losses["A"] + d_losses["B"])
         self._apply(self.d_optimizer, tape, d_scaled, self.discriminator_variables)
-        return self._record(g_loss, terms, d_losses)
+        return self._record(g_loss, terms, d_losses, d_accuracy)
 
     def test_step(self, data):
         """The train step's metrics without updates and without the pools."""
         images = self._unpack(data)
         g_loss, terms, translations = self._generator_loss(images, training=False)
-        d_losses = self._discriminator_loss(images, translations, training=False)
-        return self._record(g_loss, terms, d_losses)
+        d_losses, d_accuracy = self._discriminator_loss(images, translations, training=False)
+        return self._record(g_loss, terms, d_losses, d_accuracy)
 
     # --------------------------------------------------------------------------- inference
     def _inference(self, x, source, target):

@@ -69,6 +69,7 @@ class UNIT(TranslationGAN):
 
     config_class = UNITConfig
     METRIC_NAMES = METRIC_NAMES
+    discriminator_scales = networks.DISCRIMINATOR_SCALES
 
     def __init__(self, config: UNITConfig | dict, **kwargs):
         super().__init__(config, **kwargs)
@@ -84,11 +85,11 @@ class UNIT(TranslationGAN):
             setattr(self, f"encoder_{d}", networks.build_encoder(
                 self.image_shape, config.channels, config.base_width, config.encoder_res_blocks,
                 attention=config.attention == "encoder", use_spectral_norm="encoder" in sn,
-                name=f"encoder_{d}", **block))
+                conv_norm=config.conv_norm, name=f"encoder_{d}", **block))
             setattr(self, f"generator_{d}", networks.build_generator(
                 latent, config.channels, config.base_width, config.generator_res_blocks,
                 attention=config.attention == "generator", use_spectral_norm="generator" in sn,
-                name=f"generator_{d}", **block))
+                conv_norm=config.conv_norm, upsample=config.upsample, name=f"generator_{d}", **block))
             setattr(self, f"discriminator_{d}", networks.build_discriminator(
                 self.image_shape, config.channels, config.base_width,
                 use_spectral_norm="discriminator" in sn, name=f"discriminator_{d}"))
@@ -148,7 +149,7 @@ class UNIT(TranslationGAN):
         x_cycle = self.decode(z_cycle, domain, training)
         fake_logits = self.domain_networks(other).discriminator(x_trans, training=training)
         return {
-            "gan": L.generator_gan_loss(fake_logits),
+            "gan": L.adversarial_loss(fake_logits, 1.0, self.config.gan_loss),
             "recon": self._recon(x, x_rec),
             "cycle": self._recon(x, x_cycle),
             "kl": L.kl_loss(mu),
@@ -165,17 +166,19 @@ class UNIT(TranslationGAN):
         return g_loss, total
 
     def _discriminator_loss(self, x_a, x_b, training):
-        """Weighted discriminator loss per domain, on real images and on translations into it."""
+        """Weighted discriminator loss per domain, on real images and on translations into it,
+        and the discriminator's accuracy per domain and scale."""
         images = {"A": x_a, "B": x_b}
-        per_domain = {}
+        losses, accuracy = {}, {}
         for domain in DOMAINS:
             other = OTHER_DOMAIN[domain]
             fake = self.decode(self.encode(images[other], other, training)[1], domain, training)
             fake = ops.stop_gradient(fake)
             disc = self.domain_networks(domain).discriminator
-            per_domain[domain] = self.config.gan_weight * L.discriminator_gan_loss(
-                disc(images[domain], training=training), disc(fake, training=training))
-        return per_domain
+            real_out, fake_out = disc(images[domain], training=training), disc(fake, training=training)
+            losses[domain] = self.config.gan_weight * L.discriminator_loss(real_out, fake_out, self.config.gan_loss)
+            accuracy[domain] = L.discriminator_accuracy(real_out, fake_out, self.config.gan_loss)
+        return losses, accuracy
 
     # ---------------------------------------------------------------------------- training
     def train_step(self, data):
@@ -196,22 +199,22 @@ class UNIT(TranslationGAN):
         images = self._unpack(data)
         x_a, x_b = images["A"], images["B"]
         with tf.GradientTape() as tape:
-            d_losses = self._discriminator_loss(x_a, x_b, training=True)
+            d_losses, d_accuracy = self._discriminator_loss(x_a, x_b, training=True)
             d_scaled = self._scaled(self.d_optimizer, d_losses["A"] + d_losses["B"])
         self._apply(self.d_optimizer, tape, d_scaled, self.discriminator_variables)
         with tf.GradientTape() as tape:
             g_loss, terms = self._generator_loss(x_a, x_b, training=True)
             g_scaled = self._scaled(self.g_optimizer, g_loss)
         self._apply(self.g_optimizer, tape, g_scaled, self.generator_variables)
-        return self._record(g_loss, self._metric_terms(terms), d_losses)
+        return self._record(g_loss, self._metric_terms(terms), d_losses, d_accuracy)
 
     def test_step(self, data):
         """The train step's metrics without updates, noise or dropout."""
         images = self._unpack(data)
         x_a, x_b = images["A"], images["B"]
-        d_losses = self._discriminator_loss(x_a, x_b, training=False)
+        d_losses, d_accuracy = self._discriminator_loss(x_a, x_b, training=False)
         g_loss, terms = self._generator_loss(x_a, x_b, training=False)
-        return self._record(g_loss, self._metric_terms(terms), d_losses)
+        return self._record(g_loss, self._metric_terms(terms), d_losses, d_accuracy)
 
     @staticmethod
     def _metric_terms(terms):
