@@ -149,7 +149,7 @@ def _train_preset(preset, config, dataset, run_dir: Path, *, epochs, eval_epochs
 
 
 def run_ablation(dataset, out_dir, presets=PAPER_PRESETS, *, epochs: int, eval_epochs=None,
-                 batch_size: int = 1, seed: int = 0, overrides: dict | None = None,
+                 batch_size: int = 1, seed: int = 0, recipe: str = "default", overrides: dict | None = None,
                  max_eval_batches: int | None = None, verbose="auto") -> AblationResult:
     """Trains each preset on one dataset with one seed and one budget; writes Table 7(a)/(b).
 
@@ -167,6 +167,7 @@ def run_ablation(dataset, out_dir, presets=PAPER_PRESETS, *, epochs: int, eval_e
             epoch is always evaluated and gives Table 7(a).
         batch_size: images per domain per step.
         seed: seed of weights, data order and noise, the same for every preset.
+        recipe: training recipe of every preset (`gan_mri.config.RECIPES`: "default" or "lineage").
         overrides: `UNITConfig` fields set on every preset.
         max_eval_batches: limit on test batches per evaluation.
         verbose: `fit`'s verbosity.
@@ -188,11 +189,12 @@ def run_ablation(dataset, out_dir, presets=PAPER_PRESETS, *, epochs: int, eval_e
         dataset = PreparedDataset.open(dataset)
     out = Path(out_dir)
     # Build every config first: a bad override fails before hours of training.
-    configs = {name: get_preset(name, **{"image_shape": tuple(dataset.image_shape), **overrides})
+    configs = {name: get_preset(name, recipe=recipe, **{"image_shape": tuple(dataset.image_shape), **overrides})
                for name in presets}
     out.mkdir(parents=True, exist_ok=True)
     settings = {"dataset": str(Path(dataset.path).resolve()), "presets": list(presets), "epochs": epochs,
-                "eval_epochs": eval_epochs, "batch_size": batch_size, "seed": seed, "overrides": overrides,
+                "eval_epochs": eval_epochs, "batch_size": batch_size, "seed": seed, "recipe": recipe,
+                "overrides": overrides,
                 "max_eval_batches": max_eval_batches}
     atomic_write_text(out / _SETTINGS_FILE, json.dumps(settings, indent=2, sort_keys=True) + "\n")
 

@@ -21,7 +21,10 @@ import os
 import sys
 from pathlib import Path
 
+from gan_mri.config import RECIPES  # stdlib-only module: --help stays fast
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 
 
 def _positive_int(text: str) -> int:
@@ -83,7 +86,8 @@ def _train_config(args, dataset):
         config = config_from_dict(json.loads(Path(args.config).read_text(encoding="utf-8")))
         return config.replace(**overrides) if overrides else config
     # A preset takes the dataset's image shape; a config file must already match it.
-    return get_preset(args.model or args.preset, image_shape=tuple(dataset.image_shape), **overrides)
+    return get_preset(args.model or args.preset, recipe=args.recipe, image_shape=tuple(dataset.image_shape),
+                      **overrides)
 
 
 def cmd_train(args) -> None:
@@ -145,7 +149,7 @@ def cmd_ablation(args) -> None:
     presets = PAPER_PRESETS if args.presets is None else args.presets
     result = run_ablation(args.data, args.out, presets, epochs=args.epochs,
                           eval_epochs=args.eval_epochs or None, batch_size=args.batch_size, seed=args.seed,
-                          overrides=overrides, max_eval_batches=args.max_eval_batches)
+                          recipe=args.recipe, overrides=overrides, max_eval_batches=args.max_eval_batches)
     print(result.files["table_7a_md"].read_text(encoding="utf-8"))
     for status in ("trained", "resumed", "skipped"):
         if getattr(result, status):
@@ -174,13 +178,18 @@ def cmd_demo(args) -> None:
 
 
 def format_results(results: dict) -> str:
-    """The SSIM/PSNR/MAE table of `evaluate` results, as printed by the CLI."""
-    header = f"{'direction':<16}{'SSIM':>8}{'SSIM brain':>12}{'PSNR dB':>9}{'MAE':>8}"
+    """The SSIM/PSNR/MAE table of `evaluate` results, as printed by the CLI: one row per
+    direction, and under it the no-learning intensity remap's row when the results have one."""
+    header = f"{'direction':<18}{'SSIM':>8}{'SSIM brain':>12}{'PSNR dB':>9}{'MAE':>8}"
     lines = [header, "-" * len(header)]
     names = {"A2B": "T1w -> T2w", "B2A": "T2w -> T1w"}
     for direction, values in results.items():
-        lines.append(f"{names.get(direction, direction):<16}{values['ssim']:>8.4f}{values['ssim_brain']:>12.4f}"
-                     f"{values['psnr']:>9.2f}{values['mae']:>8.4f}")
+        rows = [(names.get(direction, direction), "")]
+        if "baseline_ssim" in values:
+            rows.append(("  remap baseline", "baseline_"))
+        for label, prefix in rows:
+            lines.append(f"{label:<18}{values[prefix + 'ssim']:>8.4f}{values[prefix + 'ssim_brain']:>12.4f}"
+                         f"{values[prefix + 'psnr']:>9.2f}{values[prefix + 'mae']:>8.4f}")
     return "\n".join(lines)
 
 
@@ -234,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--model", choices=("unit", "cyclegan"),
                         help="model family shortcut: the preset of that name (--model cyclegan = --preset cyclegan)")
     source.add_argument("--config", help="config JSON file (e.g. a run's config.json)")
+    p.add_argument("--recipe", choices=tuple(RECIPES), default="default",
+                   help="training recipe of a preset: default (docs/training_recipe.md) or lineage (the paper's)")
     p.add_argument("--data", required=True, help="prepared dataset folder")
     p.add_argument("--out", required=True, help="run folder, e.g. saved_models/my-run")
     p.add_argument("--epochs", type=_positive_int, default=10)
@@ -281,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-epochs", type=_epoch_list, help="1-based epochs to evaluate at, e.g. 1,25,50 (default: the last)")
     p.add_argument("--batch-size", type=_positive_int, default=1)
     p.add_argument("--width", type=_positive_int, help="override the base width of every preset (e.g. 16 on a CPU)")
+    p.add_argument("--recipe", choices=tuple(RECIPES), default="default",
+                   help="training recipe of every preset: default or lineage (the paper's setting)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-eval-batches", type=_positive_int, help="limit test batches per evaluation")
     p.set_defaults(func=cmd_ablation)

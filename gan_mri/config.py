@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,34 @@ PRESETS: dict[str, dict[str, Any]] = {
         "spectral_norm": _ALL_SN,
     },
 }
-"""Preset name -> the fields that differ from the lineage defaults of `UNITConfig`."""
+"""Preset name -> what defines the variant (attention placement, spectral-norm scopes,
+Charbonnier penalty, channels); everything else comes from the recipe."""
+
+LINEAGE_RECIPE: dict[str, Any] = {
+    "conv_norm": "none",
+    "upsample": "transpose",
+    "gan_loss": "bce",
+    "g_learning_rate": 1e-4,
+    "d_learning_rate": 1e-4,
+    "decay_start": 1.0,
+    "latent_noise_std": 1.0,
+    "dropout": 0.5,
+    "downsampling": 2,
+    "encoder_res_blocks": 3,
+    "shared_res_blocks": 1,
+    "generator_res_blocks": 3,
+    "gan_weight": 10.0,
+    "kl_weight": 0.1,
+    "recon_weight": 100.0,
+    "cycle_kl_weight": 0.1,
+    "cycle_weight": 100.0,
+}
+"""GAN-MRI's published UNIT training setting (Welander et al. 2018; the paper's Table 7 runs)."""
+
+RECIPES: dict[str, dict[str, Any]] = {"default": {}, "lineage": LINEAGE_RECIPE}
+"""Recipe name -> the `UNITConfig` fields it sets. "default" is the dataclass defaults (the recipe
+this library trains with, see docs/training_recipe.md); "lineage" is the paper's setting, so the
+published runs can be repeated as published. A recipe never touches what defines a preset."""
 
 
 def preset_names() -> tuple[str, ...]:
@@ -143,14 +171,25 @@ class UNITConfig(_ConfigIO):
     Args:
         model: model family; always "unit" here (used by `config_from_dict` to dispatch).
         name: preset name the config came from, or "custom".
-        image_shape: (height, width) of the images; each a multiple of 4.
+        recipe: name of the training recipe the config came from (`RECIPES`): "default" or
+            "lineage" (a record: the fields themselves say what is trained).
+        image_shape: (height, width) of the images; each a multiple of 2 ** downsampling.
         channels: 1 (grayscale) or 3 (RGB).
         base_width: filters of the first encoder conv; later layers use 2x and 4x
             (discriminator: 1x, 2x, 4x, 8x). Lineage: 64.
+        downsampling: stride-2 convs of the encoders (and x2 upsamplings of the generators), d:
+            the latent code has shape (H / 2^d, W / 2^d, 2^d * base_width). Lineage: 2 (a 64x64
+            code for its 256x256 slices). None (the default) picks d from the image size so that
+            the code keeps the lineage's resolution, 64 on the shorter side (32 for 64-px images;
+            see `downsampling_steps`).
         encoder_res_blocks: residual blocks at the end of each domain encoder.
         shared_res_blocks: residual blocks in the shared encoder and in the shared decoder.
         generator_res_blocks: residual blocks at the start of each generator.
-        norm: normalization in residual blocks, "instance" or "batch".
+        norm: normalization in residual blocks, "instance", "layer" or "batch".
+        conv_norm: normalization after the encoders' strided convs and the generators'
+            upsampling convs: "none" (the lineage), "instance" or "layer".
+        upsample: the generators' x2 upsampling: "transpose" (the lineage's transposed conv
+            3x3/2) or "nearest" (nearest-neighbour x2, then a conv 3x3: no checkerboard).
         attention: self-attention placement, "none", "encoder" or "generator" (both at the
             latent resolution, after the residual blocks).
         spectral_norm: parts whose convolutions are spectrally normalized, a subset of
@@ -158,14 +197,20 @@ class UNITConfig(_ConfigIO):
             and the shared encoder, "generator" the shared decoder and the generators.
         recon_loss: penalty of the image and cycle reconstruction terms, "mae" or "charbonnier".
         charbonnier_epsilon: epsilon of the Charbonnier penalty sqrt(x^2 + eps^2).
+        gan_loss: adversarial criterion, "bce" (the lineage: binary cross-entropy on logits) or
+            "lsgan" (least squares, as UNIT's official code).
         gan_weight: lambda_0, weight of the adversarial terms (G and D).
         kl_weight: lambda_1, weight of the KL term on the latent codes z_A, z_B.
         recon_weight: lambda_2, weight of the image reconstruction terms.
         cycle_kl_weight: lambda_3, weight of the KL term on the cycle latent codes.
         cycle_weight: lambda_4, weight of the cycle reconstruction terms.
+        structure_weight: weight of the structure term of each translation against its own
+            input (`gan_mri.losses.local_correlation_loss`); 0 (the lineage) leaves it out.
         g_learning_rate, d_learning_rate: Adam learning rates of the generator and
             discriminator players.
         beta_1, beta_2: Adam betas for both players.
+        decay_start: fraction of the training steps after which both learning rates decay
+            linearly to 0 at the last step; 1.0 keeps them constant (the lineage).
         latent_noise_std: stddev of the Gaussian noise added to the shared latent code
             while training (never at inference).
         dropout: dropout rate at the end of each residual block while training.
@@ -180,9 +225,11 @@ class UNITConfig(_ConfigIO):
 
     model: str = "unit"
     name: str = "custom"
+    recipe: str = "default"
     image_shape: tuple[int, int] = (256, 256)
     channels: int = 1
     base_width: int = 64
+    downsampling: int | None = None
     encoder_res_blocks: int = 3
     shared_res_blocks: int = 1
     generator_res_blocks: int = 3
@@ -199,6 +246,7 @@ class UNITConfig(_ConfigIO):
     recon_weight: float = 100.0
     cycle_kl_weight: float = 0.1
     cycle_weight: float = 100.0
+    structure_weight: float = 0.0
     g_learning_rate: float = 1e-4
     d_learning_rate: float = 1e-4
     beta_1: float = 0.5
@@ -227,14 +275,16 @@ class UNITConfig(_ConfigIO):
         if self.model != "unit":
             raise ValueError(f"UNITConfig.model must be 'unit'; found {self.model!r}")
         shape = self.image_shape
-        if (
-            not isinstance(shape, tuple)
-            or len(shape) != 2
-            or not all(isinstance(s, int) and s > 0 and s % SPATIAL_MULTIPLE == 0 for s in shape)
-        ):
+        steps = self.downsampling
+        if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= 4):
+            raise ValueError(f"UNITConfig.downsampling must be None or an integer from 1 to 4; found {steps!r}")
+        if not (isinstance(shape, tuple) and len(shape) == 2 and all(isinstance(s, int) and s > 0 for s in shape)):
+            raise ValueError(f"UNITConfig.image_shape must be (height, width), positive integers; found {shape!r}")
+        multiple = 2**self.downsampling_steps
+        if any(s % multiple for s in shape):
             raise ValueError(
                 "UNITConfig.image_shape must be (height, width), positive multiples of "
-                f"{SPATIAL_MULTIPLE}; found {shape!r}"
+                f"{multiple} (2 ** downsampling); found {shape!r}"
             )
         _choice("channels", self.channels, CHANNELS)
         for field in ("base_width", "encoder_res_blocks", "generator_res_blocks"):
@@ -249,6 +299,7 @@ class UNITConfig(_ConfigIO):
                 "UNITConfig.shared_res_blocks must be an integer >= 1; "
                 f"found {self.shared_res_blocks!r}"
             )
+        _choice("recipe", self.recipe, tuple(RECIPES))
         _choice("norm", self.norm, NORMS)
         _choice("conv_norm", self.conv_norm, CONV_NORMS)
         _choice("upsample", self.upsample, UPSAMPLING)
@@ -263,7 +314,7 @@ class UNITConfig(_ConfigIO):
         _choice("recon_loss", self.recon_loss, RECON_LOSSES)
         _positive("charbonnier_epsilon", self.charbonnier_epsilon)
         for field in ("gan_weight", "kl_weight", "recon_weight", "cycle_kl_weight",
-                      "cycle_weight", "latent_noise_std"):
+                      "cycle_weight", "structure_weight", "latent_noise_std"):
             _positive(field, getattr(self, field), allow_zero=True)
         for field in ("g_learning_rate", "d_learning_rate"):
             _positive(field, getattr(self, field))
@@ -278,10 +329,21 @@ class UNITConfig(_ConfigIO):
             raise ValueError(f"UNITConfig.decay_start must be a fraction in [0, 1]; found {self.decay_start!r}")
 
     @property
+    def downsampling_steps(self) -> int:
+        """The encoders' stride-2 steps d: `downsampling`, or when it is None the d that gives the
+        latent code a shorter side of 64 (the lineage's 256 -> 64), at least 1 and at most 4:
+        d = clip(round(log2(min(H, W) / 64)), 1, 4), so 64 px -> 1, 128 px -> 1, 256 px -> 2."""
+        if self.downsampling is not None:
+            return self.downsampling
+        return int(min(4, max(1, round(math.log2(min(self.image_shape) / 64)))))
+
+    @property
     def latent_shape(self) -> tuple[int, int, int]:
-        """Shape (H/4, W/4, 4 * base_width) of the shared latent code."""
+        """Shape (H / 2^d, W / 2^d, 2^d * base_width) of the shared latent code, d =
+        `downsampling_steps` (the lineage: (H/4, W/4, 4 * base_width))."""
         height, width = self.image_shape
-        return (height // SPATIAL_MULTIPLE, width // SPATIAL_MULTIPLE, 4 * self.base_width)
+        factor = 2**self.downsampling_steps
+        return (height // factor, width // factor, factor * self.base_width)
 
 
 CYCLEGAN_PRESETS: dict[str, dict[str, Any]] = {"cyclegan": {}}
@@ -395,22 +457,29 @@ def all_preset_names() -> tuple[str, ...]:
     return tuple(PRESETS) + tuple(CYCLEGAN_PRESETS)
 
 
-def get_preset(name: str, **overrides):
-    """Returns the config of a named preset, with optional field overrides.
+def get_preset(name: str, recipe: str = "default", **overrides):
+    """Returns the config of a named preset trained with a named recipe, with optional overrides.
+
+    The config is built in three layers: the recipe's training setting, then the preset's
+    defining fields (attention, spectral norm, Charbonnier, channels), then ``overrides``.
 
     Args:
         name: one of `all_preset_names()` (the UNIT presets of `preset_names()` or "cyclegan").
+        recipe: one of `RECIPES` ("default" or "lineage"). CycleGAN's defaults are already the
+            lineage's, so both recipes give the same CycleGAN config.
         **overrides: any field of the preset's config class, e.g. `image_shape=(32, 32), base_width=8`.
 
     Returns:
         A validated `UNITConfig` (or `CycleGANConfig` for a CycleGAN preset) whose `name` is
-        the preset name.
+        the preset name (and, for UNIT, whose `recipe` is the recipe name).
 
     Raises:
-        ValueError: for an unknown preset (listing the valid names) or an invalid override.
+        ValueError: for an unknown preset or recipe (listing the valid names) or an invalid override.
     """
+    if recipe not in RECIPES:
+        raise ValueError(f"Unknown recipe {recipe!r}; valid recipes are {list(RECIPES)}")
     if name in PRESETS:
-        return UNITConfig.from_dict({"name": name, **PRESETS[name], **overrides})
+        return UNITConfig.from_dict({"name": name, "recipe": recipe, **RECIPES[recipe], **PRESETS[name], **overrides})
     if name in CYCLEGAN_PRESETS:
         return CycleGANConfig.from_dict({"name": name, **CYCLEGAN_PRESETS[name], **overrides})
     raise ValueError(f"Unknown preset {name!r}; valid presets are {list(all_preset_names())}")

@@ -60,6 +60,7 @@ def build_encoder(
     attention: bool = False,
     use_spectral_norm: bool = False,
     conv_norm: str = "none",
+    downsampling: int = 2,
     name: str = "encoder",
 ) -> keras.Model:
     """Domain encoder: image -> features at the latent resolution.
@@ -76,16 +77,16 @@ def build_encoder(
         attention: append SelfAttention at the latent resolution.
         use_spectral_norm: spectrally normalize every conv.
         conv_norm: normalization after each conv, "none" (the lineage), "instance" or "layer".
+        downsampling: number of stride-2 convs d (the lineage: 2); each doubles the width.
         name: model name.
 
     Returns:
-        A functional model (B, H, W, channels) -> (B, H/4, W/4, 4w).
+        A functional model (B, H, W, channels) -> (B, H/2^d, W/2^d, 2^d w).
     """
     image = keras.Input((*image_shape, channels), name="image")
     x = image
-    for i, (filters, kernel, strides) in enumerate(
-        [(base_width, 7, 1), (2 * base_width, 3, 2), (4 * base_width, 3, 2)]
-    ):
+    steps = [(base_width, 7, 1)] + [(2**i * base_width, 3, 2) for i in range(1, downsampling + 1)]
+    for i, (filters, kernel, strides) in enumerate(steps):
         x = _conv_block(x, filters, kernel, strides, use_spectral_norm, conv_norm, f"conv{i}")
     x = _res_blocks(x, res_blocks, norm, dropout, use_spectral_norm, "enc")
     if attention:
@@ -143,17 +144,19 @@ def build_generator(
     use_spectral_norm: bool = False,
     conv_norm: str = "none",
     upsample: str = "transpose",
+    downsampling: int = 2,
     name: str = "generator",
 ) -> keras.Model:
     """Domain generator: latent features -> image in [-1, 1].
 
-    `res_blocks` residual blocks (and SelfAttention when `attention`), two x2 upsampling steps
-    (2w, then w channels), each with `conv_norm` and LeakyReLU, a 1x1 conv to `channels`, tanh in
-    float32. `upsample` "transpose" is the lineage's transposed conv 3x3/2; "nearest" is
-    nearest-neighbour x2 followed by a conv 3x3 (no checkerboard artefacts).
+    `res_blocks` residual blocks (and SelfAttention when `attention`), `downsampling` x2
+    upsampling steps (the lineage's two: 2w, then w channels), each with `conv_norm` and
+    LeakyReLU, a 1x1 conv to `channels`, tanh in float32. `upsample` "transpose" is the lineage's
+    transposed conv 3x3/2; "nearest" is nearest-neighbour x2 followed by a conv 3x3 (no
+    checkerboard artefacts).
 
     Returns:
-        A functional model (B, H/4, W/4, 4w) -> (B, H, W, channels), float32 output.
+        A functional model (B, H/2^d, W/2^d, 2^d w) -> (B, H, W, channels), float32 output.
     """
     features = keras.Input(tuple(latent_shape), name="features")
     x = _res_blocks(features, res_blocks, norm, dropout, use_spectral_norm, "gen")
@@ -161,7 +164,8 @@ def build_generator(
         x = SelfAttention(use_spectral_norm=use_spectral_norm, name="attention")(x)
     if upsample not in UPSAMPLING:
         raise ValueError(f"upsample must be one of {list(UPSAMPLING)}; found {upsample!r}")
-    for i, filters in enumerate([2 * base_width, base_width]):
+    for i in range(downsampling):
+        filters = 2 ** (downsampling - 1 - i) * base_width
         x = _conv_block(x, filters, 3, 2, use_spectral_norm, conv_norm, f"upconv{i}", upsample=upsample)
     x = _conv(channels, 1, 1, use_spectral_norm, "to_image")(x)
     # tanh in float32: a float16 tanh output would quantise intensities near +-1.

@@ -90,3 +90,30 @@ def test_reconstruction_loss_by_name():
     assert float(losses.reconstruction_loss("charbonnier", 1.0)(a, b)) == pytest.approx(np.sqrt(2.0))
     with pytest.raises(ValueError, match=r"recon_loss must be one of \['mae', 'charbonnier'\]; found 'l2'"):
         losses.reconstruction_loss("l2")
+
+
+def _np_local_correlation_loss(x, y, window, epsilon):
+    from scipy import ndimage
+
+    def mean(v):  # "same" box mean that averages only the pixels inside the image, as average_pool
+        ones = np.ones_like(v)
+        size = (1, window, window, 1)
+        return ndimage.uniform_filter(v, size, mode="constant") / ndimage.uniform_filter(ones, size, mode="constant")
+
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    mx, my = mean(x), mean(y)
+    vx, vy, cov = mean(x * x) - mx**2, mean(y * y) - my**2, mean(x * y) - mx * my
+    return 1.0 - np.mean(cov**2 / (np.maximum(vx, 0) * np.maximum(vy, 0) + epsilon))
+
+
+def test_local_correlation_loss_matches_numpy_and_ignores_contrast_inversion(rng):
+    x = rng.uniform(-1, 1, (2, 12, 12, 1)).astype(np.float32)
+    y = rng.uniform(-1, 1, (2, 12, 12, 1)).astype(np.float32)
+    got = float(losses.local_correlation_loss(x, y, window=5, epsilon=1e-3))
+    assert got == pytest.approx(_np_local_correlation_loss(x, y, 5, 1e-3), rel=1e-4)
+    assert got > 0.5  # unrelated images: little local correlation
+    # An inverted, rescaled and shifted copy keeps every edge: (almost) no loss.
+    assert float(losses.local_correlation_loss(x, -0.5 * x + 0.2, window=5, epsilon=1e-6)) < 1e-3
+    # A blurred copy loses edges and costs more than the inverted one.
+    blurred = (x + np.roll(x, 1, axis=1) + np.roll(x, 1, axis=2)) / 3
+    assert float(losses.local_correlation_loss(x, blurred, window=5, epsilon=1e-6)) > 0.05

@@ -65,3 +65,29 @@ def test_shared_decoder_keeps_latent_shape():
     decoder = networks.build_shared_decoder((8, 4, 16), res_blocks=2, norm="batch")
     assert decoder.output_shape == (None, 8, 4, 16)
     assert len(decoder.trainable_variables) == 2 * 6
+
+
+@pytest.mark.parametrize("downsampling, latent", [(1, (16, 16, 16)), (2, (8, 8, 32)), (3, (4, 4, 64))])
+def test_downsampling_sets_the_latent_resolution_and_the_generator_inverts_it(downsampling, latent):
+    encoder = networks.build_encoder((32, 32), 1, base_width=8, res_blocks=1, downsampling=downsampling)
+    assert encoder.output_shape == (None, *latent)
+    assert [encoder.get_layer(f"conv{i}").strides for i in range(downsampling + 1)] == [(1, 1)] + [(2, 2)] * downsampling
+    generator = networks.build_generator(latent, 1, base_width=8, res_blocks=1, downsampling=downsampling)
+    assert generator.output_shape == (None, 32, 32, 1)
+    assert [generator.get_layer(f"upconv{i}").filters for i in range(downsampling)] == [
+        8 * 2 ** (downsampling - 1 - i) for i in range(downsampling)]
+
+
+def test_nearest_upsampling_and_conv_norm_build_the_documented_layers():
+    generator = networks.build_generator((8, 8, 32), 1, base_width=8, res_blocks=0, upsample="nearest",
+                                         conv_norm="instance")
+    assert isinstance(generator.get_layer("upconv0_upsample"), keras.layers.UpSampling2D)
+    conv = generator.get_layer("upconv0")
+    assert isinstance(conv, keras.layers.Conv2D) and not isinstance(conv, keras.layers.Conv2DTranspose)
+    assert conv.strides == (1, 1) and not conv.use_bias  # the norm that follows removes a bias
+    assert isinstance(generator.get_layer("upconv0_norm"), keras.layers.GroupNormalization)
+    transposed = networks.build_generator((8, 8, 32), 1, base_width=8, res_blocks=0)
+    assert isinstance(transposed.get_layer("upconv0"), keras.layers.Conv2DTranspose)
+    assert transposed.get_layer("upconv0").use_bias
+    with pytest.raises(ValueError, match=r"upsample must be one of \['transpose', 'nearest'\]; found 'bilinear'"):
+        networks.build_generator((8, 8, 32), 1, base_width=8, res_blocks=0, upsample="bilinear")

@@ -36,7 +36,8 @@ from gan_mri.models.base import OTHER_DOMAIN, TranslationGAN
 
 logger = logging.getLogger(__name__)
 
-METRIC_NAMES = ("g_loss", "d_loss", "gan_loss", "recon_loss", "cycle_loss", "kl_loss", "d_loss_a", "d_loss_b")
+METRIC_NAMES = ("g_loss", "d_loss", "gan_loss", "recon_loss", "cycle_loss", "kl_loss", "structure_loss", "d_loss_a",
+                "d_loss_b")
 
 
 class _DomainNetworks(NamedTuple):
@@ -85,11 +86,12 @@ class UNIT(TranslationGAN):
             setattr(self, f"encoder_{d}", networks.build_encoder(
                 self.image_shape, config.channels, config.base_width, config.encoder_res_blocks,
                 attention=config.attention == "encoder", use_spectral_norm="encoder" in sn,
-                conv_norm=config.conv_norm, name=f"encoder_{d}", **block))
+                conv_norm=config.conv_norm, downsampling=config.downsampling_steps, name=f"encoder_{d}", **block))
             setattr(self, f"generator_{d}", networks.build_generator(
                 latent, config.channels, config.base_width, config.generator_res_blocks,
                 attention=config.attention == "generator", use_spectral_norm="generator" in sn,
-                conv_norm=config.conv_norm, upsample=config.upsample, name=f"generator_{d}", **block))
+                conv_norm=config.conv_norm, upsample=config.upsample, downsampling=config.downsampling_steps,
+                name=f"generator_{d}", **block))
             setattr(self, f"discriminator_{d}", networks.build_discriminator(
                 self.image_shape, config.channels, config.base_width,
                 use_spectral_norm="discriminator" in sn, name=f"discriminator_{d}"))
@@ -148,13 +150,16 @@ class UNIT(TranslationGAN):
         mu_cycle, z_cycle = self.encode(x_trans, other, training)
         x_cycle = self.decode(z_cycle, domain, training)
         fake_logits = self.domain_networks(other).discriminator(x_trans, training=training)
-        return {
+        terms = {
             "gan": L.adversarial_loss(fake_logits, 1.0, self.config.gan_loss),
             "recon": self._recon(x, x_rec),
             "cycle": self._recon(x, x_cycle),
             "kl": L.kl_loss(mu),
             "cycle_kl": L.kl_loss(mu_cycle),
         }
+        if self.config.structure_weight > 0:
+            terms["structure"] = L.local_correlation_loss(x, x_trans)
+        return terms
 
     def _generator_loss(self, x_a, x_b, training):
         cfg = self.config
@@ -163,6 +168,8 @@ class UNIT(TranslationGAN):
         g_loss = (cfg.gan_weight * total["gan"] + cfg.recon_weight * total["recon"]
                   + cfg.cycle_weight * total["cycle"] + cfg.kl_weight * total["kl"]
                   + cfg.cycle_kl_weight * total["cycle_kl"])
+        if "structure" in total:
+            g_loss = g_loss + cfg.structure_weight * total["structure"]
         return g_loss, total
 
     def _discriminator_loss(self, x_a, x_b, training):
@@ -218,9 +225,10 @@ class UNIT(TranslationGAN):
 
     @staticmethod
     def _metric_terms(terms):
-        # One kl_loss metric for the codes of the images and of their translations.
+        # One kl_loss metric for the codes of the images and of their translations; the
+        # structure term is logged as 0 when its weight is 0 (so every run has the same columns).
         return {"gan": terms["gan"], "recon": terms["recon"], "cycle": terms["cycle"],
-                "kl": terms["kl"] + terms["cycle_kl"]}
+                "kl": terms["kl"] + terms["cycle_kl"], "structure": terms.get("structure", 0.0)}
 
     # --------------------------------------------------------------------------- inference
     def _inference(self, x, source, target):
