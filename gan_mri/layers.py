@@ -219,6 +219,18 @@ class ResidualBlock(layers.Layer):
         return config
 
 
+def _attention(query, key, value):
+    """softmax(query key^T) value over (batch, positions, 1 head, channels) tokens, scale 1.
+
+    TensorFlow runs `keras.ops.dot_product_attention`; JAX's version needs the value's channels
+    to equal the key's (SAGAN's are 8x more), so other backends spell out the same formula.
+    """
+    if keras.config.backend() == "tensorflow":
+        return ops.dot_product_attention(query, key, value, scale=1.0)
+    logits = ops.einsum("btnh,bsnh->bnts", query, key)
+    return ops.einsum("bnts,bsnh->btnh", ops.softmax(logits, axis=-1), value)
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class SelfAttention(layers.Layer):
     """SAGAN self-attention (Zhang et al. 2018) over all spatial positions.
@@ -272,7 +284,7 @@ class SelfAttention(layers.Layer):
         query = tokens(self.g(inputs, training=training))
         key = tokens(self.f(inputs, training=training))
         value = tokens(self.h(inputs, training=training))
-        attended = ops.dot_product_attention(query, key, value, scale=1.0)
+        attended = _attention(query, key, value)
         attended = ops.reshape(attended, (batch, height, width, channels))
         o = self.out(ops.cast(attended, self.compute_dtype), training=training)
         return inputs + ops.cast(ops.cast(self.gamma, o.dtype) * o, inputs.dtype)

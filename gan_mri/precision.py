@@ -33,9 +33,21 @@ def resolve_precision(precision: str) -> str:
         raise ValueError(f"precision must be one of {list(PRECISIONS)}; found {precision!r}")
     if precision != "auto":
         return precision
-    import tensorflow as tf
+    return "mixed_float16" if _has_gpu() else "float32"
 
-    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
+
+def _has_gpu() -> bool:
+    """Whether the active Keras backend sees a GPU (asks only that backend's framework)."""
+    backend = keras.config.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    if backend == "jax":
+        import jax
+
+        return any(device.platform == "gpu" for device in jax.devices())
+    return False
 
 
 def set_global_precision(precision: str) -> str:

@@ -18,10 +18,10 @@ from __future__ import annotations
 import logging
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from gan_mri import DIRECTIONS, DOMAINS
+from gan_mri.models import backend_steps
 from gan_mri.precision import precision_scope
 
 logger = logging.getLogger(__name__)
@@ -196,6 +196,9 @@ class TranslationGAN(keras.Model):
         self.d_optimizer = d_optimizer
         self.g_optimizer.build(self.generator_variables)
         self.d_optimizer.build(self.discriminator_variables)
+        if keras.config.backend() == "jax":
+            # The JAX trainer threads `self.optimizer.variables` through the step: both players'.
+            self.optimizer = backend_steps.PlayerOptimizers(self.g_optimizer, self.d_optimizer)
 
     def get_compile_config(self):
         if self.g_optimizer is None:
@@ -224,17 +227,40 @@ class TranslationGAN(keras.Model):
         x_a, x_b = (data["a"], data["b"]) if isinstance(data, dict) else (data[0], data[1])
         return {"A": ops.cast(x_a, "float32"), "B": ops.cast(x_b, "float32")}
 
-    @staticmethod
-    def _scaled(optimizer, loss):
-        """The loss to differentiate: per replica over the global batch (gradients are summed
-        across replicas), times the loss scale under mixed precision. Must run inside the tape."""
-        return optimizer.scale_loss(loss / tf.distribute.get_strategy().num_replicas_in_sync)
+    def _player(self, player: str):
+        """(optimizer, trainable variables) of player "g" or "d"."""
+        if player == "g":
+            return self.g_optimizer, self.generator_variables
+        return self.d_optimizer, self.discriminator_variables
 
-    @staticmethod
-    def _apply(optimizer, tape, scaled_loss, variables) -> None:
-        # LossScaleOptimizer unscales the gradients and skips steps with non-finite ones.
-        grads = tape.gradient(scaled_loss, variables)
-        optimizer.apply_gradients(zip(grads, variables))
+    def _updates(self):
+        """The train step as an ordered list of player updates (subclass hook).
+
+        Returns:
+            [(player, objective), ...]: player "g" or "d"; `objective(images, carry)` returns
+            (loss, carry), `images` being {"A": x_a, "B": x_b} and `carry` what the previous
+            objective returned (None for the first). The last carry holds, under "record", the
+            keyword arguments of `_record`. Objectives may change non-trainable state (spectral-norm
+            vectors, seeds, pools) but no trainable variable.
+        """
+        raise NotImplementedError
+
+    def train_step(self, *args):
+        """One step of every player in `_updates` order, on the active backend.
+
+        Keras calls it as `train_step(data)` on TensorFlow and `train_step(state, data)` on JAX
+        (see `gan_mri.models.backend_steps`).
+
+        Returns:
+            Running means of `metric_names` (on JAX: and the new state).
+
+        Raises:
+            ValueError: if the model is not compiled.
+        """
+        self._require_compiled()
+        if keras.config.backend() == "jax":
+            return backend_steps.jax_train_step(self, *args)
+        return backend_steps.tensorflow_train_step(self, *args)
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -286,18 +312,16 @@ class TranslationGAN(keras.Model):
                 f"{what}: images must have shape (batch, {expected[0]}, {expected[1]}, {expected[2]}) "
                 f"for this model (image_shape={self.image_shape}, channels={self.channels}); found {shape}"
             )
-        return tf.convert_to_tensor(x, dtype=tf.float32)
+        return ops.convert_to_tensor(x, dtype="float32")
 
     def _run(self, x, source: str, target: str):
-        # One graph per (source, target) pair with a free batch size, so evaluation batches of
-        # any size (the last one is usually smaller) never retrace.
+        # One compiled graph per (source, target) pair with a free batch size, so evaluation
+        # batches of any size (the last one is usually smaller) never retrace.
         if self._translate_fn is None:
             self._translate_fn = {}
         key = f"{source}2{target}"  # string keys: Keras/TF track this dict
         if key not in self._translate_fn:
-            spec = tf.TensorSpec((None, *self.image_shape, self.channels), tf.float32)
-            self._translate_fn[key] = tf.function(
-                lambda images: self._inference(images, source, target), input_signature=[spec])
+            self._translate_fn[key] = backend_steps.compile_inference(self, source, target)
         return self._translate_fn[key](x)
 
     def translate(self, x, direction: str):

@@ -30,7 +30,6 @@ from __future__ import annotations
 import logging
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from gan_mri import DIRECTIONS, DOMAINS
@@ -85,24 +84,25 @@ class ImagePool(keras.layers.Layer):
         slots = keras.random.randint((batch,), 0, self.pool_size, seed=self.seed_generator)
 
         # A loop over tensors (not variables) keeps the per-image order without stateful ops.
-        def push(i, pool, count, returned):
-            image = new_images[i]
+        def push(i, state):
+            pool, count, returned = state
+            image = ops.take(new_images, i, axis=0)
             full = count >= self.pool_size
-            swap = tf.logical_and(full, draws[i] < 0.5)
-            slot = tf.where(full, slots[i], count)
-            stored = pool[slot]
-            kept = tf.where(tf.logical_and(full, tf.logical_not(swap)), stored, image)
-            pool = tf.tensor_scatter_nd_update(pool, [[slot]], [kept])
-            returned = returned.write(i, tf.where(swap, stored, image))
-            return i + 1, pool, tf.minimum(count + 1, self.pool_size), returned
+            swap = ops.logical_and(full, ops.take(draws, i) < 0.5)
+            slot = ops.where(full, ops.take(slots, i), count)
+            stored = ops.take(pool, slot, axis=0)
+            kept = ops.where(ops.logical_and(full, ops.logical_not(swap)), stored, image)
+            pool = ops.scatter_update(pool, ops.reshape(slot, (1, 1)), ops.expand_dims(kept, 0))
+            returned = ops.scatter_update(returned, ops.reshape(i, (1, 1)),
+                                          ops.expand_dims(ops.where(swap, stored, image), 0))
+            return pool, ops.minimum(count + 1, self.pool_size), returned
 
-        _, pool, count, returned = tf.while_loop(
-            lambda i, *_: i < batch, push,
-            (tf.constant(0), tf.convert_to_tensor(self.images), tf.convert_to_tensor(self.count),
-             tf.TensorArray(new_images.dtype, size=batch)))
+        pool, count, returned = ops.fori_loop(
+            0, batch, push,
+            (ops.convert_to_tensor(self.images), ops.convert_to_tensor(self.count), ops.zeros_like(new_images)))
         self.images.assign(pool)
         self.count.assign(count)
-        return tf.ensure_shape(returned.stack(), new_images.shape)
+        return returned
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -216,33 +216,27 @@ class CycleGAN(TranslationGAN):
         return losses, accuracy
 
     # ---------------------------------------------------------------------------- training
-    def train_step(self, data):
+    def _updates(self):
         """One generator update, then one discriminator update on pooled translations.
 
-        Args:
-            data: a tuple (x_a, x_b) (or dict {"a", "b"}) of unpaired batches (B, H, W, C) in [-1, 1].
-
-        Returns:
-            Running means of g_loss, d_loss (weighted totals), gan_loss, cycle_loss,
-            identity_loss (unweighted, summed over both domains; identity 0 when its weight is 0),
-            d_loss_a, d_loss_b.
-
-        Raises:
-            ValueError: if the model is not compiled.
+        The step's metrics: running means of g_loss, d_loss (weighted totals), gan_loss,
+        cycle_loss, identity_loss (unweighted, summed over both domains; identity 0 when its
+        weight is 0), d_loss_a, d_loss_b and the discriminator accuracies.
         """
-        self._require_compiled()
-        images = self._unpack(data)
-        with tf.GradientTape() as tape:
+
+        def generator(images, _):
             g_loss, terms, translations = self._generator_loss(images, training=True)
-            g_scaled = self._scaled(self.g_optimizer, g_loss)
-        self._apply(self.g_optimizer, tape, g_scaled, self.generator_variables)
-        fakes = {domain: getattr(self, f"pool_{domain.lower()}")(ops.stop_gradient(translations[domain]))
-                 for domain in DOMAINS}
-        with tf.GradientTape() as tape:
+            return g_loss, {"g_loss": g_loss, "terms": terms, "translations": translations}
+
+        def discriminator(images, carry):
+            # The pools draw from the generator's translations (no gradient reaches G).
+            fakes = {domain: getattr(self, f"pool_{domain.lower()}")(ops.stop_gradient(carry["translations"][domain]))
+                     for domain in DOMAINS}
             d_losses, d_accuracy = self._discriminator_loss(images, fakes, training=True)
-            d_scaled = self._scaled(self.d_optimizer, d_losses["A"] + d_losses["B"])
-        self._apply(self.d_optimizer, tape, d_scaled, self.discriminator_variables)
-        return self._record(g_loss, terms, d_losses, d_accuracy)
+            record = dict(g_loss=carry["g_loss"], terms=carry["terms"], d_losses=d_losses, d_accuracy=d_accuracy)
+            return d_losses["A"] + d_losses["B"], {"record": record}
+
+        return [("g", generator), ("d", discriminator)]
 
     def test_step(self, data):
         """The train step's metrics without updates and without the pools."""

@@ -25,7 +25,6 @@ import logging
 from typing import NamedTuple
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from gan_mri import DOMAINS
@@ -188,32 +187,23 @@ class UNIT(TranslationGAN):
         return losses, accuracy
 
     # ---------------------------------------------------------------------------- training
-    def train_step(self, data):
+    def _updates(self):
         """One discriminator update, then one generator update (with the updated D).
 
-        Args:
-            data: a tuple (x_a, x_b) (or dict {"a", "b"}) of unpaired batches (B, H, W, C) in [-1, 1].
-
-        Returns:
-            Running means of g_loss, d_loss (weighted totals), gan_loss, recon_loss,
-            cycle_loss, kl_loss (unweighted, summed over both domains; kl includes the cycle
-            codes), d_loss_a, d_loss_b.
-
-        Raises:
-            ValueError: if the model is not compiled.
+        The step's metrics: running means of g_loss, d_loss (weighted totals), gan_loss,
+        recon_loss, cycle_loss, kl_loss, structure_loss (unweighted, summed over both domains;
+        kl includes the cycle codes), d_loss_a, d_loss_b and the discriminator accuracies.
         """
-        self._require_compiled()
-        images = self._unpack(data)
-        x_a, x_b = images["A"], images["B"]
-        with tf.GradientTape() as tape:
-            d_losses, d_accuracy = self._discriminator_loss(x_a, x_b, training=True)
-            d_scaled = self._scaled(self.d_optimizer, d_losses["A"] + d_losses["B"])
-        self._apply(self.d_optimizer, tape, d_scaled, self.discriminator_variables)
-        with tf.GradientTape() as tape:
-            g_loss, terms = self._generator_loss(x_a, x_b, training=True)
-            g_scaled = self._scaled(self.g_optimizer, g_loss)
-        self._apply(self.g_optimizer, tape, g_scaled, self.generator_variables)
-        return self._record(g_loss, self._metric_terms(terms), d_losses, d_accuracy)
+
+        def discriminator(images, _):
+            d_losses, d_accuracy = self._discriminator_loss(images["A"], images["B"], training=True)
+            return d_losses["A"] + d_losses["B"], {"d_losses": d_losses, "d_accuracy": d_accuracy}
+
+        def generator(images, carry):
+            g_loss, terms = self._generator_loss(images["A"], images["B"], training=True)
+            return g_loss, {"record": dict(g_loss=g_loss, terms=self._metric_terms(terms), **carry)}
+
+        return [("d", discriminator), ("g", generator)]
 
     def test_step(self, data):
         """The train step's metrics without updates, noise or dropout."""

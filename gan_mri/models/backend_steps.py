@@ -1,0 +1,159 @@
+"""The parts of a translation GAN's training and inference that differ per Keras backend.
+
+A family describes one train step as an ordered list of player updates, each an objective
+`objective(images, carry) -> (loss, carry)` differentiated with respect to that player's
+variables (see `TranslationGAN._updates`). This module runs such a list:
+
+- TensorFlow: a `GradientTape` per player and `optimizer.apply_gradients` (Keras compiles the
+  whole step into one `tf.function`); the loss is divided by the replicas of the active
+  `tf.distribute` strategy, whose gradients are summed.
+- JAX: stateless, as in keras.io's "customizing what happens in fit() with JAX": every variable
+  is a value threaded through the step; each player's objective runs in a `keras.StatelessScope`
+  under `jax.value_and_grad`, its optimizer applies the gradients with `stateless_apply`, and the
+  state the objective changed (spectral-norm vectors, seed generators, image pools) and the metric
+  state are carried to what follows, so the step computes what the TensorFlow one computes.
+
+TensorFlow and JAX are imported inside the functions of their backend only, so the model core
+imports with either installed alone.
+"""
+
+from __future__ import annotations
+
+import keras
+
+
+class PlayerOptimizers:
+    """The two players' optimizers seen as one by Keras's JAX trainer.
+
+    The JAX trainer threads `model.optimizer.variables` through the compiled step and writes them
+    back after it; this container lists both players' variables (generator's first), so the
+    trainer carries both optimizers' state, and `iterations` is the generator optimizer's count.
+
+    Args:
+        g_optimizer: the generator player's optimizer.
+        d_optimizer: the discriminator player's optimizer.
+    """
+
+    built = True
+
+    def __init__(self, g_optimizer, d_optimizer):
+        self.g_optimizer = g_optimizer
+        self.d_optimizer = d_optimizer
+
+    @property
+    def variables(self) -> list:
+        return list(self.g_optimizer.variables) + list(self.d_optimizer.variables)
+
+    @property
+    def iterations(self):
+        return self.g_optimizer.iterations
+
+    def scale_loss(self, loss):
+        return loss
+
+
+def tensorflow_train_step(model, data):
+    """One train step on the TensorFlow backend (traced by Keras into a `tf.function`)."""
+    import tensorflow as tf
+
+    images = model._unpack(data)
+    carry = None
+    for player, objective in model._updates():
+        optimizer, variables = model._player(player)
+        with tf.GradientTape() as tape:
+            loss, carry = objective(images, carry)
+            # Per replica over the global batch (gradients are summed across replicas), times the
+            # loss scale under mixed precision.
+            scaled = optimizer.scale_loss(loss / tf.distribute.get_strategy().num_replicas_in_sync)
+        # LossScaleOptimizer unscales the gradients and skips steps with non-finite ones.
+        grads = tape.gradient(scaled, variables)
+        optimizer.apply_gradients(zip(grads, variables))
+    return model._record(**carry["record"])
+
+
+def _state_refs(model) -> list:
+    """Every variable a JAX train step threads, in the trainer's state order."""
+    return (list(model.trainable_variables) + list(model.non_trainable_variables)
+            + list(model.optimizer.variables) + list(model.metrics_variables))
+
+
+def jax_train_step(model, state, data):
+    """One stateless train step on the JAX backend.
+
+    Args:
+        model: the `TranslationGAN`.
+        state: (trainable, non_trainable, optimizer, metrics) variable values, as the JAX
+            trainer passes them.
+        data: the batch.
+
+    Returns:
+        (logs, new_state) with new_state in the order of `state`.
+    """
+    import jax
+
+    groups = (model.trainable_variables, model.non_trainable_variables, model.optimizer.variables,
+              model.metrics_variables)
+    values = {id(ref): value for refs, vals in zip(groups, state) for ref, value in zip(refs, vals)}
+    refs = _state_refs(model)
+    images = model._unpack(data)
+    carry = None
+    for player, objective in model._updates():
+        optimizer, variables = model._player(player)
+        own = {id(v) for v in variables}
+
+        def loss_fn(player_values, objective=objective, carry=carry, optimizer=optimizer, variables=variables,
+                    own=own):
+            mapping = [(ref, values[id(ref)]) for ref in refs if id(ref) not in own]
+            mapping += list(zip(variables, player_values))
+            with keras.StatelessScope(state_mapping=mapping) as scope:
+                loss, new_carry = objective(images, carry)
+                scaled = optimizer.scale_loss(loss)
+            changed = {}
+            for ref in refs:
+                if id(ref) not in own:
+                    value = scope.get_current_value(ref)
+                    if value is not None:
+                        changed[id(ref)] = value
+            return scaled, (new_carry, changed)
+
+        player_values = [values[id(v)] for v in variables]
+        (_, (carry, changed)), grads = jax.value_and_grad(loss_fn, has_aux=True)(player_values)
+        values.update(changed)
+        new_params, new_optimizer = optimizer.stateless_apply(
+            [values[id(v)] for v in optimizer.variables], grads, player_values)
+        values.update({id(v): value for v, value in zip(variables, new_params)})
+        values.update({id(v): value for v, value in zip(optimizer.variables, new_optimizer)})
+    with keras.StatelessScope(state_mapping=[(ref, values[id(ref)]) for ref in refs]) as scope:
+        logs = model._record(**carry["record"])
+    for ref in model.metrics_variables:
+        value = scope.get_current_value(ref)
+        if value is not None:
+            values[id(ref)] = value
+    return logs, tuple([values[id(ref)] for ref in group] for group in groups)
+
+
+def compile_inference(model, source: str, target: str):
+    """A compiled `images -> model._inference(images, source, target)` for the backend, with a
+    free batch size; it reads the model's current weights at every call."""
+    backend = keras.config.backend()
+
+    def infer(images):
+        return model._inference(images, source, target)
+
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        spec = tf.TensorSpec((None, *model.image_shape, model.channels), tf.float32)
+        return tf.function(infer, input_signature=[spec])
+    if backend == "jax":
+        import jax
+
+        refs = list(model.trainable_variables) + list(model.non_trainable_variables)
+
+        @jax.jit
+        def stateless(values, images):
+            with keras.StatelessScope(state_mapping=list(zip(refs, values))):
+                return infer(images)
+
+        return lambda images: stateless([ref.value for ref in refs], images)
+    return infer
