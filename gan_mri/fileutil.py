@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import glob
+import logging
 import os
+import shutil
+import tempfile
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 
 def _umask() -> int:
@@ -20,3 +28,58 @@ def make_public(path: str | os.PathLike) -> None:
     """
     path = Path(path)
     os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_umask())
+
+
+def make_partial_dir(parent: str | os.PathLike, name: str) -> Path:
+    """Creates the hidden staging folder ``<parent>/.<name>.partial-<pid>-XXXX`` of an atomic output.
+
+    The process id in the name lets a later run tell a dead run's leftovers (removed by
+    :func:`remove_stale_partials`) from a running one's.
+    """
+    partial = Path(tempfile.mkdtemp(prefix=f".{name}.partial-{os.getpid()}-", dir=parent))
+    make_public(partial)
+    return partial
+
+
+def remove_stale_partials(parent: str | os.PathLike, name: str) -> list[Path]:
+    """Removes the ``.<name>.partial-*`` folders in ``parent`` left by runs that were killed (SIGKILL,
+    power loss) and logs a warning for each. A folder whose process is still running is kept.
+
+    Returns:
+        The folders removed.
+    """
+    parent = Path(parent)
+    if not parent.is_dir():
+        return []
+    removed = []
+    for partial in sorted(parent.glob(f".{glob.escape(name)}.partial-*")):
+        pid_text = partial.name[len(f".{name}.partial-"):].split("-", 1)[0]
+        if not partial.is_dir() or (pid_text.isdigit() and _process_is_alive(int(pid_text))):
+            continue
+        shutil.rmtree(partial, ignore_errors=True)
+        logger.warning("removed %s, the partial output of an interrupted run", partial)
+        removed.append(partial)
+    return removed
+
+
+def _process_is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return pid != 0
+
+
+@contextlib.contextmanager
+def naming_write_errors(path: str | os.PathLike):
+    """Re-raises an `OSError` that does not name its file (numpy's short-write error, an EFBIG from a
+    seek-and-write) as one that names ``path``, so the CLI can say which file could not be written."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is not None:
+            raise
+        reason = err.strerror or f"short write ({err}): disk full or file-size limit reached"
+        raise OSError(err.errno or errno.EIO, reason, os.fspath(path)) from err

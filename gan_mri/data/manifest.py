@@ -15,7 +15,8 @@ Storage choice: one ``.npy`` file per array (``train_a.npy``, ``train_b.npy``, t
 
 Atomicity: everything is written into a hidden sibling folder ``.<name>.partial-XXXX`` and renamed
 onto ``out_dir`` only after the manifest (written last) is complete. An error or Ctrl-C removes the
-partial folder; a hard kill leaves only a hidden ``.partial`` folder without a usable name, and
+partial folder; a hard kill leaves only a hidden ``.partial`` folder without a usable name (the next
+``prepare`` of the same output removes it, saying so), and
 :meth:`PreparedDataset.open` refuses any folder whose manifest or files are missing or inconsistent.
 """
 
@@ -32,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileutil import make_public
+from ..fileutil import make_partial_dir, naming_write_errors, remove_stale_partials
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +69,8 @@ def atomic_output_dir(out_dir, overwrite: bool = False):
     if out_dir.exists() and not overwrite:
         raise ValueError(f"{out_dir}: output folder already exists (pass overwrite=True to replace it)")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    make_public(partial)
+    remove_stale_partials(out_dir.parent, out_dir.name)
+    partial = make_partial_dir(out_dir.parent, out_dir.name)
     try:
         yield partial
         if out_dir.exists():
@@ -106,7 +107,8 @@ class ArrayWriter:
         elif tuple(array.shape[1:]) != self.tail_shape:
             raise ValueError(f"{self.name}: expected rows of shape {self.tail_shape}, found {array.shape[1:]}")
         path = self.folder / f".chunk-{self.name}-{len(self.chunks):06d}.npy"
-        np.save(path, array)
+        with naming_write_errors(path):
+            np.save(path, array)
         self.chunks.append(path)
         start = self.rows
         self.rows += len(array)
@@ -117,9 +119,11 @@ class ArrayWriter:
         shape = (self.rows, *(self.tail_shape or tuple(tail_shape)))
         path = self.folder / f"{self.name}.npy"
         if self.rows == 0:
-            np.save(path, np.zeros(shape, dtype=self.dtype))
+            with naming_write_errors(path):
+                np.save(path, np.zeros(shape, dtype=self.dtype))
             return {"shape": list(shape), "dtype": self.dtype.str, "sha256": sha256_file(path)}
-        output = np.lib.format.open_memmap(path, mode="w+", dtype=self.dtype, shape=shape)
+        with naming_write_errors(path):
+            output = np.lib.format.open_memmap(path, mode="w+", dtype=self.dtype, shape=shape)
         start = 0
         for chunk in self.chunks:
             block = np.load(chunk)
@@ -129,3 +133,96 @@ class ArrayWriter:
         output.flush()
         del output
         return {"shape": list(shape), "dtype": self.dtype.str, "sha256": sha256_file(path)}
+
+
+ARRAY_NAMES = ("train_a", "train_b", "train_a_mask", "train_b_mask", "test_a", "test_b", "test_mask")
+"""Arrays every prepared dataset holds; ``test_labels`` is added when ``has_labels`` is true."""
+
+
+def manifest_problems(manifest) -> list[str]:
+    """Every way ``manifest`` departs from the schema, as ``field: expected ..., found ...`` lines.
+
+    Checks the fields that reading a dataset relies on (types, required arrays, counts that agree with
+    the array shapes and the test index); the data files themselves are checked by
+    :meth:`gan_mri.data.PreparedDataset.open`.
+
+    Returns:
+        The problems, empty for a valid manifest.
+    """
+    if not isinstance(manifest, dict):
+        return [f"expected a JSON object, found {type(manifest).__name__}"]
+    problems = []
+
+    def expect(field, ok, expected):
+        if field not in manifest:
+            problems.append(f"{field}: missing (expected {expected})")
+            return False
+        if not ok(manifest[field]):
+            problems.append(f"{field}: expected {expected}, found {_short(manifest[field])}")
+            return False
+        return True
+
+    def is_int(value):
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    expect("schema_version", lambda v: v == SCHEMA_VERSION, SCHEMA_VERSION)
+    shape_ok = expect("image_shape", lambda v: isinstance(v, list) and len(v) == 2
+                      and all(is_int(s) and s > 0 for s in v), "[height, width] of positive integers")
+    expect("channels", lambda v: v in (1, 3) and is_int(v), "1 or 3")
+    labels_ok = expect("has_labels", lambda v: isinstance(v, bool), "true or false")
+    files_ok = expect("files", lambda v: isinstance(v, dict), "an object of array files")
+    counts_ok = expect("counts", lambda v: isinstance(v, dict), "an object of slice counts")
+    index_ok = expect("test_index", lambda v: isinstance(v, dict), 'an object with "subject" and "slice" lists')
+    if "split" in manifest and not isinstance(manifest["split"], dict):
+        problems.append(f"split: expected an object of subject lists, found {_short(manifest['split'])}")
+    if not files_ok:
+        return problems
+    names = list(ARRAY_NAMES) + (["test_labels"] if labels_ok and manifest["has_labels"] else [])
+    for name in names:
+        if f"{name}.npy" not in manifest["files"]:
+            problems.append(f"files: missing {name}.npy")
+    mismatched: dict[str, list[str]] = {}  # slice shape -> files whose slices differ from image_shape
+    for file, entry in manifest["files"].items():
+        field = f"files.{file}"
+        if not isinstance(entry, dict):
+            problems.append(f"{field}: expected an object with shape, dtype and sha256, found {_short(entry)}")
+            continue
+        shape = entry.get("shape")
+        if not (isinstance(shape, list) and len(shape) >= 1 and all(is_int(s) and s >= 0 for s in shape)):
+            problems.append(f"{field}.shape: expected a list of non-negative integers, found {_short(shape)}")
+        elif shape_ok and len(shape) == 3 and shape[1:] != manifest["image_shape"]:
+            mismatched.setdefault(str(shape[1:]), []).append(file)
+        elif counts_ok and manifest["counts"].get(file.removesuffix(".npy")) != shape[0]:
+            problems.append(f"counts.{file.removesuffix('.npy')}: expected {shape[0]} ({field}.shape[0]), "
+                            f"found {_short(manifest['counts'].get(file.removesuffix('.npy')))}")
+        if not _is_dtype(entry.get("dtype")):
+            problems.append(f"{field}.dtype: expected a numpy dtype string like '<f4', found {_short(entry.get('dtype'))}")
+        digest = entry.get("sha256")
+        if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+            problems.append(f"{field}.sha256: expected 64 hex digits, found {_short(digest)}")
+    for slice_shape, files in mismatched.items():
+        problems.append(f"image_shape: expected {slice_shape}, the slice shape of {', '.join(files)}, "
+                        f"found {manifest['image_shape']}")
+    if index_ok:
+        index = manifest["test_index"]
+        test_entry = manifest["files"].get("test_a.npy")
+        rows = test_entry.get("shape", [None])[0] if isinstance(test_entry, dict) and test_entry.get("shape") else None
+        for key, kind in (("subject", str), ("slice", int)):
+            values = index.get(key)
+            if not (isinstance(values, list) and all(isinstance(v, kind) for v in values)):
+                problems.append(f"test_index.{key}: expected a list of {kind.__name__}, found {_short(values)}")
+            elif is_int(rows) and len(values) != rows:
+                problems.append(f"test_index.{key}: expected {rows} entries (test_a.npy rows), found {len(values)}")
+    return problems
+
+
+def _is_dtype(text) -> bool:
+    try:
+        return isinstance(text, str) and np.dtype(text).str == text
+    except TypeError:
+        return False
+
+
+def _short(value, limit: int = 60) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
