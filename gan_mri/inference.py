@@ -23,7 +23,7 @@ import logging
 import os
 import re
 import shutil
-import tempfile
+import zipfile
 from pathlib import Path
 
 import keras
@@ -31,6 +31,7 @@ import nibabel as nib
 import numpy as np
 
 from gan_mri.data import png, resize, volumes
+from gan_mri.fileutil import make_partial_dir, remove_stale_partials
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ def load_model(path: str | os.PathLike) -> keras.Model:
     else:
         kind = path.suffix or "suffix-less"
         raise ValueError(f"not a gan-mri run or model: {path} ({expected}; found a {kind} file)")
+    _check_keras_archive(path, model_file)
     try:
         model = keras.models.load_model(model_file, compile=False)
     except Exception as err:  # keras raises many types for a foreign or corrupt archive
@@ -127,6 +129,28 @@ def load_model(path: str | os.PathLike) -> keras.Model:
         )
     logger.info("loaded %s from %s", type(model).__name__, model_file)
     return model
+
+
+def _check_keras_archive(path: Path, model_file: Path) -> None:
+    """Says what is wrong with a ``.keras`` file that is not a complete Keras archive (Keras itself
+    reports "File not found" for a truncated or random file)."""
+    problem = None
+    if not zipfile.is_zipfile(model_file):
+        size = model_file.stat().st_size
+        problem = "empty file" if size == 0 else f"not a zip archive ({size} bytes: truncated or not a model file)"
+    else:
+        try:
+            with zipfile.ZipFile(model_file) as archive:
+                missing = {"config.json", "model.weights.h5"} - set(archive.namelist())
+                damaged = archive.testzip()
+            if missing:
+                problem = f"zip archive without {', '.join(sorted(missing))} (not a Keras model file)"
+            elif damaged is not None:
+                problem = f"damaged archive: {damaged} fails its CRC check"
+        except (zipfile.BadZipFile, OSError, EOFError) as err:
+            problem = f"damaged zip archive ({err}: truncated?)"
+    if problem:
+        raise ValueError(f"not a gan-mri run or model: {path} ({model_file}: {problem})")
 
 
 def model_input_shape(model) -> tuple[int, int, int]:
@@ -171,7 +195,7 @@ def translate_slices(model, slices, direction: str, batch_size: int = 16) -> np.
 
 
 def translate_volume(
-    model, path_or_image, direction: str, batch_size: int = 16
+    model, path_or_image, direction: str, batch_size: int = 16, max_voxels: int = volumes.DEFAULT_MAX_VOXELS
 ) -> nib.Nifti1Image:
     """Translates every axial slice of a volume and restacks them into a volume.
 
@@ -180,6 +204,7 @@ def translate_volume(
         path_or_image: a NIfTI path or a loaded nibabel image (3D).
         direction: any spelling accepted by `parse_direction`.
         batch_size: slices per call to the model.
+        max_voxels: refuse volumes whose header claims more voxels (a hostile or broken header).
 
     Returns:
         A `nibabel.Nifti1Image` with the input's affine, shape and orientation, holding the
@@ -191,7 +216,7 @@ def translate_volume(
     """
     direction = parse_direction(direction)
     if isinstance(path_or_image, (str, os.PathLike)):
-        image = _load_volume(Path(path_or_image))
+        image = _load_volume(Path(path_or_image), max_voxels)
     elif isinstance(path_or_image, nib.spatialimages.SpatialImage):
         image = path_or_image
     else:
@@ -199,21 +224,27 @@ def translate_volume(
             f"path_or_image: expected a volume path or a nibabel image, found {type(path_or_image).__name__}"
         )
     height, width, channels = model_input_shape(model)
-    stack = volumes.volume_to_slices(image, (height, width), channels=channels, keep_all=True)
+    try:
+        stack = volumes.volume_to_slices(image, (height, width), channels=channels, keep_all=True)
+    except ValueError as err:  # brain mask, contrast: name the file they are about
+        name = path_or_image if isinstance(path_or_image, (str, os.PathLike)) else "volume"
+        raise ValueError(f"{name}: {err}") from err
     translated = translate_slices(model, stack.slices, direction, batch_size=batch_size)
     return stack.to_volume(translated)
 
 
-def _load_volume(path: Path) -> nib.spatialimages.SpatialImage:
+def _load_volume(path: Path, max_voxels: int) -> nib.spatialimages.SpatialImage:
     """`load_volume` with every failure turned into an error that names the file."""
     try:
-        return volumes.load_volume(path)
+        return volumes.load_volume(path, max_voxels=max_voxels)
     except (FileNotFoundError, ValueError) as err:
         if str(path) in str(err):
             raise
         raise ValueError(f"cannot read volume {path}: {err}") from err
+    except MemoryError:
+        raise ValueError(f"cannot read volume {path}: not enough memory for its voxels") from None
     except Exception as err:  # nibabel raises ImageFileError, EOFError, zlib errors...
-        raise ValueError(f"cannot read volume {path}: {err}") from err
+        raise ValueError(f"cannot read volume {path}: {err or type(err).__name__}") from err
 
 
 def translate_path(
@@ -223,6 +254,7 @@ def translate_path(
     direction: str,
     overwrite: bool = False,
     batch_size: int = 16,
+    max_voxels: int = volumes.DEFAULT_MAX_VOXELS,
 ) -> list[Path]:
     """Translates a NIfTI file, a PNG slice, or a folder of them, and writes the results.
 
@@ -238,6 +270,7 @@ def translate_path(
         direction: any spelling accepted by `parse_direction`.
         overwrite: replace outputs that already exist.
         batch_size: slices per call to the model.
+        max_voxels: refuse volumes whose header claims more voxels (a hostile or broken header).
 
     Returns:
         The paths written, in input order.
@@ -263,28 +296,38 @@ def translate_path(
             )
 
     out_dir = plan[0][1].parent
-    # The top-most folder this call creates, removed again if anything fails.
+    # The top-most folder this call creates: when there is one, the whole output is staged in a hidden
+    # sibling of it and appears with one rename; otherwise files are staged in a hidden folder inside
+    # out_dir and renamed one by one. Either way, a killed run leaves only hidden `.partial-` folders
+    # (removed by the next run) and never a complete-looking output.
     created = next((p for p in reversed([out_dir, *out_dir.parents]) if not p.exists()), None)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".gan-mri-partial-", dir=out_dir))
+    if created is not None:
+        created.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(created.parent, created.name)
+        root = make_partial_dir(created.parent, created.name)
+        staging = root / out_dir.relative_to(created)
+        staging.mkdir(parents=True, exist_ok=True)
+    else:
+        remove_stale_partials(out_dir, "gan-mri-translate")
+        root = staging = make_partial_dir(out_dir, "gan-mri-translate")
     try:
         staged = [staging / target.name for _, target in plan]
         nifti = [(s, t) for (s, _), t in zip(plan, staged) if _is_nifti(s)]
         slices = [(s, t) for (s, _), t in zip(plan, staged) if s.name.lower().endswith(PNG_SUFFIX)]
         for source, target in nifti:
             logger.info("translating %s (%s)", source, direction)
-            nib.save(translate_volume(model, source, direction, batch_size=batch_size), target)
+            nib.save(translate_volume(model, source, direction, batch_size=batch_size, max_voxels=max_voxels),
+                     target)
         if slices:
             _translate_pngs(model, slices, direction, batch_size)
         # Every output is complete: move them into place (same filesystem, so each is a rename).
-        for temp, (_, target) in zip(staged, plan):
-            os.replace(temp, target)
-    except BaseException:
         if created is not None:
-            shutil.rmtree(created, ignore_errors=True)
-        raise
+            os.replace(root, created)
+        else:
+            for temp, (_, target) in zip(staged, plan):
+                os.replace(temp, target)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
     return [target for _, target in plan]
 
 

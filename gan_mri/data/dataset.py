@@ -31,6 +31,7 @@ from .png import read_png_folder
 from .prepared import PreparedDataset
 from .resize import RESIZE_METHODS, validate_image_shape
 from .volumes import (
+    DEFAULT_MAX_VOXELS,
     DEFAULT_MIN_BRAIN_FRACTION,
     DEFAULT_PERCENTILES,
     estimate_brain_mask,
@@ -53,8 +54,9 @@ LABEL_NAMES = {"0": "background", "1": "CSF", "2": "GM", "3": "WM"}
 class _Collector:
     """Gathers problems and the arrays/records of a dataset being written."""
 
-    def __init__(self, source: Path, folder: Path, settings: dict):
+    def __init__(self, source: Path, folder: Path, settings: dict, max_voxels: int = DEFAULT_MAX_VOXELS):
         self.source = source
+        self.max_voxels = max_voxels
         self.settings = settings
         self.problems: list[str] = []
         self.records: list[dict] = []
@@ -76,7 +78,7 @@ class _Collector:
 
     def load(self, path: Path):
         try:
-            return load_volume(path)
+            return load_volume(path, max_voxels=self.max_voxels)
         except (FileNotFoundError, ValueError) as error:
             self.problems.append(str(error))
             return None
@@ -257,6 +259,7 @@ def prepare(
     resize: str = "fit",
     train_pairing: str = "shuffled",
     overwrite: bool = False,
+    max_voxels: int = DEFAULT_MAX_VOXELS,
 ) -> PreparedDataset:
     """Write a prepared dataset folder from a source folder.
 
@@ -275,6 +278,7 @@ def prepare(
         resize: ``"fit"`` or ``"pad"``.
         train_pairing: ``"shuffled"`` (both contrasts of every training subject) or ``"disjoint"``.
         overwrite: replace an existing ``out_dir``.
+        max_voxels: refuse volumes whose header claims more voxels (a hostile or broken header).
 
     Returns:
         The :class:`PreparedDataset` opened from ``out_dir``.
@@ -303,7 +307,7 @@ def prepare(
     settings = {"image_shape": target, "min_brain_fraction": float(min_brain_fraction),
                 "percentiles": [float(p) for p in percentiles], "resize": resize, "train_pairing": train_pairing}
     with atomic_output_dir(out_dir, overwrite) as folder:
-        collector = _Collector(source, folder, settings)
+        collector = _Collector(source, folder, settings, max_voxels)
         if layout == "png":
             layout, split = _prepare_png(collector)
         else:
@@ -333,4 +337,4 @@ def prepare(
             manifest["label_names"] = LABEL_NAMES
         (folder / MANIFEST_NAME).write_text(dumps_manifest(manifest), encoding="utf-8")
         logger.info("prepared %s: %s", out_dir, manifest["counts"])
-    return PreparedDataset.open(out_dir)
+    return PreparedDataset.open(out_dir, verify_checksums=False)  # checksums were just computed

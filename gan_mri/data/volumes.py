@@ -50,13 +50,17 @@ logger = logging.getLogger(__name__)
 DEFAULT_PERCENTILES = (1.0, 99.5)
 DEFAULT_MIN_BRAIN_FRACTION = 0.25
 _RAS = orientations.axcodes2ornt(("R", "A", "S"))
+DEFAULT_MAX_VOXELS = 512**3
+"""Largest volume :func:`load_volume` reads by default (0.5 GiB as float32); a hostile or broken
+header claiming more is refused before any voxel is read (raise it with ``max_voxels``)."""
 
 
-def load_volume(path) -> nib.spatialimages.SpatialImage:
+def load_volume(path, max_voxels: int = DEFAULT_MAX_VOXELS) -> nib.spatialimages.SpatialImage:
     """Read and validate one 3D volume (anything nibabel reads: NIfTI-1/2, Analyze, MGH, ...).
 
     Args:
         path: file path.
+        max_voxels: refuse volumes whose header claims more voxels than this.
 
     Returns:
         An in-memory image of the same class with float32 data (a trailing axis of length 1 is
@@ -64,13 +68,16 @@ def load_volume(path) -> nib.spatialimages.SpatialImage:
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
-        ValueError: naming the file, if it is not a readable image, is truncated or corrupt, is not
-            3D, contains NaN/Inf voxels, or is all zero.
+        ValueError: naming the file, if it is not a readable image, is truncated or corrupt (its
+            header claims more voxel data than the file holds), claims more than ``max_voxels``
+            voxels, has a singular affine, holds RGB or complex voxels, is not 3D, contains NaN/Inf
+            voxels, or is all zero.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
     image = _read_image(path)
+    _check_header(path, image, max_voxels)
     shape = tuple(int(v) for v in image.shape)
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]
@@ -92,6 +99,37 @@ def load_volume(path) -> nib.spatialimages.SpatialImage:
     except Exception:  # formats whose constructor wants other arguments: fall back to NIfTI-1
         loaded = nib.Nifti1Image(data, image.affine)
     return loaded
+
+
+def _check_header(path: Path, image, max_voxels: int) -> None:
+    """Refuses a header that cannot describe a real MR volume, before any voxel is read."""
+    shape = tuple(int(v) for v in image.shape)
+    voxels = int(np.prod(shape, dtype=np.int64)) if shape else 0
+    if voxels > max_voxels:
+        raise ValueError(f"{path}: header claims {voxels} voxels (shape {shape}), more than the limit of "
+                         f"{max_voxels} (raise it with --max-voxels if the volume is real)")
+    dtype = image.get_data_dtype()
+    if dtype.fields is not None or dtype.kind == "V":
+        raise ValueError(f"{path}: voxels of type {dtype} (RGB/color), expected one scalar intensity per voxel "
+                         f"(convert to grayscale first)")
+    if dtype.kind == "c":
+        raise ValueError(f"{path}: complex voxels ({dtype}), expected real intensities (store the magnitude, "
+                         f"e.g. numpy.abs, first)")
+    offset = getattr(image.dataobj, "offset", None)
+    file_like = getattr(image.dataobj, "file_like", None)
+    if offset is not None and file_like is not None:
+        if isinstance(file_like, (str, Path)):
+            size = Path(file_like).stat().st_size if not str(file_like).endswith(".gz") else None
+        else:  # in-memory bytes of a decompressed .nii.gz
+            size = len(file_like.getbuffer()) if hasattr(file_like, "getbuffer") else None
+        claimed = int(offset) + voxels * dtype.itemsize
+        if size is not None and claimed > size:
+            raise ValueError(f"{path}: truncated or corrupt: the header claims {claimed} bytes of image "
+                             f"(shape {shape}, {dtype}), the file holds {size}")
+    linear = np.asarray(image.affine, dtype=np.float64)[:3, :3]
+    if not np.all(np.isfinite(linear)) or abs(np.linalg.det(linear)) < 1e-12:
+        raise ValueError(f"{path}: singular or non-finite affine (voxel-to-world matrix), expected an invertible "
+                         f"one: fix the header's qform/sform or pixdim")
 
 
 def _read_image(path: Path):
