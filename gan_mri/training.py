@@ -29,6 +29,7 @@ import shutil
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from gan_mri import __version__
@@ -164,6 +165,33 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         save_checkpoint(self.model, self.checkpoint_dir, epoch + 1)
+
+
+class NonFiniteLossError(ValueError):
+    """Training produced a NaN or infinite loss (corrupt data, a diverging model)."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops training at the first batch whose logged losses or metrics are NaN or infinite.
+
+    It raises instead of setting ``stop_training``, so no later callback runs on the broken
+    weights: the epoch's checkpoint is not written and `train` never saves them as ``model.keras``.
+
+    Raises:
+        NonFiniteLossError: naming the first non-finite value, the epoch and the step.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        for name, value in (logs or {}).items():
+            value = np.asarray(value, dtype=np.float64)
+            if not np.all(np.isfinite(value)):
+                raise NonFiniteLossError(
+                    f"training stopped: {name} is {value[~np.isfinite(value)].ravel()[0]} at epoch {getattr(self, 'epoch', 0) + 1}, "
+                    f"step {batch + 1} (NaN/Inf in the data, or a diverging model: lower the learning rate); "
+                    f"no model.keras was written for this run")
 
 
 def save_checkpoint(model: keras.Model, checkpoint_dir: Path, epochs_done: int) -> None:
@@ -329,7 +357,7 @@ def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume:
                              f"({dataset.counts})")
         batches = epoch_datasets(dataset, first_epoch=initial_epoch, epochs=epochs, batch_size=batch_size,
                                  seed=seed, channels=config.channels, flip=flip)
-        run_callbacks = list(callbacks)
+        run_callbacks = [StopOnNonFiniteLoss(), *callbacks]
         if eval_epochs:
             test_set = dataset.test_dataset(batch_size=16, channels=config.channels)
             # Before the loggers: it adds val_ssim_* to the logs they write.
