@@ -8,7 +8,8 @@ not gan_mri. Signatures (see docs/serving.md):
     b2a               T2w -> T1w
 
 Each takes one float32 tensor ``image`` of shape ``(batch, H, W, C)`` (the model's image shape and
-channels) with intensities in [-1, 1], and returns ``{"translated": float32 (batch, H, W, C) in
+channels) with intensities in [-1, 1] (values outside are clipped to it; an empty batch or NaN/Inf input is
+refused with an InvalidArgumentError), and returns ``{"translated": float32 (batch, H, W, C) in
 [-1, 1]}``. A ``serving_info.json`` next to ``saved_model.pb`` records the same facts and the
 model config, for clients.
 
@@ -109,6 +110,8 @@ def _endpoint(model, direction: str, input_shape):
         f"{INPUT_NAME}: expected a float32 tensor of shape (batch, {input_shape[1]}, "
         f"{input_shape[2]}, {input_shape[3]}) with values in [-1, 1]; found shape"
     )
+    empty_message = f"{INPUT_NAME}: expected at least one image in the batch; found shape"
+    finite_message = f"{INPUT_NAME}: expected finite values in [-1, 1]; found NaN or Inf"
 
     def translate(image):
         # Signature callers (TF Serving, signatures[...]) bypass the TensorSpec check, and a wrong
@@ -116,13 +119,18 @@ def _endpoint(model, direction: str, input_shape):
         found = tf.shape(image)
         # Graph ops do not short-circuit: pad to rank 4 so the comparison is valid at any rank.
         padded = tf.concat([found, tf.zeros([4], tf.int32)], axis=0)[:4]
-        check = tf.debugging.Assert(
+        shape_check = tf.debugging.Assert(
             tf.logical_and(tf.equal(tf.size(found), 4), tf.reduce_all(tf.equal(padded[1:], expected))),
             [message, found],
             summarize=4,
         )
-        with tf.control_dependencies([check]):
-            image = tf.identity(image)
+        empty_check = tf.debugging.Assert(tf.greater(padded[0], 0), [empty_message, found], summarize=4)
+        with tf.control_dependencies([shape_check, empty_check]):
+            finite = tf.reduce_all(tf.math.is_finite(image))
+        finite_check = tf.debugging.Assert(finite, [finite_message], summarize=1)
+        with tf.control_dependencies([finite_check]):
+            # The model saw only [-1, 1] (prepare clips to it): values outside are clipped, not refused.
+            image = tf.clip_by_value(image, -1.0, 1.0)
         return {OUTPUT_NAME: model.translate(image, direction)}
 
     translate.__name__ = f"translate_{direction.lower()}"

@@ -57,6 +57,9 @@ _FRESH_PROCESS = textwrap.dedent(
         "channels": tf.zeros((1, 32, 32, 3), tf.float32),
         "rank": tf.zeros((32, 32, 1), tf.float32),
         "dtype": tf.zeros((1, 32, 32, 1), tf.float64),
+        "empty": tf.zeros((0, 32, 32, 1), tf.float32),
+        "nan": tf.fill((1, 32, 32, 1), float("nan")),
+        "inf": tf.concat([tf.zeros((1, 32, 31, 1)), tf.fill((1, 32, 1, 1), float("inf"))], axis=2),
     }
     for what, bad in bad_inputs.items():
         try:
@@ -64,6 +67,9 @@ _FRESH_PROCESS = textwrap.dedent(
             result["errors"][what] = None
         except Exception as err:
             result["errors"][what] = type(err).__name__ + ": " + str(err)
+    far = tf.constant(x * 5.0)
+    outputs["far"] = loaded.signatures["a2b"](image=far)["translated"].numpy()
+    outputs["far_clipped"] = loaded.signatures["a2b"](image=tf.clip_by_value(far, -1.0, 1.0))["translated"].numpy()
     np.savez(outputs_file, **outputs)
     result["gan_mri_imported"] = any(m == "gan_mri" or m.startswith("gan_mri.") for m in sys.modules)
     print("RESULT " + json.dumps(result))
@@ -104,6 +110,13 @@ def test_fresh_process_without_gan_mri_loads_and_matches_translate(model, export
     assert re.search(shape_message % "1 32 32 3", errors["channels"]), errors["channels"]
     assert re.search(shape_message % "32 32 1", errors["rank"]), errors["rank"]
     assert "expected to be a float tensor but is a double tensor" in errors["dtype"], errors["dtype"]
+    assert re.search(r"image: expected at least one image in the batch; found shape\] \[0 32 32 1\]",
+                     errors["empty"]), errors["empty"]
+    for what in ("nan", "inf"):
+        assert "image: expected finite values in [-1, 1]; found NaN or Inf" in errors[what], errors[what]
+    # Out-of-range values are clipped to [-1, 1] (docs/serving.md), not passed on.
+    np.testing.assert_array_equal(outputs["far"], outputs["far_clipped"])
+    assert np.abs(outputs["far"] - outputs["a2b"][:3]).max() > 1e-3
 
 
 def _saved_model_cli() -> list[str]:
