@@ -15,10 +15,17 @@ Every subcommand has `--help`. Errors print one line naming the file or field an
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
 import logging
 import os
+import signal
 import sys
+import tempfile
+import threading
+import traceback
+import warnings
 from pathlib import Path
 
 from gan_mri.config import RECIPES  # stdlib-only module: --help stays fast
@@ -72,7 +79,7 @@ def cmd_prepare(args) -> None:
 
     dataset = prepare(args.source, args.out, image_shape=args.size, layout=args.layout,
                       a_glob=args.a_glob, b_glob=args.b_glob, test_fraction=args.test_fraction,
-                      seed=args.seed, overwrite=args.overwrite)
+                      seed=args.seed, overwrite=args.overwrite, max_voxels=args.max_voxels)
     print(f"prepared dataset {dataset.path}: {dataset.describe()}")
 
 
@@ -94,7 +101,7 @@ def cmd_train(args) -> None:
     from gan_mri.data.dataset import PreparedDataset
     from gan_mri.training import train
 
-    dataset = PreparedDataset.open(args.data)
+    dataset = PreparedDataset.open(args.data, verify_checksums=args.verify_checksums)
     config = None if args.resume else _train_config(args, dataset)
     eval_epochs = args.eval_epochs if args.eval_epochs is not None else [args.epochs]
     _, run = train(config, dataset, args.out, epochs=args.epochs, batch_size=args.batch_size,
@@ -108,8 +115,8 @@ def cmd_evaluate(args) -> None:
     from gan_mri.report import evaluate_to_folder
     from gan_mri.inference import load_model
 
+    dataset = PreparedDataset.open(args.data, verify_checksums=args.verify_checksums)
     model = load_model(args.model)
-    dataset = PreparedDataset.open(args.data)
     if args.out:
         out = Path(args.out)
     elif Path(args.model).is_dir():
@@ -121,13 +128,22 @@ def cmd_evaluate(args) -> None:
     print(f"metrics and figures written to {out}")
 
 
+def cmd_verify(args) -> None:
+    from gan_mri.data.prepared import PreparedDataset
+
+    dataset = PreparedDataset.open(args.data, verify_checksums=True)
+    size = sum((dataset.path / name).stat().st_size for name in dataset.manifest["files"])
+    print(f"{dataset.path}: ok (manifest schema, {len(dataset.manifest['files'])} array files of "
+          f"{size / 1e6:.1f} MB: shapes, sizes, sha256, finite values)")
+
+
 def cmd_translate(args) -> None:
     from gan_mri.inference import load_model, translate_path
     from gan_mri.pretrained import pretrained_model_path
 
     model = load_model(args.model or pretrained_model_path())
     written = translate_path(model, args.input, args.out, args.direction, overwrite=args.overwrite,
-                             batch_size=args.batch_size)
+                             batch_size=args.batch_size, max_voxels=args.max_voxels)
     for path in written:
         print(path)
 
@@ -202,7 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "self-attention / spectral-norm / Charbonnier variants.",
         epilog="examples:\n" + __doc__.split("\n\n")[1].split("Every subcommand")[0].rstrip())
     parser.add_argument("--version", action="version", version=f"gan-mri {_version()}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log progress details and show TensorFlow's own log lines")
+    parser.add_argument("--debug", action="store_true",
+                        help="like -v, and show the Python traceback of an error (for bug reports)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("demo", help="the whole job on the embedded phantom (about 10 min on 2 CPU cores)")
@@ -234,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-fraction", type=float, default=0.2, help="share of subjects in the test split")
     p.add_argument("--seed", type=int, default=0, help="seed of the subject split")
     p.add_argument("--overwrite", action="store_true")
+    _add_max_voxels_flag(p)
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("train", help="train a preset or a config JSON on a prepared dataset")
@@ -254,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-epochs", type=_epoch_list, help="1-based epochs to evaluate at, e.g. 1,25,50, or none (default: the last)")
     p.add_argument("--max-eval-batches", type=_positive_int, help="limit test batches per evaluation")
     p.add_argument("--flip", action="store_true", help="random left-right flips")
+    _add_verify_flag(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
@@ -265,7 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: RUN/evaluation)")
     p.add_argument("--max-batches", type=_positive_int)
     p.add_argument("--overwrite", action="store_true")
+    _add_verify_flag(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("verify", help="check a prepared dataset: manifest, array sizes, sha256, finite values")
+    p.add_argument("data", help="prepared dataset folder")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("translate", help="translate a NIfTI volume, a folder of volumes or PNG slices")
     p.add_argument("input", help=".nii/.nii.gz/.png file or folder")
@@ -275,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="run folder or .keras file (default: the shipped pretrained model)")
     p.add_argument("--batch-size", type=_positive_int, default=16)
     p.add_argument("--overwrite", action="store_true")
+    _add_max_voxels_flag(p)
     p.set_defaults(func=cmd_translate)
 
     p = sub.add_parser("export", help="export a SavedModel for TF Serving (signatures a2b, b2a)")
@@ -300,25 +327,130 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_verify_flag(parser) -> None:
+    parser.add_argument("--no-verify-checksums", dest="verify_checksums", action="store_false",
+                        help="skip the dataset's sha256/finite-value check (sizes and shapes are still "
+                             "checked; for huge sets; `gan-mri verify DATA` runs the full check)")
+
+
+def _add_max_voxels_flag(parser) -> None:
+    # The default is gan_mri.data.volumes.DEFAULT_MAX_VOXELS, written out so --help needs no numpy.
+    parser.add_argument("--max-voxels", type=_positive_int, default=512**3,
+                        help="refuse volumes whose header claims more voxels (default 512^3 = 134217728)")
+
+
 def _version() -> str:
     from gan_mri import __version__
 
     return __version__
 
 
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread on SIGTERM, so that the cleanup of an interrupted run (which
+    handles KeyboardInterrupt) also runs when `timeout`, Slurm or Kubernetes stop the process."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def describe_os_error(err: OSError) -> str:
+    """One line naming the path of an OS error and what is wrong, in words a user can act on."""
+    path = err.filename
+    if path is None or err.errno is None:
+        return str(err)
+    path = os.fsdecode(path)
+    target = f" -> {os.fsdecode(err.filename2)}" if err.filename2 is not None else ""
+    reasons = {
+        errno.EACCES: "permission denied",
+        errno.EPERM: "operation not permitted",
+        errno.EROFS: "read-only file system",
+        errno.ENOSPC: "no space left on the device",
+        errno.EDQUOT: "disk quota exceeded",
+        errno.EFBIG: "file too large (the file-size limit was reached)",
+        errno.EISDIR: "is a folder, expected a file",
+        errno.ENAMETOOLONG: "name too long",
+    }
+    reason = reasons.get(err.errno, err.strerror or str(err))
+    if err.errno in (errno.ENOTDIR, errno.EEXIST, errno.ENOENT):
+        parent = next((p for p in Path(path).parents if p.is_file()), None)
+        if parent is not None:
+            reason = f"cannot be created or read because {parent} is a file, not a folder"
+        elif err.errno in (errno.ENOTDIR, errno.EEXIST) and Path(path).is_file():
+            reason = "is a file, expected a folder"
+    return f"{path}{target}: {reason}"
+
+
+@contextlib.contextmanager
+def _native_stderr_held_back():
+    """Sends what native code (TensorFlow's C++ absl/oneDNN/CUDA logging) writes to file
+    descriptor 2 into a temporary file, while Python's own stderr keeps the terminal.
+
+    TF_CPP_MIN_LOG_LEVEL does not silence all of these lines in TF 2.21. The file is deleted on an
+    ordinary exit; a crash inside native code leaves it behind (its path is in the crash message).
+    """
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    handle, log_path = tempfile.mkstemp(prefix="gan-mri-native-", suffix=".log")
+    os.dup2(handle, 2)
+    os.close(handle)
+    python_stderr = sys.stderr
+    sys.stderr = open(terminal, "w", buffering=1, encoding=python_stderr.encoding, errors="backslashreplace")
+    try:
+        yield log_path
+    finally:
+        sys.stderr.flush()
+        os.dup2(terminal, 2)
+        sys.stderr.close()
+        sys.stderr = python_stderr
+        with contextlib.suppress(OSError):
+            os.unlink(log_path)
+
+
 def main(argv=None) -> int:
-    """Entry point of the `gan-mri` console script; returns the exit status."""
+    """Entry point of the `gan-mri` console script; returns the exit status.
+
+    Errors of input and of the file system print one line naming the file or field (exit 2;
+    ``--debug`` adds the traceback); SIGINT and SIGTERM remove incomplete outputs and exit 130 / 143.
+    """
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    verbose = args.verbose or args.debug
+    with contextlib.ExitStack() as stack:
+        if not verbose:
+            # Only gan-mri's own lines by default: TensorFlow's and Keras's Python-level chatter too.
+            stack.enter_context(warnings.catch_warnings())
+            warnings.filterwarnings("ignore", module=r"(keras|tensorflow|absl|google)\.")
+            logging.getLogger("tensorflow").setLevel(logging.ERROR)
+            if argv is None:  # only as a command: a caller of main() keeps its own stderr
+                stack.enter_context(_native_stderr_held_back())
+        logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                            format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _raise_terminated)
+        return _run(args)
+
+
+def _run(args) -> int:
+    def fail(message: str, status: int = 2) -> int:
+        if args.debug:
+            traceback.print_exc(file=sys.stderr)
+        print(f"gan-mri {args.command}: error: {message}", file=sys.stderr)
+        return status
+
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"gan-mri {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"gan-mri {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except OSError as err:  # FileNotFoundError, PermissionError, ENOSPC, ... and our own messages
+        return fail(describe_os_error(err))
+    except ValueError as err:
+        return fail(str(err))
+    except MemoryError as err:
+        return fail(f"out of memory{': ' + str(err) if str(err) else ''} (smaller inputs or --batch-size?)")
+    except KeyboardInterrupt as err:
+        name = "SIGTERM" if isinstance(err, Terminated) else "SIGINT (Ctrl-C)"
+        kept = ("completed epochs are checkpointed (continue with --resume)" if args.command == "train"
+                else "incomplete outputs were removed")
+        print(f"gan-mri {args.command}: stopped by {name}; {kept}", file=sys.stderr)
+        return 143 if isinstance(err, Terminated) else 130
     return 0
 
 

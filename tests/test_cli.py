@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-SUBCOMMANDS = ("demo", "simulate", "prepare", "train", "evaluate", "translate", "export")
+SUBCOMMANDS = ("demo", "simulate", "prepare", "train", "evaluate", "verify", "translate", "export")
 
 
 def gan_mri(*args, timeout=600):

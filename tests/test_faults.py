@@ -1,0 +1,406 @@
+"""Fault injection: hostile files, corrupt datasets, OS errors and signals against the real `gan-mri`.
+
+Each CLI case runs a real subprocess and asserts exit status 2 (or the signal's status), one line on
+stderr naming the file and the problem, no traceback, and no output left behind.
+"""
+
+import errno
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import nibabel as nib
+import numpy as np
+import pytest
+
+from gan_mri.cli import describe_os_error
+from gan_mri.data.manifest import manifest_problems, sha256_file
+from gan_mri.data.prepared import PreparedDataset
+from gan_mri.data.volumes import load_volume
+
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_ENABLE_ONEDNN_OPTS="0")
+
+
+def gan_mri(*args, timeout=300, **kwargs):
+    """Runs `gan-mri ARGS` in a fresh interpreter; returns the CompletedProcess."""
+    return subprocess.run([sys.executable, "-m", "gan_mri.cli", *map(str, args)], env=ENV,
+                          capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def start(*args):
+    return subprocess.Popen([sys.executable, "-m", "gan_mri.cli", *map(str, args)], env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def assert_one_line_error(result, *fragments, status=2):
+    """Exit ``status``, no traceback, and one ``gan-mri ...: error:`` line holding every fragment."""
+    assert result.returncode == status, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if ": error: " in line]
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    return errors[0]
+
+
+def wait_for(predicate, process, timeout=120.0):
+    """Polls ``predicate`` until true; fails if ``process`` ends first."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert process.poll() is None, f"process ended early: {process.communicate()}"
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
+def partials(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if ".partial-" in p.name)
+
+
+# ------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def bids(tmp_path_factory):
+    from gan_mri.data.phantom import simulate
+
+    root = tmp_path_factory.mktemp("faults") / "bids"
+    simulate(3, root, seed=3)
+    return root
+
+
+@pytest.fixture(scope="module")
+def prepared(bids, tmp_path_factory):
+    from gan_mri.data.dataset import prepare
+
+    return prepare(bids, tmp_path_factory.mktemp("faults") / "data", image_shape=(32, 32), seed=0).path
+
+
+@pytest.fixture
+def dataset_copy(prepared, tmp_path):
+    copy = tmp_path / "data"
+    shutil.copytree(prepared, copy)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    """An untrained tiny UNIT saved as .keras: enough to translate (the values do not matter)."""
+    from gan_mri.config import get_preset
+    from gan_mri.models import build_model
+
+    keras.utils.set_random_seed(0)
+    config = get_preset("unit", image_shape=(32, 32), base_width=4, encoder_res_blocks=1, generator_res_blocks=1)
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    build_model(config).save(path)
+    return path
+
+
+def _nifti(path: Path, shape=(16, 16, 16), dtype=np.float32, seed=0) -> Path:
+    data = np.random.default_rng(seed).uniform(10, 100, shape).astype(dtype)
+    nib.save(nib.Nifti1Image(data, np.diag([2.0, 2.0, 2.0, 1.0])), path)
+    return path
+
+
+def _rewrite_manifest(folder: Path, change) -> None:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    change(manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+# ------------------------------------------------------------------------- hostile volumes
+def _header_claiming(path: Path, shape, body_bytes: int) -> Path:
+    header = nib.Nifti1Header()
+    header.set_data_dtype(np.float32)
+    header.set_data_shape(shape)
+    header.set_sform(np.eye(4), code=1)
+    path.write_bytes(header.binaryblock + b"\0" * 4 + b"\0" * body_bytes)
+    return path
+
+
+def _singular_affine(path: Path) -> Path:
+    header = nib.Nifti1Header()
+    header.set_data_dtype(np.float32)
+    header.set_data_shape((8, 8, 8))
+    header.set_sform(np.diag([1.0, 1.0, 0.0, 1.0]), code=1)
+    path.write_bytes(header.binaryblock + b"\0" * 4 + np.ones(512, np.float32).tobytes())
+    return path
+
+
+HOSTILE_VOLUMES = {
+    # name: (builder, fragment of the message)
+    "huge.nii": (lambda p: _header_claiming(p, (30000, 30000, 30000), 1000),
+                 "header claims 27000000000000 voxels (shape (30000, 30000, 30000)), more than the limit"),
+    "claims_more.nii": (lambda p: _header_claiming(p, (400, 400, 400), 1000),
+                        "truncated or corrupt: the header claims 256000000 bytes of image (shape (400, 400, 400), float32), the file holds 1352"),
+    "rgb.nii": (lambda p: nib.save(nib.Nifti1Image(np.zeros((8, 8, 8), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")]),
+                                                   np.eye(4)), p),
+                "(RGB/color), expected one scalar intensity per voxel"),
+    "complex.nii": (lambda p: nib.save(nib.Nifti1Image(np.ones((8, 8, 8), np.complex64), np.eye(4)), p),
+                    "complex voxels (complex64), expected real intensities"),
+    "singular.nii": (_singular_affine, "singular or non-finite affine"),
+    "truncated.nii.gz": (lambda p: p.write_bytes(_nifti(p).read_bytes()[:200]), "truncated or corrupt gzip data"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_VOLUMES))
+def test_hostile_volume_is_refused_naming_the_file(name, tmp_path):
+    build, fragment = HOSTILE_VOLUMES[name]
+    path = tmp_path / name
+    build(path)
+    with pytest.raises(ValueError) as error:
+        load_volume(path)
+    assert str(error.value).startswith(f"{path}: ") and fragment in str(error.value), str(error.value)
+
+
+def test_voxel_limit_can_be_raised(tmp_path):
+    path = _nifti(tmp_path / "v.nii", shape=(16, 16, 16))
+    with pytest.raises(ValueError, match=r"claims 4096 voxels .* limit of 1000 \(raise it with --max-voxels"):
+        load_volume(path, max_voxels=1000)
+    assert load_volume(path, max_voxels=4096).shape == (16, 16, 16)
+
+
+def test_translate_refuses_a_hostile_header_in_one_line(model_file, tmp_path):
+    source = _header_claiming(tmp_path / "huge.nii", (30000, 30000, 30000), 1000)
+    out = tmp_path / "out"
+    result = gan_mri("translate", source, "--direction", "T1toT2", "--out", out / "x.nii.gz", "--model", model_file)
+    assert_one_line_error(result, str(source), "header claims 27000000000000 voxels")
+    assert not out.exists() and partials(tmp_path) == []
+
+
+@pytest.mark.parametrize("kind", ["empty", "random", "truncated", "bitflip", "foreign_zip"])
+def test_broken_model_file_says_what_is_wrong(kind, model_file, tmp_path):
+    import zipfile
+
+    data = model_file.read_bytes()
+    bad = tmp_path / "model.keras"
+    if kind == "foreign_zip":
+        with zipfile.ZipFile(bad, "w") as archive:
+            archive.writestr("notes.txt", "hello")
+    else:
+        flipped = bytearray(data)
+        flipped[len(flipped) // 2] ^= 0xFF
+        bad.write_bytes({"empty": b"", "random": np.random.default_rng(0).bytes(3000),
+                         "truncated": data[: len(data) // 2], "bitflip": bytes(flipped)}[kind])
+    expected = {"empty": "empty file", "random": "not a zip archive (3000 bytes",
+                "truncated": "not a zip archive", "bitflip": "damaged archive: model.weights.h5 fails its CRC check",
+                "foreign_zip": "zip archive without config.json, model.weights.h5"}[kind]
+    from gan_mri.inference import load_model
+
+    with pytest.raises(ValueError) as error:
+        load_model(bad)
+    assert f"{bad}: {expected}" in str(error.value) and "File not found" not in str(error.value)
+
+
+# --------------------------------------------------------------------- prepared datasets
+def test_manifest_problems_are_listed_at_once():
+    manifest = {"schema_version": 2, "image_shape": [32, 32], "channels": 1, "has_labels": False,
+                "files": []}
+    problems = manifest_problems(manifest)
+    assert problems == ["files: expected an object of array files, found []",
+                        "counts: missing (expected an object of slice counts)",
+                        'test_index: missing (expected an object with "subject" and "slice" lists)']
+
+
+def test_corrupt_manifest_is_refused_before_the_run_folder_exists(dataset_copy, tmp_path):
+    def damage(manifest):
+        for key in ("counts", "test_index"):
+            del manifest[key]
+        manifest["files"] = list(manifest["files"])
+
+    _rewrite_manifest(dataset_copy, damage)
+    run = tmp_path / "run"
+    result = gan_mri("train", "--preset", "unit", "--data", dataset_copy, "--out", run, "--epochs", 1, "--width", 4)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"{dataset_copy / 'manifest.json'}: found 3 problems in the manifest:" in result.stderr
+    for line in ("  - files: expected an object of array files, found [", "  - counts: missing",
+                 "  - test_index: missing"):
+        assert line in result.stderr, result.stderr
+    assert not run.exists()
+
+
+def test_image_shape_that_disagrees_with_the_arrays(dataset_copy, tmp_path):
+    _rewrite_manifest(dataset_copy, lambda m: m.update(image_shape=[64, 64]))
+    out = tmp_path / "eval"
+    result = gan_mri("evaluate", tmp_path / "no-model.keras", "--data", dataset_copy, "--out", out)
+    assert_one_line_error(result, f"{dataset_copy / 'manifest.json'}: image_shape: expected [32, 32], the slice "
+                                  "shape of ", "test_a.npy", "train_b_mask.npy", "found [64, 64]")
+    assert not out.exists()
+
+
+def _flip_first_float(file: Path, value=np.nan) -> None:
+    array = np.load(file, mmap_mode="r+")
+    array[0, 0, 0] = value
+    array.flush()
+
+
+def test_nan_data_with_matching_checksum_is_refused(dataset_copy):
+    file = dataset_copy / "train_a.npy"
+    _flip_first_float(file)
+    _rewrite_manifest(dataset_copy, lambda m: m["files"]["train_a.npy"].update(sha256=sha256_file(file)))
+    result = gan_mri("verify", dataset_copy)
+    assert_one_line_error(result, f"{file}: expected finite values, found 1 NaN/Inf")
+
+
+def test_altered_bytes_fail_the_checksum(dataset_copy):
+    file = dataset_copy / "test_b.npy"
+    _flip_first_float(file, 0.123)
+    result = gan_mri("verify", dataset_copy)
+    assert_one_line_error(result, f"{file}: sha256 ", "differs from the manifest's", "(file altered or corrupt)")
+    # Opting out skips the checksum but never the header and size check.
+    assert PreparedDataset.open(dataset_copy, verify_checksums=False).path == dataset_copy
+
+
+def test_truncated_array_is_refused_even_without_checksums(dataset_copy):
+    file = dataset_copy / "train_b.npy"
+    size = file.stat().st_size
+    with open(file, "r+b") as handle:
+        handle.truncate(size - 100)
+    shape = json.loads((dataset_copy / "manifest.json").read_text())["files"]["train_b.npy"]["shape"]
+    with pytest.raises(ValueError) as error:
+        PreparedDataset.open(dataset_copy, verify_checksums=False)
+    assert str(error.value) == f"{file}: expected {size} bytes for shape {shape} <f4, found {size - 100} " \
+                               f"(truncated or padded)"
+
+
+def test_verify_reports_a_sound_dataset(prepared):
+    result = gan_mri("verify", prepared)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{prepared}: ok (manifest schema, 8 array files of ")
+
+
+def test_non_finite_loss_stops_training_without_a_model(dataset_copy, tmp_path):
+    file = dataset_copy / "train_a.npy"
+    array = np.load(file, mmap_mode="r+")
+    array[:] = np.nan
+    array.flush()
+    run = tmp_path / "run"
+    result = gan_mri("train", "--preset", "unit", "--data", dataset_copy, "--out", run, "--epochs", 1,
+                     "--width", 4, "--batch-size", 8, "--eval-epochs", "none", "--no-verify-checksums")
+    assert_one_line_error(result, "training stopped: ", " is nan at epoch 1, step 1",
+                          "no model.keras was written for this run")
+    assert not (run / "model.keras").exists() and not list(run.rglob("*.weights.h5"))
+
+
+# ------------------------------------------------------------------------------ OS errors
+def test_output_under_a_file(prepared, tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    result = gan_mri("train", "--preset", "unit", "--data", prepared, "--out", blocker / "run", "--epochs", 1,
+                     "--no-verify-checksums")
+    assert_one_line_error(result, f"{blocker / 'run'}: cannot be created or read because {blocker} is a file, "
+                                  f"not a folder")
+    result = gan_mri("simulate", "--subjects", 1, "--out", blocker)
+    assert_one_line_error(result, f"{blocker}: is a file, expected a folder")
+
+
+def test_file_size_limit_during_prepare(bids, tmp_path):
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # write() then fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
+
+    out = tmp_path / "data"
+    result = gan_mri("prepare", bids, "--out", out, "--size", 32, preexec_fn=limit_file_size)
+    line = assert_one_line_error(result, f"gan-mri prepare: error: {tmp_path}/.data.partial-")
+    assert line.endswith(("file too large (the file-size limit was reached)",
+                          "disk full or file-size limit reached")), line
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("code, reason", [
+    (errno.EACCES, "permission denied"), (errno.ENOSPC, "no space left on the device"),
+    (errno.EFBIG, "file too large (the file-size limit was reached)"), (errno.EROFS, "read-only file system")])
+def test_os_errors_are_described(code, reason):
+    assert describe_os_error(OSError(code, os.strerror(code), "/data/out.npy")) == f"/data/out.npy: {reason}"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions")
+def test_read_only_output_folder(bids, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    result = gan_mri("prepare", bids, "--out", locked / "data", "--size", 32)
+    assert_one_line_error(result, str(locked), "permission denied")
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    result = gan_mri("--debug", "simulate", "--subjects", 1, "--out", blocker)
+    assert result.returncode == 2 and "Traceback" in result.stderr
+    assert f"gan-mri simulate: error: {blocker}: is a file, expected a folder" in result.stderr
+
+
+# -------------------------------------------------------------------------------- signals
+def test_sigterm_during_prepare_removes_the_partial_output(bids, tmp_path):
+    out = tmp_path / "data"
+    process = start("prepare", bids, "--out", out, "--size", 32)
+    wait_for(lambda: partials(tmp_path), process)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert "gan-mri prepare: stopped by SIGTERM; incomplete outputs were removed" in stderr
+    assert "Traceback" not in stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sigkill_during_prepare_leaves_nothing_visible_and_the_next_run_cleans_up(bids, tmp_path):
+    out = tmp_path / "data"
+    process = start("prepare", bids, "--out", out, "--size", 32)
+    wait_for(lambda: partials(tmp_path), process)
+    process.kill()
+    process.communicate(timeout=60)
+    stale = partials(tmp_path)
+    assert [p.name.startswith(".data.partial-") for p in stale] == [True] and not out.exists()
+    result = gan_mri("prepare", bids, "--out", out, "--size", 32)
+    assert result.returncode == 0, result.stderr
+    assert f"removed {stale[0]}, the partial output of an interrupted run" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+@pytest.fixture(scope="module")
+def volume_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("volumes")
+    for index in range(12):
+        _nifti(folder / f"sub-{index:02d}_T1w.nii.gz", shape=(32, 32, 48), seed=index)
+    return folder
+
+
+def test_sigterm_during_translate_removes_the_partial_output(model_file, volume_folder, tmp_path):
+    out = tmp_path / "synth"
+    process = start("translate", volume_folder, "--direction", "T1toT2", "--out", out, "--model", model_file,
+                    "--batch-size", 4)
+    wait_for(lambda: partials(tmp_path), process)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    assert "gan-mri translate: stopped by SIGTERM; incomplete outputs were removed" in stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sigkill_during_translate_leaves_no_complete_looking_output(model_file, volume_folder, tmp_path):
+    out = tmp_path / "synth"
+    process = start("translate", volume_folder, "--direction", "T1toT2", "--out", out, "--model", model_file,
+                    "--batch-size", 4)
+    wait_for(lambda: any(True for p in partials(tmp_path) for _ in p.rglob("*.nii.gz")), process)
+    process.kill()
+    process.communicate(timeout=60)
+    assert not out.exists()
+    stale = partials(tmp_path)
+    assert len(stale) == 1 and stale[0].name.startswith(".synth.partial-")
+    result = gan_mri("translate", volume_folder, "--direction", "T1toT2", "--out", out, "--model", model_file)
+    assert result.returncode == 0, result.stderr
+    assert f"removed {stale[0]}, the partial output of an interrupted run" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["synth"]
+    assert len(list(out.glob("*.nii.gz"))) == 12
+
+
+def test_default_output_holds_only_gan_mri_lines(model_file, volume_folder, tmp_path):
+    source = volume_folder / "sub-00_T1w.nii.gz"
+    result = gan_mri("translate", source, "--direction", "T1toT2", "--out", tmp_path / "x.nii.gz",
+                     "--model", model_file)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "" and result.stdout.strip() == str(tmp_path / "x.nii.gz")
