@@ -121,7 +121,9 @@ def load_model(path: str | os.PathLike) -> keras.Model:
     try:
         model = keras.models.load_model(model_file, compile=False)
     except Exception as err:  # keras raises many types for a foreign or corrupt archive
-        raise ValueError(f"not a gan-mri run or model: {path} (could not load {model_file}: {err})") from err
+        # Keras can list a hundred layers over many lines: keep the first line, the one that says why.
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        raise ValueError(f"not a gan-mri run or model: {path} (could not load {model_file}: {reason})") from err
     if not callable(getattr(model, "translate", None)):
         raise ValueError(
             f"not a gan-mri run or model: {path} ({model_file} holds a {type(model).__name__}, "

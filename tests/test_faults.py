@@ -223,13 +223,11 @@ def test_corrupt_manifest_is_refused_before_the_run_folder_exists(dataset_copy, 
     assert not run.exists()
 
 
-def test_image_shape_that_disagrees_with_the_arrays(dataset_copy, tmp_path):
+def test_image_shape_that_disagrees_with_the_arrays(dataset_copy):
     _rewrite_manifest(dataset_copy, lambda m: m.update(image_shape=[64, 64]))
-    out = tmp_path / "eval"
-    result = gan_mri("evaluate", tmp_path / "no-model.keras", "--data", dataset_copy, "--out", out)
+    result = gan_mri("verify", dataset_copy)
     assert_one_line_error(result, f"{dataset_copy / 'manifest.json'}: image_shape: expected [32, 32], the slice "
                                   "shape of ", "test_a.npy", "train_b_mask.npy", "found [64, 64]")
-    assert not out.exists()
 
 
 def _flip_first_float(file: Path, value=np.nan) -> None:
@@ -274,25 +272,31 @@ def test_verify_reports_a_sound_dataset(prepared):
 
 
 def test_non_finite_loss_stops_training_without_a_model(dataset_copy, tmp_path):
-    file = dataset_copy / "train_a.npy"
-    array = np.load(file, mmap_mode="r+")
+    from gan_mri.config import get_preset
+    from gan_mri.training import NonFiniteLossError, train
+
+    array = np.load(dataset_copy / "train_a.npy", mmap_mode="r+")
     array[:] = np.nan
     array.flush()
+    dataset = PreparedDataset.open(dataset_copy, verify_checksums=False)  # the opt-out lets NaN through
+    config = get_preset("unit", image_shape=(32, 32), base_width=4, encoder_res_blocks=1, generator_res_blocks=1)
     run = tmp_path / "run"
-    result = gan_mri("train", "--preset", "unit", "--data", dataset_copy, "--out", run, "--epochs", 1,
-                     "--width", 4, "--batch-size", 8, "--eval-epochs", "none", "--no-verify-checksums")
-    assert_one_line_error(result, "training stopped: ", " is nan at epoch 1, step 1",
-                          "no model.keras was written for this run")
+    with pytest.raises(NonFiniteLossError, match=r"training stopped: \w+ is nan at epoch 1, step 1 .*"
+                                                 r"no model.keras was written for this run"):
+        train(config, dataset, run, epochs=1, batch_size=8, eval_epochs=(), verbose=0)
     assert not (run / "model.keras").exists() and not list(run.rglob("*.weights.h5"))
 
 
 # ------------------------------------------------------------------------------ OS errors
-def test_output_under_a_file(prepared, tmp_path):
+def test_missing_inputs_and_outputs_under_a_file(prepared, tmp_path):
     blocker = tmp_path / "afile"
     blocker.write_text("not a folder")
-    result = gan_mri("train", "--preset", "unit", "--data", prepared, "--out", blocker / "run", "--epochs", 1,
-                     "--no-verify-checksums")
-    assert_one_line_error(result, f"{blocker / 'run'}: cannot be created or read because {blocker} is a file, "
+    result = gan_mri("prepare", prepared.parent / "none", "--out", blocker / "data")
+    assert_one_line_error(result, f"{prepared.parent / 'none'}: source folder not found")
+    result = gan_mri("verify", blocker / "data")
+    assert_one_line_error(result, f"{blocker / 'data'}: prepared dataset folder not found")
+    result = gan_mri("simulate", "--subjects", 1, "--out", blocker / "sub" / "bids")
+    assert_one_line_error(result, f"{blocker / 'sub' / 'bids'}: cannot be created or read because {blocker} is a file, "
                                   f"not a folder")
     result = gan_mri("simulate", "--subjects", 1, "--out", blocker)
     assert_one_line_error(result, f"{blocker}: is a file, expected a folder")
