@@ -207,13 +207,14 @@ class UNITConfig(_ConfigIO):
         structure_weight: weight of the structure term of each translation against its own
             input (`gan_mri.losses.local_correlation_loss`); 0 (the lineage) leaves it out.
         g_learning_rate, d_learning_rate: Adam learning rates of the generator and
-            discriminator players.
+            discriminator players (lineage: 1e-4 each, too slow for short runs).
         beta_1, beta_2: Adam betas for both players.
         decay_start: fraction of the training steps after which both learning rates decay
-            linearly to 0 at the last step; 1.0 keeps them constant (the lineage).
+            linearly to 0 at the last step; 1.0 keeps them constant (the lineage). Default 0.5.
         latent_noise_std: stddev of the Gaussian noise added to the shared latent code
             while training (never at inference).
-        dropout: dropout rate at the end of each residual block while training.
+        dropout: dropout rate at the end of each residual block while training (lineage 0.5;
+            0 lets the shared code stop aligning the domains, see docs/training_recipe.md).
         precision: "auto" (mixed_float16 on a GPU, float32 otherwise), "float32" or
             "mixed_float16".
 
@@ -247,13 +248,13 @@ class UNITConfig(_ConfigIO):
     cycle_kl_weight: float = 0.1
     cycle_weight: float = 100.0
     structure_weight: float = 0.0
-    g_learning_rate: float = 1e-4
-    d_learning_rate: float = 1e-4
+    g_learning_rate: float = 1e-3
+    d_learning_rate: float = 1e-3
     beta_1: float = 0.5
     beta_2: float = 0.999
-    decay_start: float = 1.0
+    decay_start: float = 0.5
     latent_noise_std: float = 1.0
-    dropout: float = 0.5
+    dropout: float = 0.1
     precision: str = "auto"
 
     def __post_init__(self):

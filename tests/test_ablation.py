@@ -11,7 +11,7 @@ from PIL import Image
 
 from gan_mri import ablation, cli
 from gan_mri.ablation import PAPER_PRESETS, PAPER_SSIM, run_ablation
-from gan_mri.results import read_metrics_csv, ssim_table
+from gan_mri.results import BASELINE_ROW, read_metrics_csv, ssim_table
 from gan_mri.training import RunFolder
 
 PRESETS = ("unit", "sa-enc-cl-sn")
@@ -45,7 +45,10 @@ def test_table_7a_has_one_row_per_preset_beside_the_paper(finished):
     assert finished.trained == PRESETS and finished.skipped == () and finished.resumed == ()
     header, rows = read_csv(finished.out_dir / "table_7a.csv")
     assert header == TABLE_A_HEADER
-    assert [row[0] for row in rows] == list(PRESETS)
+    assert [row[0] for row in rows] == [*PRESETS, BASELINE_ROW]
+    *rows, baseline = rows
+    # The no-learning remap scored on the same test slices: a value per column, no paper value.
+    assert all(0.0 < float(value) <= 1.0 for value in baseline[1:5]) and baseline[5:] == ["", ""]
     for row in rows:
         ours = [float(value) for value in row[1:5]]
         assert all(-1.0 <= value <= 1.0 for value in ours), row
@@ -57,7 +60,7 @@ def test_table_7a_has_one_row_per_preset_beside_the_paper(finished):
 
     markdown = (finished.out_dir / "table_7a.md").read_text().splitlines()
     assert markdown[0] == "| " + " | ".join(TABLE_A_HEADER) + " |"
-    assert [line.split("|")[1].strip() for line in markdown[2:4]] == list(PRESETS)
+    assert [line.split("|")[1].strip() for line in markdown[2:5]] == [*PRESETS, BASELINE_ROW]
     assert markdown[3].split("|")[6:8] == [" 0.7443 ", " 0.6834 "]
     assert "after 2 epoch(s)" in markdown[-1] and "after 75 epochs on HCP" in markdown[-1]
 
@@ -70,7 +73,7 @@ def test_table_7b_has_one_row_per_evaluated_epoch(finished):
     assert np.all(np.isfinite(values)) and np.all(np.abs(values) <= 1.0)
     # Epoch 2 of Table 7(b) is Table 7(a)'s SSIM T1/T2.
     _, table_a = read_csv(finished.out_dir / "table_7a.csv")
-    np.testing.assert_allclose(values[1], [float(v) for row in table_a for v in row[1:3]])
+    np.testing.assert_allclose(values[1], [float(v) for row in table_a[:len(PRESETS)] for v in row[1:3]])
     markdown = (finished.out_dir / "table_7b.md").read_text().splitlines()
     assert markdown[0] == "| " + " | ".join(TABLE_B_HEADER) + " |" and len(markdown) == 4
     assert finished.table_b[0]["Epoch"] == 1 and set(finished.table_b[0]) == set(TABLE_B_HEADER)
@@ -132,7 +135,7 @@ def test_interrupted_preset_is_resumed(finished, tiny_dataset, tmp_path, monkeyp
     assert result.resumed == ("unit",) and result.trained == ()
     assert len(calls) == 1 and calls[0]["resume"] is True and calls[0]["epochs"] == 2
     assert (tmp_path / "unit" / "model.keras").is_file()
-    assert [row["Preset"] for row in result.table_a] == ["unit"]
+    assert [row["Preset"] for row in result.table_a] == ["unit", BASELINE_ROW]
     assert result.table_a[0]["SSIM T1"] == pytest.approx(finished.table_a[0]["SSIM T1"])
 
 

@@ -7,17 +7,41 @@ import pytest
 from gan_mri.config import PRESETS, UNITConfig, config_from_dict, get_preset, preset_names
 
 
-def test_defaults_are_the_lineage_values():
+def test_defaults_are_the_library_recipe():
     config = UNITConfig()
-    assert config.image_shape == (256, 256)
+    assert config.recipe == "default" and config.image_shape == (256, 256)
     assert (config.base_width, config.encoder_res_blocks, config.shared_res_blocks,
             config.generator_res_blocks) == (64, 3, 1, 3)
     assert (config.gan_weight, config.kl_weight, config.recon_weight,
             config.cycle_kl_weight, config.cycle_weight) == (10.0, 0.1, 100.0, 0.1, 100.0)
     assert (config.g_learning_rate, config.d_learning_rate, config.beta_1, config.beta_2) == (
-        1e-4, 1e-4, 0.5, 0.999)
-    assert (config.latent_noise_std, config.dropout, config.charbonnier_epsilon) == (1.0, 0.5, 1e-3)
+        1e-3, 1e-3, 0.5, 0.999)
+    assert (config.decay_start, config.latent_noise_std, config.dropout) == (0.5, 1.0, 0.1)
+    assert (config.gan_loss, config.conv_norm, config.upsample) == ("bce", "none", "transpose")
+    # 256x256 keeps the lineage's 64x64 code: two stride-2 convs.
+    assert config.downsampling is None and config.downsampling_steps == 2
     assert config.latent_shape == (64, 64, 256)
+
+
+@pytest.mark.parametrize("size, steps", [(32, 1), (64, 1), (128, 1), (256, 2), (512, 3)])
+def test_automatic_downsampling_keeps_a_64_pixel_code(size, steps):
+    config = UNITConfig(image_shape=(size, size), base_width=8)
+    assert config.downsampling_steps == steps
+    assert config.latent_shape == (size // 2**steps, size // 2**steps, 8 * 2**steps)
+
+
+def test_lineage_recipe_is_the_papers_setting():
+    config = get_preset("sa-enc-cl-sn", recipe="lineage", image_shape=(64, 64))
+    assert config.recipe == "lineage" and config.attention == "encoder"
+    assert (config.g_learning_rate, config.d_learning_rate, config.decay_start) == (1e-4, 1e-4, 1.0)
+    assert (config.dropout, config.latent_noise_std, config.downsampling) == (0.5, 1.0, 2)
+    assert config.latent_shape == (16, 16, 256)
+    # Overrides win over the recipe, and a recipe name is validated.
+    assert get_preset("unit", recipe="lineage", dropout=0.2).dropout == 0.2
+    with pytest.raises(ValueError, match=r"Unknown recipe 'fast'; valid recipes are \['default', 'lineage'\]"):
+        get_preset("unit", recipe="fast")
+    with pytest.raises(ValueError, match=r"UNITConfig.recipe must be one of \['default', 'lineage'\]"):
+        UNITConfig(recipe="fast")
 
 
 def test_the_eight_presets_of_the_paper():
@@ -39,14 +63,16 @@ def test_the_eight_presets_of_the_paper():
         assert config.name == name
         assert (config.channels, config.attention, config.recon_loss, config.spectral_norm) == (
             channels, attention, recon, sn)
-        # Everything a preset does not mention stays at the lineage default.
+        # Everything a preset does not mention stays at the recipe's default.
         assert config.recon_weight == 100.0 and config.base_width == 64
 
 
 def test_overrides_apply_and_are_validated():
     config = get_preset("sa-enc-cl-sn", image_shape=(32, 32), base_width=8)
     assert config.image_shape == (32, 32) and config.base_width == 8
-    assert config.latent_shape == (8, 8, 32)
+    assert config.latent_shape == (16, 16, 16)
+    assert get_preset("sa-enc-cl-sn", image_shape=(32, 32), base_width=8,
+                      downsampling=2).latent_shape == (8, 8, 32)
     with pytest.raises(ValueError, match="base_width must be an integer >= 1; found -8"):
         get_preset("unit", base_width=-8)
     with pytest.raises(ValueError, match=r"Unknown UNITConfig fields \['widht'\]"):
@@ -72,7 +98,9 @@ def test_unknown_preset_lists_valid_names():
         ("recon_loss", "l2", r"UNITConfig.recon_loss must be one of \['mae', 'charbonnier'\]"),
         ("precision", "bfloat16", r"UNITConfig.precision must be one of \['auto', 'float32', 'mixed_float16'\]"),
         ("spectral_norm", ("decoder",), r"spectral_norm must be a subset.*found \['decoder'\]"),
-        ("image_shape", (30, 32), r"image_shape must be \(height, width\), positive multiples of 4; found \(30, 32\)"),
+        ("image_shape", (254, 256), r"image_shape must be \(height, width\), positive multiples of 4 \(2 \*\* downsampling\); found \(254, 256\)"),
+        ("image_shape", (32, 0), r"image_shape must be \(height, width\), positive integers; found \(32, 0\)"),
+        ("downsampling", 0, "UNITConfig.downsampling must be None or an integer from 1 to 4; found 0"),
         ("base_width", 0, "base_width must be an integer >= 1; found 0"),
         ("shared_res_blocks", 0, "shared_res_blocks must be an integer >= 1; found 0"),
         ("dropout", 1.0, r"dropout must be in \[0, 1\); found 1.0"),

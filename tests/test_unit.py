@@ -23,10 +23,12 @@ def images(n, channels=1, seed=0):
 
 def expected_trainable(config):
     """Trainable variable count from the architecture: conv kernel+bias 2, residual block 6
-    (2 bias-free convs, 2 norms with scale and offset), attention 9 (4 convs, gamma)."""
+    (2 bias-free convs, 2 norms with scale and offset), attention 9 (4 convs, gamma). An encoder
+    has a 7x7 conv and one strided conv per downsampling step; a generator mirrors it."""
     attention = 9
-    enc = 3 * 2 + 6 * config.encoder_res_blocks + (attention if config.attention == "encoder" else 0)
-    gen = 6 * config.generator_res_blocks + 3 * 2 + (attention if config.attention == "generator" else 0)
+    convs = 1 + config.downsampling_steps
+    enc = convs * 2 + 6 * config.encoder_res_blocks + (attention if config.attention == "encoder" else 0)
+    gen = 6 * config.generator_res_blocks + convs * 2 + (attention if config.attention == "generator" else 0)
     shared = 2 * 6 * config.shared_res_blocks
     disc = 3 * 5 * 2
     return 2 * (enc + gen + disc) + shared
@@ -35,10 +37,11 @@ def expected_trainable(config):
 def expected_spectral_vectors(config):
     """One power-iteration vector u per spectrally normalized conv."""
     att = 4
+    convs = 1 + config.downsampling_steps
     counts = {
-        "encoder": 2 * (3 + 2 * config.encoder_res_blocks + (att if config.attention == "encoder" else 0))
+        "encoder": 2 * (convs + 2 * config.encoder_res_blocks + (att if config.attention == "encoder" else 0))
         + 2 * config.shared_res_blocks,
-        "generator": 2 * (2 * config.generator_res_blocks + 3 + (att if config.attention == "generator" else 0))
+        "generator": 2 * (2 * config.generator_res_blocks + convs + (att if config.attention == "generator" else 0))
         + 2 * config.shared_res_blocks,
         "discriminator": 2 * 3 * 5,
     }
@@ -133,7 +136,7 @@ def test_train_step_updates_both_players_then_save_load_and_checkpoint(tmp_path)
     model = tiny("sa-enc-cl-sn")
     model.compile()
     assert isinstance(model.g_optimizer, keras.optimizers.Adam)
-    assert float(model.g_optimizer.learning_rate) == pytest.approx(1e-4)
+    assert float(model.g_optimizer.learning_rate) == pytest.approx(1e-3)
     assert float(model.g_optimizer.beta_1) == 0.5
     x_a, x_b = images(2, seed=1), images(2, seed=2)
     d_before = [np.asarray(v) for v in model.discriminator_variables]
@@ -203,10 +206,8 @@ def test_mixed_float16_train_step_is_finite_on_cpu():
 
 def _fit(epochs, data):
     keras.utils.set_random_seed(0)
-    # A larger learning rate than the lineage's 1e-4, so a CPU test sees learning in seconds.
     # No residual blocks outside the shared parts: a smaller graph traces faster.
-    model = tiny("unit", encoder_res_blocks=0, generator_res_blocks=0, g_learning_rate=1e-3,
-                 d_learning_rate=1e-3)
+    model = tiny("unit", encoder_res_blocks=0, generator_res_blocks=0)
     model.compile()
     return model, model.fit(data, epochs=epochs, shuffle=False, verbose=0).history
 
