@@ -50,10 +50,12 @@ def test_training_writes_a_complete_run_folder(tiny_dataset, tmp_path):
     for name in ("g_loss", "d_loss", "gan_loss", "recon_loss", "cycle_loss", "kl_loss", "val_ssim_a2b"):
         assert name in rows[0]
     assert np.isfinite(float(rows[1]["g_loss"]))
-    # Evaluated at epoch 1 (asked) and epoch 2 (the last): the Table 7(b) rows.
+    # Evaluated at epoch 1 (asked) and epoch 2 (the last): the Table 7(b) rows, then the
+    # no-learning remap baseline on the same test slices.
     table = (run.metrics_dir / "ssim_table.md").read_text().splitlines()
     assert table[0].startswith("| Epoch | SSIM T1 | SSIM T2")
-    assert [line.split("|")[1].strip() for line in table[2:]] == ["1", "2"]
+    assert [line.split("|")[1].strip() for line in table[2:]] == ["1", "2", "remap baseline"]
+    assert all(0.0 < float(value) <= 1.0 for value in table[-1].split("|")[2:4])
     for figure in ("loss_curves.png", "ssim_curves.png", "translation_epoch_001.png"):
         assert (run.figures_dir / figure).stat().st_size > 1000
 
