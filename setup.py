@@ -32,7 +32,7 @@ setup(
         "scikit-image",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest", "pytest-xdist"]},
+    extras_require={"test": ["pytest", "pytest-xdist", "jax[cpu]"]},
     entry_points={"console_scripts": ["gan-mri=gan_mri.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
