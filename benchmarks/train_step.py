@@ -3,6 +3,7 @@
 Usage:
     python benchmarks/train_step.py --preset sa-enc-cl-sn --size 64 --batch 1 --width 64
     python benchmarks/train_step.py --preset cyclegan --size 64 --batch 1      # lineage width 32
+    python benchmarks/train_step.py --backend jax --preset unit --size 64 --batch 4 --width 64
 
 Prints one JSON object. FLOPs come from TensorFlow's graph profiler on the traced train step
 (forward and backward ops of both updates), `null` if the profiler cannot count them. The profiler
@@ -29,7 +30,9 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=10, help="timed steps")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps (the first traces)")
     parser.add_argument("--precision", default="auto", choices=["auto", "float32", "mixed_float16"])
-    parser.add_argument("--jit", action="store_true", help="compile the step with XLA")
+    parser.add_argument("--jit", action="store_true", help="compile the step with XLA (TensorFlow)")
+    parser.add_argument("--backend", default="tensorflow", choices=["tensorflow", "jax"],
+                        help="Keras backend (set before Keras is imported; JAX always compiles with XLA)")
     return parser.parse_args(argv)
 
 
@@ -46,8 +49,26 @@ def count_flops(concrete_function):
         return None
 
 
+def jax_step(model, x_a, x_b):
+    """(step, state): the JAX backend's stateless train step, jitted, and its initial state."""
+    import jax
+
+    state = tuple([v.value for v in variables] for variables in (
+        model.trainable_variables, model.non_trainable_variables, model.optimizer.variables,
+        model.metrics_variables))
+    jitted = jax.jit(model.train_step)
+
+    def step(state):
+        return jitted(state, (x_a, x_b))
+
+    return step, state
+
+
 def main(argv=None):
     args = parse_args(argv)
+    os.environ["KERAS_BACKEND"] = args.backend
+    if args.backend == "jax":
+        return main_jax(args)
     import numpy as np
     import tensorflow as tf
 
@@ -81,6 +102,7 @@ def main(argv=None):
 
     devices = [d.device_type for d in tf.config.list_physical_devices()]
     result = {
+        "backend": "tensorflow",
         "preset": args.preset,
         "image_size": args.size,
         "batch": args.batch,
@@ -98,6 +120,46 @@ def main(argv=None):
         # The profiler has no count for Einsum, which the attention's matmuls run as.
         "flops_note": "TF graph profiler, forward+backward of both updates; attention einsums not counted",
         "gflops_per_s": round(flops * args.steps / elapsed / 1e9, 1) if flops else None,
+        "losses": {k: round(float(v), 4) for k, v in logs.items()},
+    }
+    print(json.dumps(result, indent=2))
+
+
+def main_jax(args):
+    """The benchmark on the JAX backend (no FLOP count: TensorFlow's profiler needs a TF graph)."""
+    import jax
+    import numpy as np
+
+    from gan_mri.config import get_preset
+    from gan_mri.models import build_model
+
+    overrides = {} if args.width is None else {"base_width": args.width}
+    config = get_preset(args.preset, image_shape=(args.size, args.size), precision=args.precision, **overrides)
+    model = build_model(config)
+    model.compile()
+    rng = np.random.default_rng(0)
+    shape = (args.batch, args.size, args.size, config.channels)
+    x_a = rng.uniform(-1, 1, shape).astype(np.float32)
+    x_b = rng.uniform(-1, 1, shape).astype(np.float32)
+    step, state = jax_step(model, x_a, x_b)
+    start = time.perf_counter()
+    for _ in range(max(args.warmup, 1)):
+        logs, state = step(state)
+    float(logs["g_loss"])
+    warmup_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        logs, state = step(state)
+    float(logs["g_loss"])
+    elapsed = time.perf_counter() - start
+    result = {
+        "backend": "jax", "preset": args.preset, "image_size": args.size, "batch": args.batch,
+        "base_width": config.base_width, "precision": model.precision_policy,
+        "device": jax.devices()[0].platform.upper(),
+        "trainable_parameters": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
+        "warmup_s": round(warmup_s, 2), "timed_steps": args.steps,
+        "seconds_per_step": round(elapsed / args.steps, 4),
+        "images_per_s": round(args.batch * args.steps / elapsed, 3),
         "losses": {k: round(float(v), 4) for k, v in logs.items()},
     }
     print(json.dumps(result, indent=2))
