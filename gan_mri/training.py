@@ -343,7 +343,7 @@ def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume:
     keras.utils.set_random_seed(seed)
     model = build_model(config)
     total_steps = int(epochs) * dataset.steps_per_epoch(batch_size)
-    # Every family's compile takes total_steps: CycleGAN decays its learning rates over the run, UNIT ignores it.
+    # Every family's compile takes total_steps: both decay their learning rates over the planned run.
     model.compile(total_steps=total_steps if total_steps > 0 else None)
     initial_epoch = restore_checkpoint(model, run) if resume else 0
     if resume:

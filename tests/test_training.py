@@ -26,13 +26,21 @@ def tiny_config():
     return get_preset("sa-enc-cl-sn", image_shape=(32, 32), base_width=8)
 
 
-def load_checkpoint(run_dir):
-    """A compiled model holding the run's latest checkpoint (weights and optimizer state)."""
+def load_checkpoint(run_dir, dataset):
+    """A compiled model holding the run's latest checkpoint (weights and optimizer state),
+    compiled as `train` compiles it: the learning-rate schedule spans the run's planned steps."""
     run = RunFolder.open(run_dir)
+    info = json.loads(run.run_file.read_text())
     model = build_model(run.load_config())
-    model.compile()
+    model.compile(total_steps=info["epochs"] * dataset.steps_per_epoch(info["batch_size"]))
     model.load_weights(run.checkpoint_weights())
     return model
+
+
+class StopAfterTwoEpochs(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            self.model.stop_training = True
 
 
 def test_training_writes_a_complete_run_folder(tiny_dataset, tmp_path):
@@ -118,11 +126,13 @@ def test_sigkilled_training_resumes_to_the_uninterrupted_result(tiny_dataset, tm
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     run = RunFolder.open(tmp_path / "killed")
     assert run.epochs_done() == 2 and not run.model_file.exists()
-    interrupted_state = load_checkpoint(run.root)
+    interrupted_state = load_checkpoint(run.root, tiny_dataset)
 
-    # The uninterrupted run, stopped after the same two epochs, has the same weights and optimizer state.
-    train(tiny_config(), tiny_dataset, tmp_path / "two", epochs=2, batch_size=BATCH, seed=SEED, verbose=0)
-    reference_state = load_checkpoint(tmp_path / "two")
+    # The same run, stopped cleanly after the same two epochs (same planned length, so the same
+    # learning-rate schedule), has the same weights and optimizer state.
+    train(tiny_config(), tiny_dataset, tmp_path / "two", epochs=EPOCHS, batch_size=BATCH, seed=SEED, verbose=0,
+          callbacks=[StopAfterTwoEpochs()])
+    reference_state = load_checkpoint(tmp_path / "two", tiny_dataset)
     for optimizer in ("g_optimizer", "d_optimizer"):
         assert int(getattr(interrupted_state, optimizer).iterations) == 2 * tiny_dataset.steps_per_epoch(BATCH)
     for ours, theirs in zip(interrupted_state.weights + interrupted_state.g_optimizer.variables,
@@ -139,7 +149,7 @@ def test_sigkilled_training_resumes_to_the_uninterrupted_result(tiny_dataset, tm
 
     _, full = train(tiny_config(), tiny_dataset, tmp_path / "full", epochs=EPOCHS, batch_size=BATCH, seed=SEED,
                     verbose=0)
-    resumed_model, full_model = load_checkpoint(run.root), load_checkpoint(full.root)
+    resumed_model, full_model = load_checkpoint(run.root, tiny_dataset), load_checkpoint(full.root, tiny_dataset)
     assert int(resumed_model.d_optimizer.iterations) == EPOCHS * tiny_dataset.steps_per_epoch(BATCH)
     for ours, theirs in zip(resumed_model.weights, full_model.weights):
         np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-4, atol=1e-5, err_msg=ours.path)
