@@ -54,8 +54,12 @@ def test_table_7a_has_one_row_per_preset_beside_the_paper(finished):
         assert all(-1.0 <= value <= 1.0 for value in ours), row
         assert (float(row[5]), float(row[6])) == PAPER_SSIM[row[0]]
         # The final-epoch values are those the preset's own run folder recorded.
-        final = ssim_table(read_metrics_csv(finished.runs[row[0]] / "metrics" / "metrics.csv"))[-1]
-        assert final["Epoch"] == 2
+        *epochs, remap = ssim_table(read_metrics_csv(finished.runs[row[0]] / "metrics" / "metrics.csv"))
+        final = epochs[-1]
+        assert final["Epoch"] == 2 and remap["Epoch"] == BASELINE_ROW
+        # Table 7(a)'s baseline row is the baseline every run scored on the same test slices.
+        np.testing.assert_allclose([float(v) for v in baseline[1:5]], [remap[t] for t in TABLE_A_HEADER[1:5]],
+                                   atol=1e-6)
         np.testing.assert_allclose(ours, [final[t] for t in TABLE_A_HEADER[1:5]], atol=1e-6)
 
     markdown = (finished.out_dir / "table_7a.md").read_text().splitlines()
