@@ -17,6 +17,8 @@ import json
 import os
 import time
 
+import numpy as np
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -64,14 +66,8 @@ def jax_step(model, x_a, x_b):
     return step, state
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    os.environ["KERAS_BACKEND"] = args.backend
-    if args.backend == "jax":
-        return main_jax(args)
-    import numpy as np
-    import tensorflow as tf
-
+def build_and_batch(args):
+    """The compiled model of the benchmark and one random batch per domain (numpy, float32)."""
     from gan_mri.config import get_preset
     from gan_mri.models import build_model
 
@@ -81,8 +77,18 @@ def main(argv=None):
     model.compile()
     rng = np.random.default_rng(0)
     shape = (args.batch, args.size, args.size, config.channels)
-    x_a = tf.constant(rng.uniform(-1, 1, shape).astype(np.float32))
-    x_b = tf.constant(rng.uniform(-1, 1, shape).astype(np.float32))
+    return config, model, tuple(rng.uniform(-1, 1, shape).astype(np.float32) for _ in range(2))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.environ["KERAS_BACKEND"] = args.backend
+    if args.backend == "jax":
+        return main_jax(args)
+    import tensorflow as tf
+
+    config, model, (x_a, x_b) = build_and_batch(args)
+    x_a, x_b = tf.constant(x_a), tf.constant(x_b)
     step = tf.function(lambda a, b: model.train_step((a, b)), jit_compile=args.jit)
 
     start = time.perf_counter()
@@ -128,19 +134,8 @@ def main(argv=None):
 def main_jax(args):
     """The benchmark on the JAX backend (no FLOP count: TensorFlow's profiler needs a TF graph)."""
     import jax
-    import numpy as np
 
-    from gan_mri.config import get_preset
-    from gan_mri.models import build_model
-
-    overrides = {} if args.width is None else {"base_width": args.width}
-    config = get_preset(args.preset, image_shape=(args.size, args.size), precision=args.precision, **overrides)
-    model = build_model(config)
-    model.compile()
-    rng = np.random.default_rng(0)
-    shape = (args.batch, args.size, args.size, config.channels)
-    x_a = rng.uniform(-1, 1, shape).astype(np.float32)
-    x_b = rng.uniform(-1, 1, shape).astype(np.float32)
+    config, model, (x_a, x_b) = build_and_batch(args)
     step, state = jax_step(model, x_a, x_b)
     start = time.perf_counter()
     for _ in range(max(args.warmup, 1)):
