@@ -26,32 +26,31 @@ NORMS = ("instance", "layer", "batch")
 CONV_NORMS = ("none", "instance", "layer")
 UPSAMPLING = ("transpose", "nearest")
 GAN_LOSSES = ("bce", "lsgan")
+"""Adversarial criteria; `gan_mri.losses.GAN_CRITERIA` maps each name to its per-scale term."""
 ATTENTION_PLACEMENTS = ("none", "encoder", "generator")
 SPECTRAL_NORM_SCOPES = ("encoder", "generator", "discriminator")
 RECON_LOSSES = ("mae", "charbonnier")
-PRECISIONS = ("auto", "float32", "mixed_float16")
+"""Reconstruction penalties; `gan_mri.losses.reconstruction_loss` maps each name to its function."""
 CHANNELS = (1, 3)
-# The encoder halves the resolution twice; the generator doubles it twice.
+# CycleGAN's generator halves the resolution twice, then doubles it twice.
 SPATIAL_MULTIPLE = 4
-
-_ALL_SN = ("encoder", "generator", "discriminator")
 
 PRESETS: dict[str, dict[str, Any]] = {
     "unit-rgb": {"channels": 3},
     "unit": {},
     "unit-cl": {"recon_loss": "charbonnier"},
-    "unit-sn": {"spectral_norm": _ALL_SN},
+    "unit-sn": {"spectral_norm": SPECTRAL_NORM_SCOPES},
     "sa-gen": {"attention": "generator"},
     "sa-gen-cl": {"attention": "generator", "recon_loss": "charbonnier"},
     "sa-gen-cl-sn": {
         "attention": "generator",
         "recon_loss": "charbonnier",
-        "spectral_norm": _ALL_SN,
+        "spectral_norm": SPECTRAL_NORM_SCOPES,
     },
     "sa-enc-cl-sn": {
         "attention": "encoder",
         "recon_loss": "charbonnier",
-        "spectral_norm": _ALL_SN,
+        "spectral_norm": SPECTRAL_NORM_SCOPES,
     },
 }
 """Preset name -> what defines the variant (attention placement, spectral-norm scopes,
@@ -89,26 +88,147 @@ def preset_names() -> tuple[str, ...]:
     return tuple(PRESETS)
 
 
-def _choice(field: str, value: Any, allowed: tuple) -> None:
-    if value not in allowed:
-        raise ValueError(
-            f"UNITConfig.{field} must be one of {list(allowed)}; found {value!r}"
-        )
+def _precisions() -> tuple[str, ...]:
+    """`gan_mri.precision.PRECISIONS`, the one list of precision settings.
+
+    Imported when a config is first validated, not when this module is: precision.py imports Keras
+    (and with it TensorFlow, seconds) at module level, and this module stays stdlib-only so that
+    `gan-mri --help` answers at once.
+    """
+    from gan_mri.precision import PRECISIONS
+
+    return PRECISIONS
 
 
-def _positive(field: str, value: Any, allow_zero: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = ok and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"UNITConfig.{field} must be a number {bound}; found {value!r}")
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class _Rule:
+    """One check of a config field: `accepts(value)` and the `expected` text of its error message.
+
+    The error reads "<Class>.<field> must be <expected>; found <value>", the same sentence for every
+    field of every config class.
+    """
+
+    def __init__(self, accepts, expected: str):
+        self.accepts = accepts
+        self._expected = expected
+
+    @property
+    def expected(self) -> str:
+        return self._expected
+
+    def found(self, value: Any) -> str:
+        return repr(value)
+
+
+class _OneOf(_Rule):
+    """A value from a fixed enumeration (a tuple, or a function returning one when the
+    enumeration lives in a module this one must not import at load time). Types must match too,
+    so neither True nor 1.0 passes for 1."""
+
+    def __init__(self, allowed):
+        self._allowed = allowed
+        super().__init__(self._accepts, "")
+
+    @property
+    def allowed(self) -> tuple:
+        return self._allowed() if callable(self._allowed) else self._allowed
+
+    def _accepts(self, value: Any) -> bool:
+        return any(type(value) is type(choice) and value == choice for choice in self.allowed)
+
+    @property
+    def expected(self) -> str:
+        return f"one of {list(self.allowed)}"
+
+
+class _SubsetOf(_OneOf):
+    """A tuple of distinct values from an enumeration (e.g. the spectral-norm scopes)."""
+
+    def _accepts(self, value: Any) -> bool:
+        return (isinstance(value, tuple) and len(set(value)) == len(value)
+                and all(super(_SubsetOf, self)._accepts(item) for item in value))
+
+    @property
+    def expected(self) -> str:
+        return f"a subset (no repeats) of {list(self.allowed)}"
+
+    def found(self, value: Any) -> str:
+        return repr(list(value) if isinstance(value, tuple) else value)
+
+
+def _exactly(name: str) -> _Rule:
+    return _Rule(lambda value: value == name, repr(name))
+
+
+def _integer(low: int, high: int | None = None) -> _Rule:
+    if high is None:
+        return _Rule(lambda value: _is_int(value) and value >= low, f"an integer >= {low}")
+    return _Rule(lambda value: _is_int(value) and low <= value <= high, f"an integer from {low} to {high}")
+
+
+_NON_NEGATIVE = _Rule(lambda value: _is_number(value) and value >= 0, "a number >= 0")
+_POSITIVE = _Rule(lambda value: _is_number(value) and value > 0, "a number > 0")
+_BELOW_ONE = _Rule(lambda value: _is_number(value) and 0 <= value < 1, "in [0, 1)")
+_FRACTION = _Rule(lambda value: _is_number(value) and 0 <= value <= 1, "a fraction in [0, 1]")
+_NAME = _Rule(lambda value: isinstance(value, str) and value != "", "a non-empty string")
+_DOWNSAMPLING = _Rule(lambda value: value is None or (_is_int(value) and 1 <= value <= 4),
+                      "None or an integer from 1 to 4")
+
+_SHARED_RULES: dict[str, _Rule] = {
+    "channels": _OneOf(CHANNELS),
+    "base_width": _integer(1),
+    "norm": _OneOf(NORMS),
+    "gan_weight": _NON_NEGATIVE,
+    "cycle_weight": _NON_NEGATIVE,
+    "g_learning_rate": _POSITIVE,
+    "d_learning_rate": _POSITIVE,
+    "beta_1": _BELOW_ONE,
+    "beta_2": _BELOW_ONE,
+    "decay_start": _FRACTION,
+    "precision": _OneOf(_precisions),
+}
+"""Rules of the fields both model families have, with the same meaning."""
+
+
+def _image_shape_rules(multiple, reason: str = ""):
+    """The two rules of `image_shape`: (height, width) positive integers, then multiples of
+    ``multiple`` (a function of the config, asked only once the first rule has passed)."""
+    yield _Rule(lambda shape: isinstance(shape, tuple) and len(shape) == 2
+                and all(_is_int(side) and side > 0 for side in shape), "(height, width), positive integers")
+    factor = multiple()
+    yield _Rule(lambda shape: all(side % factor == 0 for side in shape),
+                f"(height, width), positive multiples of {factor}{f' ({reason})' if reason else ''}")
 
 
 class _ConfigIO:
-    """Copy, dict and JSON round trip of a config dataclass; `_display_name` names the family
-    in error messages (e.g. "UNIT config file not found: ...")."""
+    """Validation, copy, dict and JSON round trip of a config dataclass; `_display_name` names
+    the family in error messages (e.g. "UNIT config file not found: ...")."""
 
     _display_name = "model"
+
+    def _rules(self):
+        """Yields (field, rule) pairs covering every field, in checking order; a rule may rely on
+        the fields checked before it (the generator runs only as far as validation gets)."""
+        raise NotImplementedError
+
+    def validate(self) -> None:
+        """Checks every field against its rule, in order, and stops at the first invalid one.
+
+        Raises:
+            ValueError: "<Class>.<field> must be <what is allowed>; found <value>".
+        """
+        for field, rule in self._rules():
+            value = getattr(self, field)
+            if not rule.accepts(value):
+                raise ValueError(
+                    f"{type(self).__name__}.{field} must be {rule.expected}; found {rule.found(value)}")
 
     def replace(self, **changes):
         """Returns a validated copy with some fields changed."""
@@ -219,7 +339,8 @@ class UNITConfig(_ConfigIO):
             "mixed_float16".
 
     Raises:
-        ValueError: on any invalid field (in `__post_init__`, via `validate`).
+        ValueError: on any invalid field (in `__post_init__`, via `validate`), naming the class
+            and the field: "UNITConfig.dropout must be in [0, 1); found 1.0".
     """
 
     _display_name = "UNIT"  # in error messages; not a field (no annotation)
@@ -267,67 +388,27 @@ class UNITConfig(_ConfigIO):
             self.spectral_norm = (self.spectral_norm,)
         self.validate()
 
-    def validate(self) -> None:
-        """Checks every field.
-
-        Raises:
-            ValueError: naming the field, the allowed values and the value found.
-        """
-        if self.model != "unit":
-            raise ValueError(f"UNITConfig.model must be 'unit'; found {self.model!r}")
-        shape = self.image_shape
-        steps = self.downsampling
-        if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= 4):
-            raise ValueError(f"UNITConfig.downsampling must be None or an integer from 1 to 4; found {steps!r}")
-        if not (isinstance(shape, tuple) and len(shape) == 2 and all(isinstance(s, int) and s > 0 for s in shape)):
-            raise ValueError(f"UNITConfig.image_shape must be (height, width), positive integers; found {shape!r}")
-        multiple = 2**self.downsampling_steps
-        if any(s % multiple for s in shape):
-            raise ValueError(
-                "UNITConfig.image_shape must be (height, width), positive multiples of "
-                f"{multiple} (2 ** downsampling); found {shape!r}"
-            )
-        _choice("channels", self.channels, CHANNELS)
-        for field in ("base_width", "encoder_res_blocks", "generator_res_blocks"):
-            value = getattr(self, field)
-            if not isinstance(value, int) or isinstance(value, bool) or value < (1 if field == "base_width" else 0):
-                low = 1 if field == "base_width" else 0
-                raise ValueError(
-                    f"UNITConfig.{field} must be an integer >= {low}; found {value!r}"
-                )
-        if not isinstance(self.shared_res_blocks, int) or self.shared_res_blocks < 1:
-            raise ValueError(
-                "UNITConfig.shared_res_blocks must be an integer >= 1; "
-                f"found {self.shared_res_blocks!r}"
-            )
-        _choice("recipe", self.recipe, tuple(RECIPES))
-        _choice("norm", self.norm, NORMS)
-        _choice("conv_norm", self.conv_norm, CONV_NORMS)
-        _choice("upsample", self.upsample, UPSAMPLING)
-        _choice("gan_loss", self.gan_loss, GAN_LOSSES)
-        _choice("attention", self.attention, ATTENTION_PLACEMENTS)
-        unknown = [s for s in self.spectral_norm if s not in SPECTRAL_NORM_SCOPES]
-        if unknown or len(set(self.spectral_norm)) != len(self.spectral_norm):
-            raise ValueError(
-                "UNITConfig.spectral_norm must be a subset (no repeats) of "
-                f"{list(SPECTRAL_NORM_SCOPES)}; found {list(self.spectral_norm)!r}"
-            )
-        _choice("recon_loss", self.recon_loss, RECON_LOSSES)
-        _positive("charbonnier_epsilon", self.charbonnier_epsilon)
-        for field in ("gan_weight", "kl_weight", "recon_weight", "cycle_kl_weight",
-                      "cycle_weight", "structure_weight", "latent_noise_std"):
-            _positive(field, getattr(self, field), allow_zero=True)
-        for field in ("g_learning_rate", "d_learning_rate"):
-            _positive(field, getattr(self, field))
-        for field in ("beta_1", "beta_2", "dropout"):
-            value = getattr(self, field)
-            _positive(field, value, allow_zero=True)
-            if value >= 1:
-                raise ValueError(f"UNITConfig.{field} must be in [0, 1); found {value!r}")
-        _choice("precision", self.precision, PRECISIONS)
-        _positive("decay_start", self.decay_start, allow_zero=True)
-        if self.decay_start > 1:
-            raise ValueError(f"UNITConfig.decay_start must be a fraction in [0, 1]; found {self.decay_start!r}")
+    def _rules(self):
+        yield "model", _exactly("unit")
+        yield "name", _NAME
+        yield "recipe", _OneOf(tuple(RECIPES))
+        yield "downsampling", _DOWNSAMPLING
+        for rule in _image_shape_rules(lambda: 2**self.downsampling_steps, "2 ** downsampling"):
+            yield "image_shape", rule
+        yield from _SHARED_RULES.items()
+        yield "encoder_res_blocks", _integer(0)
+        yield "shared_res_blocks", _integer(1)
+        yield "generator_res_blocks", _integer(0)
+        yield "conv_norm", _OneOf(CONV_NORMS)
+        yield "upsample", _OneOf(UPSAMPLING)
+        yield "attention", _OneOf(ATTENTION_PLACEMENTS)
+        yield "spectral_norm", _SubsetOf(SPECTRAL_NORM_SCOPES)
+        yield "recon_loss", _OneOf(RECON_LOSSES)
+        yield "charbonnier_epsilon", _POSITIVE
+        yield "gan_loss", _OneOf(GAN_LOSSES)
+        for weight in ("kl_weight", "recon_weight", "cycle_kl_weight", "structure_weight", "latent_noise_std"):
+            yield weight, _NON_NEGATIVE
+        yield "dropout", _BELOW_ONE
 
     @property
     def downsampling_steps(self) -> int:
@@ -408,44 +489,16 @@ class CycleGANConfig(_ConfigIO):
             self.image_shape = tuple(self.image_shape)
         self.validate()
 
-    def validate(self) -> None:
-        """Checks every field.
-
-        Raises:
-            ValueError: naming the field, the allowed values and the value found.
-        """
-        def fail(field, expected):
-            raise ValueError(f"CycleGANConfig.{field} must be {expected}; found {getattr(self, field)!r}")
-
-        def is_int(value, low):
-            return isinstance(value, int) and not isinstance(value, bool) and value >= low
-
-        def is_number(value, low, high=float("inf")):
-            return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
-
-        if self.model != "cyclegan":
-            fail("model", "'cyclegan'")
-        shape = self.image_shape
-        if not (isinstance(shape, tuple) and len(shape) == 2
-                and all(is_int(s, 1) and s % SPATIAL_MULTIPLE == 0 for s in shape)):
-            fail("image_shape", f"(height, width), positive multiples of {SPATIAL_MULTIPLE}")
-        for field, allowed in (("channels", CHANNELS), ("norm", NORMS), ("precision", PRECISIONS)):
-            if getattr(self, field) not in allowed:
-                fail(field, f"one of {list(allowed)}")
-        for field, low in (("base_width", 1), ("res_blocks", 0), ("discriminator_scales", 1), ("pool_size", 0)):
-            if not is_int(getattr(self, field), low):
-                fail(field, f"an integer >= {low}")
-        for field in ("gan_weight", "cycle_weight", "identity_weight"):
-            if not is_number(getattr(self, field), 0):
-                fail(field, "a number >= 0")
-        for field in ("g_learning_rate", "d_learning_rate"):
-            if not is_number(getattr(self, field), 0) or getattr(self, field) == 0:
-                fail(field, "a number > 0")
-        for field in ("beta_1", "beta_2"):
-            if not is_number(getattr(self, field), 0) or getattr(self, field) >= 1:
-                fail(field, "in [0, 1)")
-        if not is_number(self.decay_start, 0, 1):
-            fail("decay_start", "a fraction in [0, 1]")
+    def _rules(self):
+        yield "model", _exactly("cyclegan")
+        yield "name", _NAME
+        for rule in _image_shape_rules(lambda: SPATIAL_MULTIPLE):
+            yield "image_shape", rule
+        yield from _SHARED_RULES.items()
+        yield "res_blocks", _integer(0)
+        yield "discriminator_scales", _integer(1)
+        yield "identity_weight", _NON_NEGATIVE
+        yield "pool_size", _integer(0)
 
     @property
     def discriminator_width(self) -> int:

@@ -10,6 +10,8 @@ from typing import Sequence
 
 from keras import ops
 
+from gan_mri.config import GAN_LOSSES, RECON_LOSSES
+
 
 def _f32(x):
     return ops.cast(x, "float32")
@@ -110,17 +112,16 @@ def reconstruction_loss(kind: str, epsilon: float = 1e-3):
     """Returns the reconstruction penalty `f(y_true, y_pred)` named by a config.
 
     Args:
-        kind: "mae" or "charbonnier".
+        kind: a name of `gan_mri.config.RECON_LOSSES`: "mae" or "charbonnier".
         epsilon: Charbonnier epsilon (ignored for "mae").
 
     Raises:
         ValueError: for any other kind.
     """
-    if kind == "mae":
-        return mae
-    if kind == "charbonnier":
-        return lambda y_true, y_pred: charbonnier(y_true, y_pred, epsilon)
-    raise ValueError(f"recon_loss must be one of ['mae', 'charbonnier']; found {kind!r}")
+    penalties = {"mae": mae, "charbonnier": lambda y_true, y_pred: charbonnier(y_true, y_pred, epsilon)}
+    if kind not in RECON_LOSSES:
+        raise ValueError(f"recon_loss must be one of {list(RECON_LOSSES)}; found {kind!r}")
+    return penalties[kind]
 
 
 def least_squares(scores, target: float):
@@ -137,17 +138,24 @@ def least_squares(scores, target: float):
 
 
 GAN_CRITERIA = {"bce": bce_from_logits, "lsgan": least_squares}
-"""Adversarial criterion name -> per-scale term f(outputs, target): binary cross-entropy on logits
-(the GAN-MRI lineage) or least squares (LSGAN; UNIT's and CycleGAN's official code)."""
+"""Adversarial criterion name (`gan_mri.config.GAN_LOSSES`) -> per-scale term f(outputs, target):
+binary cross-entropy on logits (the GAN-MRI lineage) or least squares (LSGAN; UNIT's and CycleGAN's
+official code)."""
 
 DECISION_THRESHOLDS = {"bce": 0.0, "lsgan": 0.5}
 """Criterion -> the discriminator output at which "real" and "fake" are equally likely: logit 0
 for BCE, the midpoint of the targets 0 and 1 for least squares."""
 
 
+if set(GAN_CRITERIA) != set(GAN_LOSSES) or set(DECISION_THRESHOLDS) != set(GAN_LOSSES):
+    # The names are config.GAN_LOSSES; a criterion added there needs its term and threshold here.
+    raise ImportError(f"gan_mri.losses covers the criteria {sorted(GAN_CRITERIA)}, config.GAN_LOSSES "
+                      f"names {sorted(GAN_LOSSES)}")
+
+
 def _criterion(name: str):
-    if name not in GAN_CRITERIA:
-        raise ValueError(f"gan criterion must be one of {list(GAN_CRITERIA)}; found {name!r}")
+    if name not in GAN_LOSSES:
+        raise ValueError(f"gan criterion must be one of {list(GAN_LOSSES)}; found {name!r}")
     return GAN_CRITERIA[name]
 
 

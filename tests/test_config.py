@@ -140,3 +140,107 @@ def test_presets_are_plain_data():
     # Presets must be JSON-serializable data, not code.
     assert json.loads(json.dumps(PRESETS))["unit-sn"]["spectral_norm"] == [
         "encoder", "generator", "discriminator"]
+
+
+# ------------------------------------------------------------ one validator set, one source per enumeration
+from gan_mri import config as config_module  # noqa: E402
+from gan_mri.config import CycleGANConfig  # noqa: E402
+
+
+@pytest.mark.parametrize("cls", [UNITConfig, CycleGANConfig])
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("channels", 2, r"one of \[1, 3\]; found 2"),
+        ("channels", True, r"one of \[1, 3\]; found True"),  # a bool is not the integer 1
+        ("channels", 1.0, r"one of \[1, 3\]; found 1.0"),
+        ("base_width", 0, "an integer >= 1; found 0"),
+        ("base_width", 8.0, "an integer >= 1; found 8.0"),
+        ("norm", "group", r"one of \['instance', 'layer', 'batch'\]; found 'group'"),
+        ("gan_weight", -1.0, "a number >= 0; found -1.0"),
+        ("cycle_weight", "10", "a number >= 0; found '10'"),
+        ("d_learning_rate", 0, "a number > 0; found 0"),
+        ("beta_2", 1.0, r"in \[0, 1\); found 1.0"),
+        ("decay_start", -0.1, r"a fraction in \[0, 1\]; found -0.1"),
+        ("precision", "bfloat16", r"one of \['auto', 'float32', 'mixed_float16'\]; found 'bfloat16'"),
+        ("name", "", "a non-empty string; found ''"),
+        ("image_shape", (32, 0), r"\(height, width\), positive integers; found \(32, 0\)"),
+        ("image_shape", (30, 33), r"\(height, width\), positive multiples of (2|4)\b.*; found \(30, 33\)"),
+    ],
+)
+def test_both_families_share_one_validator_and_name_their_class(cls, field, value, expected):
+    with pytest.raises(ValueError) as raised:
+        cls(**{field: value})
+    message = str(raised.value)
+    assert message.startswith(f"{cls.__name__}.{field} must be "), message
+    assert raised.match(expected)
+
+
+@pytest.mark.parametrize("cls", [UNITConfig, CycleGANConfig])
+def test_every_field_of_both_families_has_a_rule(cls):
+    # Validation stops at the first failure; a valid config runs every rule.
+    checked = [field for field, _ in cls()._rules()]
+    assert set(checked) == {f.name for f in config_module.dataclasses.fields(cls)}
+    assert cls().validate() is None
+
+
+def test_family_field_must_name_its_family():
+    with pytest.raises(ValueError, match="^UNITConfig.model must be 'unit'; found 'cyclegan'$"):
+        UNITConfig(model="cyclegan")
+    with pytest.raises(ValueError, match="^CycleGANConfig.model must be 'cyclegan'; found 'unit'$"):
+        CycleGANConfig(model="unit")
+
+
+def test_spectral_norm_scopes_are_a_subset_without_repeats():
+    with pytest.raises(ValueError, match=r"must be a subset \(no repeats\) of \['encoder', 'generator', "
+                                         r"'discriminator'\]; found \['encoder', 'encoder'\]"):
+        UNITConfig(spectral_norm=["encoder", "encoder"])
+    assert UNITConfig(spectral_norm="generator").spectral_norm == ("generator",)
+    assert PRESETS["unit-sn"]["spectral_norm"] is config_module.SPECTRAL_NORM_SCOPES
+
+
+def test_precisions_come_from_the_precision_module():
+    from gan_mri import precision
+
+    assert config_module._precisions() is precision.PRECISIONS
+    with pytest.raises(ValueError) as raised:
+        CycleGANConfig(precision="fp8")
+    assert str(raised.value) == f"CycleGANConfig.precision must be one of {list(precision.PRECISIONS)}; found 'fp8'"
+
+
+def _constant_tuples(path):
+    """(line, values) of every tuple literal of constants in a Python file."""
+    import ast
+
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Tuple) and node.elts and all(isinstance(e, ast.Constant) for e in node.elts):
+            yield node.lineno, tuple(e.value for e in node.elts)
+
+
+ENUMERATIONS = {
+    "NORMS": "gan_mri/config.py", "CONV_NORMS": "gan_mri/config.py", "GAN_LOSSES": "gan_mri/config.py",
+    "ATTENTION_PLACEMENTS": "gan_mri/config.py", "SPECTRAL_NORM_SCOPES": "gan_mri/config.py",
+    "RECON_LOSSES": "gan_mri/config.py", "PRECISIONS": "gan_mri/precision.py",
+}
+"""Enumeration -> the one file that spells it out (CHANNELS, (1, 3), is left out: the same two
+numbers are axis pairs elsewhere)."""
+
+
+@pytest.mark.parametrize("name", [
+    *ENUMERATIONS,
+    pytest.param("UPSAMPLING", marks=pytest.mark.xfail(
+        strict=True, reason="gan_mri/networks.py repeats UPSAMPLING (another session's file; asked to import it)")),
+])
+def test_each_enumeration_is_written_once_in_the_package(name):
+    from pathlib import Path
+
+    import gan_mri
+
+    root = Path(gan_mri.__file__).parent
+    if name == "PRECISIONS":
+        from gan_mri.precision import PRECISIONS as values
+    else:
+        values = getattr(config_module, name)
+    places = [f"{path.relative_to(root.parent)}:{line}" for path in sorted(root.rglob("*.py"))
+              for line, found in _constant_tuples(path) if found == values]
+    assert len(places) == 1 and places[0].startswith(ENUMERATIONS.get(name, "gan_mri/config.py") + ":"), places

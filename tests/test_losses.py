@@ -117,3 +117,32 @@ def test_local_correlation_loss_matches_numpy_and_ignores_contrast_inversion(rng
     # A blurred copy loses edges and costs more than the inverted one.
     blurred = (x + np.roll(x, 1, axis=1) + np.roll(x, 1, axis=2)) / 3
     assert float(losses.local_correlation_loss(x, blurred, window=5, epsilon=1e-6)) > 0.05
+
+
+def test_criteria_and_penalties_are_the_configs_names():
+    from gan_mri.config import GAN_LOSSES, RECON_LOSSES
+
+    assert tuple(losses.GAN_CRITERIA) == GAN_LOSSES and tuple(losses.DECISION_THRESHOLDS) == GAN_LOSSES
+    for kind in RECON_LOSSES:
+        assert callable(losses.reconstruction_loss(kind))
+    with pytest.raises(ValueError, match=rf"recon_loss must be one of {list(RECON_LOSSES)!r}".replace("[", r"\[")
+                       .replace("]", r"\]")):
+        losses.reconstruction_loss("huber")
+
+
+@pytest.mark.parametrize("criterion, term", [
+    ("bce", lambda x, t: _np_bce(x, t)),
+    ("lsgan", lambda x, t: np.mean((x.astype(np.float64) - t) ** 2)),
+])
+def test_one_adversarial_loss_for_a_tensor_a_list_and_a_tuple(rng, criterion, term):
+    maps = [rng.normal(size=(2, s, s, 1)).astype(np.float32) for s in (8, 4)]
+    single = float(losses.adversarial_loss(maps[0], 1.0, criterion))
+    assert single == pytest.approx(term(maps[0], 1.0), rel=1e-5)
+    # A list and a tuple of per-scale maps give the same sum; one map in a list equals the bare map.
+    as_list = float(losses.adversarial_loss(maps, 0.0, criterion))
+    assert as_list == pytest.approx(term(maps[0], 0.0) + term(maps[1], 0.0), rel=1e-5)
+    assert float(losses.adversarial_loss(tuple(maps), 0.0, criterion)) == pytest.approx(as_list, rel=1e-6)
+    assert float(losses.adversarial_loss([maps[0]], 1.0, criterion)) == pytest.approx(single, rel=1e-6)
+    # The old per-criterion names are the same terms.
+    old = losses.bce_from_logits if criterion == "bce" else losses.least_squares
+    assert float(old(maps[0], 1.0)) == pytest.approx(single, rel=1e-6)
