@@ -106,7 +106,8 @@ def cmd_train(args) -> None:
     eval_epochs = args.eval_epochs if args.eval_epochs is not None else [args.epochs]
     _, run = train(config, dataset, args.out, epochs=args.epochs, batch_size=args.batch_size,
                    resume=args.resume, overwrite=args.overwrite, eval_epochs=eval_epochs,
-                   max_eval_batches=args.max_eval_batches, seed=args.seed, flip=args.flip)
+                   max_eval_batches=args.max_eval_batches, seed=args.seed, flip=args.flip,
+                   distribute=args.distribute)
     print(f"run written to {run.root}")
 
 
@@ -281,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("--distribute", choices=("none", "mirrored", "multi-worker"), default="none",
+                   help="data-parallel training: mirrored = every GPU of this machine, multi-worker = several "
+                        "machines (TF_CONFIG); --batch-size is the global batch (docs/distributed.md)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="SSIM/PSNR/MAE/Dice of a model on a dataset's test split, with figures")

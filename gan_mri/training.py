@@ -26,14 +26,18 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from gan_mri import __version__
+from gan_mri import __version__, plots
+from gan_mri.baseline import IntensityRemap
 from gan_mri.config import config_from_dict
+from gan_mri.data.dataset import PreparedDataset
+from gan_mri.evaluation import EvaluationCallback
 from gan_mri.models import build_model
 
 logger = logging.getLogger(__name__)
@@ -134,13 +138,13 @@ def _write_json_atomic(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
-def _seed_generators(model: keras.Model) -> list:
-    """Every random-seed generator state of the model's layers (noise, dropout)."""
-    states = []
-    for layer in model._flatten_layers(include_self=False):
-        for generator in getattr(layer, "_seed_generators", []):
-            states.append(generator.state)
-    return states
+def random_states(model: keras.Model) -> list:
+    """The state variables of every random-seed generator in the model (noise, dropout, pools).
+
+    `model.variables` lists the weights and, after them, the seed generators' states;
+    `model.weights` lists only the weights, so the difference is the random state."""
+    weights = {id(variable) for variable in model.weights}
+    return [variable for variable in model.variables if id(variable) not in weights]
 
 
 def _model_optimizers(model: keras.Model) -> list:
@@ -199,7 +203,7 @@ def save_checkpoint(model: keras.Model, checkpoint_dir: Path, epochs_done: int) 
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     weights = f"epoch-{epochs_done:04d}.weights.h5"
     model.save_weights(checkpoint_dir / weights)
-    rng = [keras.ops.convert_to_numpy(s).tolist() for s in _seed_generators(model)]
+    rng = [keras.ops.convert_to_numpy(s).tolist() for s in random_states(model)]
     _write_json_atomic(checkpoint_dir / "state.json", {"epoch": epochs_done, "weights": weights, "rng": rng})
     for stale in checkpoint_dir.glob("epoch-*.weights.h5"):
         if stale.name != weights:
@@ -216,7 +220,7 @@ def restore_checkpoint(model: keras.Model, run: RunFolder) -> int:
     if not all(optimizer.built for optimizer in _model_optimizers(model)):
         raise RuntimeError("optimizers must be built before restoring a checkpoint")
     model.load_weights(run.checkpoint_weights())
-    for variable, value in zip(_seed_generators(model), state["rng"]):
+    for variable, value in zip(random_states(model), state["rng"]):
         variable.assign(value)
     return int(state["epoch"])
 
@@ -288,7 +292,7 @@ def save_model_atomic(model: keras.Model, path: Path) -> None:
 
 def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume: bool = False,
           overwrite: bool = False, eval_epochs=(), max_eval_batches: int | None = None,
-          seed: int = 0, flip: bool = False, verbose="auto", callbacks=()):
+          seed: int = 0, flip: bool = False, verbose="auto", callbacks=(), distribute: str = "none"):
     """Trains a model on a prepared dataset into a run folder.
 
     Args:
@@ -297,7 +301,7 @@ def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume:
         dataset: a `PreparedDataset` or the path of one.
         run_dir: the run folder to create (or to continue with ``resume``).
         epochs: total number of epochs (with ``resume``, including those already done).
-        batch_size: images per domain per step.
+        batch_size: images per domain per step (the global batch: split over the replicas).
         resume: continue the run in ``run_dir`` from its last checkpoint.
         overwrite: replace an existing ``run_dir`` (without ``resume``).
         eval_epochs: 1-based epochs at which to evaluate on the test split (the last
@@ -307,18 +311,20 @@ def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume:
         flip: random left-right flips of training images.
         verbose: `fit`'s verbosity (progress bar by default).
         callbacks: extra Keras callbacks.
+        distribute: "none", "mirrored" (every device of this machine) or "multi-worker"
+            (TF_CONFIG on TensorFlow, KERAS_DISTRIBUTION_* on JAX); see `gan_mri.distribute`.
+            Only the chief writes ``run_dir``; other workers write to a temporary folder that is
+            deleted at the end, and with ``resume`` read the chief's checkpoint from ``run_dir``.
 
     Returns:
         (model, run): the trained model and its `RunFolder`.
 
     Raises:
         ValueError: the dataset does not fit the model, the run folder exists (without
-            ``resume``/``overwrite``) or is not a run (with ``resume``), bad epochs/batch size.
+            ``resume``/``overwrite``) or is not a run (with ``resume``), bad epochs/batch size,
+            or a `distribute` setting this process cannot run (see `resolve_distribution`).
     """
-    from gan_mri.baseline import IntensityRemap
-    from gan_mri.data.dataset import PreparedDataset
-    from gan_mri.evaluation import EvaluationCallback
-    from gan_mri import plots
+    from gan_mri.distribute import resolve_distribution
 
     if int(epochs) < 1:
         raise ValueError(f"epochs: expected a positive integer, found {epochs}")
@@ -327,31 +333,59 @@ def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume:
     if not isinstance(dataset, PreparedDataset):
         dataset = PreparedDataset.open(dataset)
     if resume:
-        run = RunFolder.open(run_dir)
-        config = run.load_config()
-        info = run.read_run_info()
+        source = RunFolder.open(run_dir)
+        config = source.load_config()
+        info = source.read_run_info()
         seed, flip = info["seed"], info["flip"]
         batch_size, eval_epochs = info["batch_size"], info["eval_epochs"]
     check_dataset_fits(config, dataset)
-    if not resume:
+    # Before any other TensorFlow op: a multi-worker strategy configures collectives at start-up.
+    distribution = resolve_distribution(distribute, batch_size)
+    if not distribution.is_chief:
+        # The usual Keras multi-worker pattern: every worker runs the same callbacks (so the same
+        # ops), the others into a folder of their own that is deleted afterwards.
+        scratch = Path(tempfile.mkdtemp(prefix="gan-mri-worker-"))
+        try:
+            with distribution.scope():
+                model = _fit(config, dataset, RunFolder(scratch), source=RunFolder(Path(run_dir)) if resume else None,
+                             epochs=epochs, batch_size=batch_size, eval_epochs=(), max_eval_batches=None,
+                             seed=seed, flip=flip, verbose=0, callbacks=callbacks, distribution=distribution)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return model, RunFolder(Path(run_dir))
+    if resume:
+        run = source
+    else:
         run = create_run(run_dir, config, {
             "dataset": str(Path(dataset.path).resolve()), "epochs": int(epochs),
             "batch_size": int(batch_size), "seed": int(seed), "flip": bool(flip),
             "eval_epochs": sorted(int(e) for e in eval_epochs),
         }, overwrite=overwrite)
+    with distribution.scope():
+        model = _fit(config, dataset, run, source=run if resume else None, epochs=epochs, batch_size=batch_size,
+                     eval_epochs=eval_epochs, max_eval_batches=max_eval_batches, seed=seed, flip=flip,
+                     verbose=verbose, callbacks=callbacks, distribution=distribution)
+    if run.history_file.is_file():
+        plots.loss_curves(run.history_file, run.figures_dir / "loss_curves.png")
+    logger.info("run written to %s", run.root)
+    return model, run
 
+
+def _fit(config, dataset, run: RunFolder, *, source: RunFolder | None, epochs, batch_size, eval_epochs,
+         max_eval_batches, seed, flip, verbose, callbacks, distribution) -> keras.Model:
+    """Builds, compiles, restores (from ``source``'s checkpoint) and fits the model, writing into
+    ``run``; runs under ``distribution``'s scope. Returns the model, saved as ``run``'s model.keras."""
     keras.utils.set_random_seed(seed)
     model = build_model(config)
-    total_steps = int(epochs) * dataset.steps_per_epoch(batch_size)
+    steps = dataset.steps_per_epoch(batch_size)
     # Every family's compile takes total_steps: both decay their learning rates over the planned run.
-    model.compile(total_steps=total_steps if total_steps > 0 else None)
-    initial_epoch = restore_checkpoint(model, run) if resume else 0
-    if resume:
-        logger.info("resuming %s after epoch %d of %d", run.root, initial_epoch, epochs)
+    model.compile(total_steps=int(epochs) * steps if steps > 0 else None)
+    initial_epoch = restore_checkpoint(model, source) if source is not None else 0
+    if source is not None:
+        logger.info("resuming %s after epoch %d of %d", source.root, initial_epoch, epochs)
         _truncate_history(run.history_file, initial_epoch)
 
     if initial_epoch < epochs:
-        steps = dataset.steps_per_epoch(batch_size)
         if steps == 0:
             raise ValueError(f"batch_size: {batch_size} is larger than the training set of {dataset.path} "
                              f"({dataset.counts})")
@@ -366,16 +400,13 @@ def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume:
                                                        max_batches=max_eval_batches,
                                                        baseline=IntensityRemap.from_dataset(dataset)))
         run_callbacks += [
-            keras.callbacks.CSVLogger(str(run.history_file), append=resume),
+            keras.callbacks.CSVLogger(str(run.history_file), append=source is not None),
             keras.callbacks.TensorBoard(log_dir=str(run.logs_dir), write_graph=False),
             # Last: a checkpoint only claims an epoch once every log of it is written.
             EpochCheckpoint(run.checkpoint_dir),
         ]
         # shuffle=False: the batches are already shuffled, by (seed, epoch), in epoch_datasets.
-        model.fit(batches, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-                  shuffle=False, callbacks=run_callbacks, verbose=verbose)
+        model.fit(distribution.prepare_dataset(batches), epochs=epochs, initial_epoch=initial_epoch,
+                  steps_per_epoch=steps, shuffle=False, callbacks=run_callbacks, verbose=verbose)
     save_model_atomic(model, run.model_file)
-    if run.history_file.is_file():
-        plots.loss_curves(run.history_file, run.figures_dir / "loss_curves.png")
-    logger.info("run written to %s", run.root)
-    return model, run
+    return model

@@ -68,7 +68,12 @@ def tensorflow_train_step(model, data):
         # LossScaleOptimizer unscales the gradients and skips steps with non-finite ones.
         grads = tape.gradient(scaled, variables)
         optimizer.apply_gradients(zip(grads, variables))
-    return model._record(**carry["record"])
+    logs = model._record(**carry["record"])
+    if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+        # Keras averages a multi-worker step's outputs with reduce(MEAN, axis=0), which needs an
+        # axis: one-element vectors reduce to the scalars every other strategy returns.
+        logs = {name: tf.reshape(value, (1,)) for name, value in logs.items()}
+    return logs
 
 
 def _state_refs(model) -> list:

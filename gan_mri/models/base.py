@@ -223,8 +223,15 @@ class TranslationGAN(keras.Model):
 
     @staticmethod
     def _unpack(data) -> dict:
-        """{"A": x_a, "B": x_b} (float32) from a batch (x_a, x_b) or {"a": x_a, "b": x_b}."""
-        x_a, x_b = (data["a"], data["b"]) if isinstance(data, dict) else (data[0], data[1])
+        """{"A": x_a, "B": x_b} (float32) from a batch (x_a, x_b), {"a": x_a, "b": x_b} or one
+        tensor (batch, 2, H, W, C) holding x_a and x_b on axis 1 (how multi-worker training feeds
+        batches, see `gan_mri.distribute`)."""
+        if isinstance(data, dict):
+            x_a, x_b = data["a"], data["b"]
+        elif isinstance(data, (tuple, list)):
+            x_a, x_b = data[0], data[1]
+        else:
+            x_a, x_b = data[:, 0], data[:, 1]
         return {"A": ops.cast(x_a, "float32"), "B": ops.cast(x_b, "float32")}
 
     def _player(self, player: str):
