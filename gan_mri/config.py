@@ -30,6 +30,9 @@ GAN_LOSSES = ("bce", "lsgan")
 ATTENTION_PLACEMENTS = ("none", "encoder", "generator")
 SPECTRAL_NORM_SCOPES = ("encoder", "generator", "discriminator")
 RECON_LOSSES = ("mae", "charbonnier")
+UPDATE_ORDERS = ("d_then_g", "g_then_d")
+"""UNIT's two updates per step: the lineage's D then G (each with its own generator forward), or
+G then D on the translations the G update made (one generator forward per step)."""
 """Reconstruction penalties; `gan_mri.losses.reconstruction_loss` maps each name to its function."""
 CHANNELS = (1, 3)
 # CycleGAN's generator halves the resolution twice, then doubles it twice.
@@ -63,6 +66,7 @@ LINEAGE_RECIPE: dict[str, Any] = {
     "g_learning_rate": 1e-4,
     "d_learning_rate": 1e-4,
     "decay_start": 1.0,
+    "update_order": "d_then_g",
     "latent_noise_std": 1.0,
     "dropout": 0.5,
     "downsampling": 2,
@@ -331,6 +335,10 @@ class UNITConfig(_ConfigIO):
         beta_1, beta_2: Adam betas for both players.
         decay_start: fraction of the training steps after which both learning rates decay
             linearly to 0 at the last step; 1.0 keeps them constant (the lineage). Default 0.5.
+        update_order: "d_then_g" (the lineage: a discriminator update on fresh translations,
+            then a generator update) or "g_then_d" (the generator update, then a discriminator
+            update on the translations it made: one generator forward per step instead of two,
+            about 10 % less compute; see docs/training_recipe.md for its effect on quality).
         latent_noise_std: stddev of the Gaussian noise added to the shared latent code
             while training (never at inference).
         dropout: dropout rate at the end of each residual block while training (lineage 0.5;
@@ -374,6 +382,7 @@ class UNITConfig(_ConfigIO):
     beta_1: float = 0.5
     beta_2: float = 0.999
     decay_start: float = 0.5
+    update_order: str = "d_then_g"
     latent_noise_std: float = 1.0
     dropout: float = 0.1
     precision: str = "auto"
@@ -406,6 +415,7 @@ class UNITConfig(_ConfigIO):
         yield "recon_loss", _OneOf(RECON_LOSSES)
         yield "charbonnier_epsilon", _POSITIVE
         yield "gan_loss", _OneOf(GAN_LOSSES)
+        yield "update_order", _OneOf(UPDATE_ORDERS)
         for weight in ("kl_weight", "recon_weight", "cycle_kl_weight", "structure_weight", "latent_noise_std"):
             yield weight, _NON_NEGATIVE
         yield "dropout", _BELOW_ONE

@@ -99,7 +99,7 @@ def test_every_trainable_variable_gets_a_gradient_from_its_player():
     model = tiny("sa-enc-cl-sn")
     x_a, x_b = images(2, seed=5), images(2, seed=6)
     with tf.GradientTape(persistent=True) as tape:
-        g_loss, _ = model._generator_loss(x_a, x_b, training=True)
+        g_loss, _, _ = model._generator_loss(x_a, x_b, training=True)
         d_losses, d_accuracy = model._discriminator_loss(x_a, x_b, training=True)
         d_loss = d_losses["A"] + d_losses["B"]
     assert [len(d_accuracy[domain]) for domain in "AB"] == [3, 3]
@@ -189,6 +189,32 @@ def test_train_step_updates_both_players_then_save_load_and_checkpoint(tmp_path)
     for restored, original in zip(other.d_optimizer.variables, model.d_optimizer.variables):
         np.testing.assert_array_equal(np.asarray(restored), np.asarray(original))
     np.testing.assert_array_equal(np.asarray(other.translate(x_a, "A2B")), expected)
+
+
+def test_update_order_decides_which_losses_see_the_weights_before_the_step():
+    # Deterministic training forward (no dropout, no latent noise, no spectral-norm state), so
+    # a loss computed before the step can be compared with the one the step logs.
+    x_a, x_b = images(2, seed=3), images(2, seed=4)
+    logged, before = {}, {}
+    for order in ("d_then_g", "g_then_d"):
+        keras.utils.set_random_seed(0)
+        model = tiny("unit", dropout=0.0, latent_noise_std=0.0, update_order=order)
+        model.compile()
+        assert [player for player, _ in model._updates()] == (["d", "g"] if order == "d_then_g" else ["g", "d"])
+        g_loss, _, fakes = model._generator_loss(x_a, x_b, training=True)
+        d_losses, _ = model._discriminator_loss(x_a, x_b, training=True)
+        # The D update of "g_then_d" scores the G update's own translations: same loss as fresh ones.
+        given, _ = model._discriminator_loss(x_a, x_b, training=True, fakes=fakes)
+        for domain in "AB":
+            np.testing.assert_allclose(float(given[domain]), float(d_losses[domain]), rtol=1e-6)
+        before[order] = (float(g_loss), float(d_losses["A"] + d_losses["B"]))
+        logs = model.train_step((x_a, x_b))
+        logged[order] = (float(logs["g_loss"]), float(logs["d_loss"]))
+    # Both orders score D before its update; only "g_then_d" scores G against the D before its update.
+    for order in logged:
+        assert logged[order][1] == pytest.approx(before[order][1], rel=1e-5)
+    assert logged["g_then_d"][0] == pytest.approx(before["g_then_d"][0], rel=1e-5)
+    assert logged["d_then_g"][0] != pytest.approx(before["d_then_g"][0], rel=1e-5)
 
 
 def test_mixed_float16_train_step_is_finite_on_cpu():

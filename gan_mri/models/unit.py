@@ -8,7 +8,8 @@ used by both domains. With z_d the shared latent code of x_d:
     x_do  = G_o(dec(z_d))                    translation into the other domain o
     x_dod = G_d(dec(shared(E_o(x_do))))      cycle reconstruction
 
-`fit` runs one discriminator update, then one generator update, per batch.
+`fit` runs one discriminator update, then one generator update, per batch (or the reverse, on
+the generator's own translations, with `update_order="g_then_d"`).
 
 Example:
     >>> from gan_mri.config import get_preset
@@ -141,7 +142,8 @@ class UNIT(TranslationGAN):
 
     # ------------------------------------------------------------------------------- losses
     def _generator_terms(self, x, domain, training):
-        """Loss terms (unweighted) of the generator player for images `x` of `domain`."""
+        """Loss terms (unweighted) of the generator player for images `x` of `domain`, and the
+        translation of `x` into the other domain."""
         other = OTHER_DOMAIN[domain]
         mu, z = self.encode(x, domain, training)
         x_rec = self.decode(z, domain, training)
@@ -158,27 +160,36 @@ class UNIT(TranslationGAN):
         }
         if self.config.structure_weight > 0:
             terms["structure"] = L.local_correlation_loss(x, x_trans)
-        return terms
+        return terms, x_trans
 
     def _generator_loss(self, x_a, x_b, training):
+        """(weighted total, unweighted terms summed over both domains, translations by target domain)."""
         cfg = self.config
-        terms = [self._generator_terms(x, d, training) for x, d in ((x_a, "A"), (x_b, "B"))]
-        total = {key: terms[0][key] + terms[1][key] for key in terms[0]}
+        (terms_a, x_ab), (terms_b, x_ba) = (self._generator_terms(x, d, training) for x, d in ((x_a, "A"), (x_b, "B")))
+        total = {key: terms_a[key] + terms_b[key] for key in terms_a}
         g_loss = (cfg.gan_weight * total["gan"] + cfg.recon_weight * total["recon"]
                   + cfg.cycle_weight * total["cycle"] + cfg.kl_weight * total["kl"]
                   + cfg.cycle_kl_weight * total["cycle_kl"])
         if "structure" in total:
             g_loss = g_loss + cfg.structure_weight * total["structure"]
-        return g_loss, total
+        return g_loss, total, {"A": x_ba, "B": x_ab}
 
-    def _discriminator_loss(self, x_a, x_b, training):
+    def _discriminator_loss(self, x_a, x_b, training, fakes=None):
         """Weighted discriminator loss per domain, on real images and on translations into it,
-        and the discriminator's accuracy per domain and scale."""
+        and the discriminator's accuracy per domain and scale.
+
+        Args:
+            fakes: translations by target domain ({"A": x_ba, "B": x_ab}) to score; None
+                translates the batch here.
+        """
         images = {"A": x_a, "B": x_b}
         losses, accuracy = {}, {}
         for domain in DOMAINS:
             other = OTHER_DOMAIN[domain]
-            fake = self.decode(self.encode(images[other], other, training)[1], domain, training)
+            if fakes is None:
+                fake = self.decode(self.encode(images[other], other, training)[1], domain, training)
+            else:
+                fake = fakes[domain]
             fake = ops.stop_gradient(fake)
             disc = self.domain_networks(domain).discriminator
             real_out, fake_out = disc(images[domain], training=training), disc(fake, training=training)
@@ -188,29 +199,46 @@ class UNIT(TranslationGAN):
 
     # ---------------------------------------------------------------------------- training
     def _updates(self):
-        """One discriminator update, then one generator update (with the updated D).
+        """The step's two player updates, in `config.update_order`:
+
+        - "d_then_g" (the lineage): a discriminator update on translations made for it, then a
+          generator update (scored by the updated D);
+        - "g_then_d": the generator update, then a discriminator update on the translations that
+          update made (one generator forward per step instead of two).
 
         The step's metrics: running means of g_loss, d_loss (weighted totals), gan_loss,
         recon_loss, cycle_loss, kl_loss, structure_loss (unweighted, summed over both domains;
         kl includes the cycle codes), d_loss_a, d_loss_b and the discriminator accuracies.
         """
 
-        def discriminator(images, _):
-            d_losses, d_accuracy = self._discriminator_loss(images["A"], images["B"], training=True)
+        def discriminator(images, carry):
+            fakes = carry["fakes"] if carry else None
+            d_losses, d_accuracy = self._discriminator_loss(images["A"], images["B"], training=True, fakes=fakes)
             return d_losses["A"] + d_losses["B"], {"d_losses": d_losses, "d_accuracy": d_accuracy}
 
-        def generator(images, carry):
-            g_loss, terms = self._generator_loss(images["A"], images["B"], training=True)
-            return g_loss, {"record": dict(g_loss=g_loss, terms=self._metric_terms(terms), **carry)}
+        def generator(images, _):
+            g_loss, terms, fakes = self._generator_loss(images["A"], images["B"], training=True)
+            return g_loss, {"g_loss": g_loss, "terms": self._metric_terms(terms),
+                            "fakes": {domain: ops.stop_gradient(fake) for domain, fake in fakes.items()}}
 
-        return [("d", discriminator), ("g", generator)]
+        def record(update):
+            # Each objective's carry holds the metrics it computed; the last one hands them all on.
+            def objective(images, carry):
+                loss, own = update(images, carry)
+                values = {**(carry or {}), **own}
+                return loss, {"record": {key: values[key] for key in ("g_loss", "terms", "d_losses", "d_accuracy")}}
+            return objective
+
+        if self.config.update_order == "g_then_d":
+            return [("g", generator), ("d", record(discriminator))]
+        return [("d", discriminator), ("g", record(generator))]
 
     def test_step(self, data):
         """The train step's metrics without updates, noise or dropout."""
         images = self._unpack(data)
         x_a, x_b = images["A"], images["B"]
         d_losses, d_accuracy = self._discriminator_loss(x_a, x_b, training=False)
-        g_loss, terms = self._generator_loss(x_a, x_b, training=False)
+        g_loss, terms, _ = self._generator_loss(x_a, x_b, training=False)
         return self._record(g_loss, self._metric_terms(terms), d_losses, d_accuracy)
 
     @staticmethod
