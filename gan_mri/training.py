@@ -230,13 +230,20 @@ def epoch_datasets(dataset, *, first_epoch: int, epochs: int, batch_size: int, s
     """Training batches for epochs ``first_epoch .. epochs - 1``, one seeded order per epoch.
 
     Seeding by (seed, epoch) rather than reshuffling one dataset is what makes a resumed run
-    see exactly the batches the uninterrupted run would have seen.
+    see exactly the batches the uninterrupted run would have seen. Each epoch's dataset is made
+    inside `flat_map`, so every iteration over the result starts from fresh shuffle state and
+    yields the same batches: under a distribution strategy Keras iterates once to build the model
+    before training, and a seeded shuffle's second iteration would otherwise be another order.
     """
-    per_epoch = [
-        dataset.train_dataset(batch_size, shuffle=True, flip=flip, seed=seed * 100_003 + epoch,
-                              channels=channels)
-        for epoch in range(first_epoch, epochs)
-    ]
+
+    def one_epoch(epoch: int) -> tf.data.Dataset:
+        def make(_):
+            return dataset.train_dataset(batch_size, shuffle=True, flip=flip, seed=seed * 100_003 + epoch,
+                                         channels=channels)
+
+        return tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).flat_map(make)
+
+    per_epoch = [one_epoch(epoch) for epoch in range(first_epoch, epochs)]
     return functools.reduce(lambda left, right: left.concatenate(right), per_epoch)
 
 
