@@ -25,12 +25,14 @@ import sys
 import tempfile
 import threading
 import traceback
-import warnings
 from pathlib import Path
 
 from gan_mri.config import RECIPES  # stdlib-only module: --help stays fast
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+QUIET_LOGGERS = ("tensorflow", "absl", "jax")
+"""Python loggers of the frameworks under gan-mri, held to ERROR unless -v/--debug: their INFO and
+WARNING records ("Assets written to ...", "Unable to initialize backend 'tpu'") describe the
+framework's internals, not anything a gan-mri user chose (docs/logging.md)."""
 
 
 
@@ -389,6 +391,25 @@ def describe_os_error(err: OSError) -> str:
 
 
 @contextlib.contextmanager
+def _framework_loggers_quiet():
+    """Holds the loggers of `QUIET_LOGGERS` at ERROR; their previous levels come back on exit.
+
+    No Python warnings filter is installed: none of gan-mri's commands triggers a warning from
+    Keras, TensorFlow or JAX, and tests/test_cli.py fails if one starts to, so that its cause is
+    fixed rather than hidden (docs/logging.md).
+    """
+    loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+@contextlib.contextmanager
 def _native_stderr_held_back():
     """Sends what native code (TensorFlow's C++ absl/oneDNN/CUDA logging) writes to file
     descriptor 2 into a temporary file, while Python's own stderr keeps the terminal.
@@ -424,16 +445,16 @@ def main(argv=None) -> int:
     verbose = args.verbose or args.debug
     with contextlib.ExitStack() as stack:
         if not verbose:
-            # Only gan-mri's own lines by default: TensorFlow's and Keras's Python-level chatter too.
-            stack.enter_context(warnings.catch_warnings())
-            warnings.filterwarnings("ignore", module=r"(keras|tensorflow|absl|google)\.")
-            logging.getLogger("tensorflow").setLevel(logging.ERROR)
-            if argv is None:  # only as a command: a caller of main() keeps its own stderr
+            # Only gan-mri's own lines by default (docs/logging.md); -v shows everything.
+            stack.enter_context(_framework_loggers_quiet())
+            if argv is None:  # only as a command: a caller of main() keeps its own stderr and env
+                os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
                 stack.enter_context(_native_stderr_held_back())
         logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, _raise_terminated)
+            previous = signal.signal(signal.SIGTERM, _raise_terminated)
+            stack.callback(signal.signal, signal.SIGTERM, previous)
         return _run(args)
 
 

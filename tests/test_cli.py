@@ -1,7 +1,9 @@
 """The gan-mri command line, run as real subprocesses: the demo, every subcommand, bad input."""
 
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 
@@ -9,14 +11,29 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+# A user's environment: conftest.py quiets TensorFlow for the test process; the CLI must do it itself.
+ENV = {key: value for key, value in os.environ.items() if key not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}
 SUBCOMMANDS = ("demo", "simulate", "prepare", "train", "evaluate", "verify", "translate", "export")
 
 
-def gan_mri(*args, timeout=600):
+def gan_mri(*args, timeout=600, env=None):
     """Runs `gan-mri ARGS` in a fresh interpreter; returns the CompletedProcess."""
-    return subprocess.run([sys.executable, "-m", "gan_mri.cli", *map(str, args)], env=ENV,
+    return subprocess.run([sys.executable, "-m", "gan_mri.cli", *map(str, args)], env=env or ENV,
                           capture_output=True, text=True, timeout=timeout)
+
+
+NOT_OURS = ("WARNING", "Warning", "E0000", "I0000", "W0000", "oneDNN", "cuda", "absl", "tensorflow", "jax")
+"""Fragments of the lines TensorFlow, Keras, absl and JAX print (native log lines such as
+"I0000 ... Could not find cuda drivers", "E0000 ... failed call to cuInit", Python warnings such as
+"UserWarning: ...", framework loggers such as "WARNING:absl:..."); none is gan-mri's own."""
+
+
+def foreign_lines(result) -> list[str]:
+    """The lines of a run's stdout and stderr that gan-mri did not write (its own log records,
+    "WARNING gan_mri.<module>: ...", are its own)."""
+    lines = (result.stdout + result.stderr).splitlines()
+    return [line for line in lines if not line.startswith(("WARNING gan_mri.", "ERROR gan_mri."))
+            and any(fragment.lower() in line.lower() for fragment in NOT_OURS)]
 
 
 def assert_fails(result, *fragments):
@@ -32,6 +49,7 @@ def demo(tmp_path_factory):
     result = gan_mri("demo", "--out", out, "--subjects", 3, "--size", 32, "--epochs", 1, "--width", 8,
                      "--batch-size", 16)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert foreign_lines(result) == [], result.stderr[-3000:]
     return out, result.stdout
 
 
@@ -69,17 +87,20 @@ def test_evaluate_translate_export_on_a_run(demo, tmp_path):
     run, data = out / "run", out / "dataset"
     result = gan_mri("evaluate", run, "--data", data, "--out", tmp_path / "eval")
     assert result.returncode == 0, result.stderr[-2000:]
+    assert foreign_lines(result) == []
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["B2A"]["n_slices"] > 0
 
     t1w = out / "phantom" / "sub-01" / "anat" / "sub-01_T1w.nii.gz"
     result = gan_mri("translate", t1w, "--direction", "T1->T2", "--model", run, "--out", tmp_path / "t2w.nii.gz")
     assert result.returncode == 0, result.stderr[-2000:]
+    assert foreign_lines(result) == [] and result.stderr == ""
     source, translated = nib.load(t1w), nib.load(tmp_path / "t2w.nii.gz")
     assert translated.shape == source.shape
     np.testing.assert_allclose(translated.affine, source.affine)
 
     result = gan_mri("export", run, "--out", tmp_path / "served" / "1")
     assert result.returncode == 0, result.stderr[-2000:]
+    assert foreign_lines(result) == [] and result.stderr == ""
     assert (tmp_path / "served" / "1" / "saved_model.pb").is_file()
     assert_fails(gan_mri("export", run, "--out", tmp_path / "served" / "1"), "already exists")
 
@@ -158,3 +179,51 @@ def test_translate_uses_the_shipped_model_by_default(demo, tmp_path):
     assert translated.shape == source.shape
     np.testing.assert_allclose(translated.affine, source.affine)
     assert np.isfinite(translated.get_fdata()).all()
+
+
+def test_default_output_is_gan_mris_own_and_verbose_shows_the_frameworks(demo, tmp_path):
+    out, _ = demo
+    t2w = out / "phantom" / "sub-02" / "anat" / "sub-02_T2w.nii.gz"
+    # TensorFlow's native log goes to a temporary file while the command runs; none may be left.
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = dict(ENV, TMPDIR=str(temp))
+    args = ("translate", t2w, "--direction", "T2->T1", "--model", out / "run")
+    quiet = gan_mri(*args, "--out", tmp_path / "quiet.nii.gz", env=env)
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert quiet.stderr == "" and quiet.stdout == f"{tmp_path / 'quiet.nii.gz'}\n"
+    assert list(temp.iterdir()) == []
+
+    loud = gan_mri("-v", *args, "--out", tmp_path / "loud.nii.gz", env=env)
+    assert loud.returncode == 0, loud.stderr[-2000:]
+    # TensorFlow's native log lines ("I0000 00:00:... port.cc:153] oneDNN ...", absl's preamble)
+    # and gan-mri's INFO records reach the terminal.
+    native = [line for line in loud.stderr.splitlines()
+              if re.match(r"[IWEF]\d{4} ", line) or "absl::InitializeLog" in line]
+    assert native, loud.stderr[-2000:]
+    assert "INFO gan_mri.inference: " in loud.stderr
+    assert foreign_lines(loud) != []
+
+
+def test_importing_the_cli_changes_no_global_state():
+    code = ("import logging, os, warnings\n"
+            "filters = list(warnings.filters)\n"
+            "import gan_mri, gan_mri.cli, gan_mri.config\n"
+            "assert warnings.filters == filters, 'warnings filters changed'\n"
+            "assert 'TF_CPP_MIN_LOG_LEVEL' not in os.environ, 'TF_CPP_MIN_LOG_LEVEL set'\n"
+            "assert logging.getLogger('tensorflow').level == logging.NOTSET\n"
+            "assert 'keras' not in __import__('sys').modules, 'keras imported'\n"
+            "print('ok')")
+    result = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout == "ok\n", result.stderr
+
+
+def test_main_in_process_restores_logger_levels(demo, capsys):
+    from gan_mri.cli import main
+
+    out, _ = demo
+    tf_logger = logging.getLogger("tensorflow")
+    before = tf_logger.level
+    assert main(["verify", str(out / "dataset")]) == 0
+    assert "ok (manifest schema" in capsys.readouterr().out
+    assert tf_logger.level == before
