@@ -51,8 +51,9 @@ class UNIT(TranslationGAN):
     """UNIT image-to-image translation model, configured by a `UNITConfig`.
 
     Construction, `compile`, `translate`, metrics and serialization come from `TranslationGAN`.
-    `compile(g_optimizer=None, d_optimizer=None, total_steps=None, **kwargs)` accepts
-    `total_steps` for the shared contract and ignores it: UNIT's learning rates are constant.
+    `compile(g_optimizer=None, d_optimizer=None, total_steps=None, **kwargs)`: with `total_steps`
+    (the planned run's length, as `gan_mri.training.train` passes it) both default Adam learning
+    rates decay linearly to 0 after `config.decay_start` of the run; without it they stay constant.
 
     Attributes:
         config: the `UNITConfig`.
