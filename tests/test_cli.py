@@ -227,3 +227,14 @@ def test_main_in_process_restores_logger_levels(demo, capsys):
     assert main(["verify", str(out / "dataset")]) == 0
     assert "ok (manifest schema" in capsys.readouterr().out
     assert tf_logger.level == before
+
+
+def test_invalid_precision_is_named_by_the_config(demo, tmp_path):
+    out, _ = demo
+    # --precision has no argparse choices: the list lives in gan_mri.precision (which imports Keras).
+    from gan_mri.precision import PRECISIONS
+
+    result = gan_mri("train", "--precision", "bf16", "--data", out / "dataset", "--out", tmp_path / "r", "--epochs", 1)
+    assert_fails(result, f"gan-mri train: error: UNITConfig.precision must be one of {list(PRECISIONS)}; found 'bf16'")
+    assert not (tmp_path / "r").exists()
+    assert "float32" in gan_mri("train", "--help").stdout
