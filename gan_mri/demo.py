@@ -48,6 +48,36 @@ def _noop(message: str) -> None:
     logger.info(message)
 
 
+def _epoch_line(epoch: int, epochs: int, seconds: float, logs: dict) -> str:
+    """One progress line per epoch: the losses, the discriminators' mean accuracy per domain, and
+    the brain SSIM of both directions beside the remap baseline's."""
+    def mean_accuracy(domain):
+        values = [float(v) for k, v in logs.items() if k.startswith(f"d_acc_{domain}_")]
+        return sum(values) / len(values) if values else float("nan")
+
+    line = (f"      epoch {epoch}/{epochs} ({seconds:.0f} s): g_loss {float(logs['g_loss']):.2f}, "
+            f"d_loss {float(logs['d_loss']):.2f}, D accuracy {mean_accuracy('a'):.2f} / {mean_accuracy('b'):.2f}")
+    for direction, name in (("a2b", "T1w->T2w"), ("b2a", "T2w->T1w")):
+        if f"val_ssim_brain_{direction}" in logs:
+            line += (f"; brain SSIM {name} {float(logs[f'val_ssim_brain_{direction}']):.4f}"
+                     f" (baseline {float(logs[f'val_baseline_ssim_brain_{direction}']):.4f})")
+    return line
+
+
+def _progress_callback(epochs: int, progress: Callable[[str], None]):
+    """A Keras callback that reports each finished epoch through ``progress``."""
+    import keras
+
+    class EpochProgress(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            progress(_epoch_line(epoch + 1, epochs, time.perf_counter() - self._start, logs or {}))
+
+    return EpochProgress()
+
+
 def run_demo(settings: DemoSettings, progress: Callable[[str], None] = _noop) -> dict:
     """Runs the demo.
 
@@ -97,8 +127,10 @@ def run_demo(settings: DemoSettings, progress: Callable[[str], None] = _noop) ->
     run_dir = out / "run"
     progress(f"[3/5] training {settings.preset} (base width {settings.base_width}) for "
              f"{settings.epochs} epochs, evaluating every epoch")
+    # One line per epoch instead of Keras's progress bar (its 30-metric lines wrap on any terminal).
     model, run = train(config, dataset, run_dir, epochs=settings.epochs, batch_size=settings.batch_size,
-                       eval_epochs=range(1, settings.epochs + 1), seed=settings.seed)
+                       eval_epochs=range(1, settings.epochs + 1), seed=settings.seed, verbose=0,
+                       callbacks=[_progress_callback(settings.epochs, progress)])
     step_done("train")
 
     progress("[4/5] evaluating on the test subjects")

@@ -1,5 +1,6 @@
 """The gan-mri command line, run as real subprocesses: the demo, every subcommand, bad input."""
 
+import csv
 import json
 import logging
 import os
@@ -80,6 +81,16 @@ def test_demo_writes_every_output_and_prints_the_ssim_table(demo):
     assert f"{metrics['A2B']['ssim']:.4f}" in stdout
     assert str(run / "export" / "1") in stdout
     assert "| Epoch | SSIM T1 | SSIM T2 | SSIM T1 brain | SSIM T2 brain |" in stdout and "| 1 | " in stdout
+    # One progress line per epoch, with the epoch's brain SSIM as metrics.csv has it; no progress bar.
+    with open(run / "metrics" / "metrics.csv", newline="") as f:
+        brain = {row["direction"]: float(row["ssim_brain"]) for row in csv.DictReader(f) if row["epoch"] == "1"}
+    epoch_lines = [line for line in stdout.splitlines() if line.strip().startswith("epoch 1/1 (")]
+    assert len(epoch_lines) == 1, stdout
+    for direction, name in (("A2B", "T1w->T2w"), ("B2A", "T2w->T1w")):
+        found = re.search(rf"brain SSIM {name} (-?[0-9.]+) \(baseline (-?[0-9.]+)\)", epoch_lines[0])
+        assert found, epoch_lines[0]
+        assert float(found.group(1)) == pytest.approx(brain[direction], abs=1e-4)
+    assert "\x1b[" not in stdout and "━" not in stdout
 
 
 def test_evaluate_translate_export_on_a_run(demo, tmp_path):
