@@ -127,6 +127,32 @@ def test_model_tests_pass_under_jax():
     assert " passed" in done.stdout and "failed" not in done.stdout
 
 
+# The model tests of both families that are backend-neutral. Left out: tests that differentiate
+# with tf.GradientTape or call train_step with TensorFlow's signature (test_unit.py), run a
+# tf.function, export a SavedModel, go through the CLI, or train for many steps (the parity test
+# above and test_training's JAX run cover training), and the image pool's 200 eager calls.
+JAX_MODEL_TESTS = [
+    "tests/test_unit.py::test_every_preset_translates_grayscale_and_rgb[unit]",
+    "tests/test_unit.py::test_every_preset_translates_grayscale_and_rgb[sa-enc-cl-sn]",
+    "tests/test_unit.py::test_variable_counts_match_config",
+    "tests/test_unit.py::test_translate_and_reconstruct_reject_bad_input",
+    "tests/test_unit.py::test_translate_is_deterministic",
+    "tests/test_cyclegan.py",
+]
+JAX_EXCLUDED = ("image_pool_fills or image_pool_of_size_zero or fit_learns or goes_through_train or "
+                "cli_train_selects")
+
+
+def test_unit_and_cyclegan_model_tests_pass_under_jax():
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *JAX_MODEL_TESTS, "-k", f"not ({JAX_EXCLUDED})"],
+        env=env, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    passed = int(done.stdout.strip().splitlines()[-1].split(" passed")[0].split()[-1])
+    assert passed >= 25 and "failed" not in done.stdout, done.stdout[-1000:]
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="One tiny train step on the active Keras backend.")
     parser.add_argument("preset")

@@ -189,7 +189,7 @@ def test_compile_decays_both_learning_rates_over_the_second_half():
         assert [float(schedule(s)) for s in (0, 4, 6, 8)] == pytest.approx([2e-4, 2e-4, 1e-4, 0.0])
     x = images(1)
     for _ in range(6):
-        model.train_step((x, x))
+        model.train_on_batch(x, x)
     assert float(model.g_optimizer.learning_rate) == pytest.approx(1e-4)
     constant = tiny(decay_start=1.0)
     constant.compile(total_steps=8)
@@ -210,7 +210,8 @@ def test_shapes_grayscale_and_rgb(channels):
         assert y.shape == (2, 32, 32, channels) and y.dtype == np.float32 and np.all(np.abs(y) <= 1)
     np.testing.assert_allclose(
         np.asarray(model.reconstruct(x, "A")),
-        np.asarray(model.generator_b2a(model.generator_a2b(x, training=False), training=False)), atol=1e-6)
+        # A compiled graph against eager calls: XLA (JAX) fuses differently, ~1e-6 apart.
+        np.asarray(model.generator_b2a(model.generator_a2b(x, training=False), training=False)), atol=1e-5)
     assert model.image_shape == (32, 32) and model.channels == channels
     scores = model.discriminator_a(x)
     assert [tuple(s.shape) for s in scores] == [(2, 4, 4, 1), (2, 2, 2, 1)]
@@ -239,7 +240,8 @@ def test_train_step_updates_both_players_fills_pools_then_save_load(tmp_path):
     x_a, x_b = images(2, seed=1), images(2, seed=2)
     d_before = [np.asarray(v) for v in model.discriminator_variables]
     g_before = [np.asarray(v) for v in model.generator_variables]
-    logs = {k: float(v) for k, v in model.train_step((x_a, x_b)).items()}
+    # train_on_batch runs train_step the way fit does, on either backend.
+    logs = {k: float(v) for k, v in model.train_on_batch(x_a, x_b, return_dict=True).items()}
     assert set(logs) == {"g_loss", "d_loss", "gan_loss", "cycle_loss", "identity_loss", "d_loss_a", "d_loss_b",
                          "d_acc_a_s0", "d_acc_b_s0"}  # one PatchGAN scale per domain
     assert all(np.isfinite(v) for v in logs.values()) and logs["identity_loss"] > 0
@@ -256,7 +258,7 @@ def test_train_step_updates_both_players_fills_pools_then_save_load(tmp_path):
     def test_logs():
         for tracker in model.metrics:
             tracker.reset_state()
-        return {k: float(v) for k, v in model.test_step((x_a, x_b)).items()}
+        return {k: float(v) for k, v in model.test_on_batch(x_a, x_b, return_dict=True).items()}
 
     first = test_logs()
     assert set(first) == set(logs) and test_logs() == first and int(model.d_optimizer.iterations) == 1
@@ -285,7 +287,7 @@ def test_mixed_float16_train_step_is_finite_on_cpu():
     assert model.pool_a.compute_dtype == "float32"
     model.compile(total_steps=4)
     assert isinstance(model.g_optimizer, keras.optimizers.LossScaleOptimizer)
-    logs = model.train_step((images(2, seed=3), images(2, seed=4)))
+    logs = model.train_on_batch(images(2, seed=3), images(2, seed=4), return_dict=True)
     assert all(np.isfinite(float(v)) for v in logs.values())
     assert model.translate(images(1), "B2A").dtype == "float32"
 

@@ -137,6 +137,28 @@ def jax_train_step(model, state, data):
     return logs, tuple([values[id(ref)] for ref in group] for group in groups)
 
 
+def jax_test_step(model, state, data):
+    """One stateless evaluation step on the JAX backend (`model._test_metrics` on the batch).
+
+    Args:
+        model: the `TranslationGAN`.
+        state: (trainable, non_trainable, metrics) variable values, as the JAX trainer passes them.
+        data: the batch.
+
+    Returns:
+        (logs, new_state) with new_state in the order of `state`.
+    """
+    groups = (model.trainable_variables, model.non_trainable_variables, model.metrics_variables)
+    mapping = [(ref, value) for refs, values in zip(groups, state) for ref, value in zip(refs, values)]
+    with keras.StatelessScope(state_mapping=mapping) as scope:
+        logs = model._test_metrics(model._unpack(data))
+    new_state = []
+    for refs, values in zip(groups, state):
+        current = [scope.get_current_value(ref) for ref in refs]
+        new_state.append([value if now is None else now for now, value in zip(current, values)])
+    return logs, tuple(new_state)
+
+
 def compile_inference(model, source: str, target: str):
     """A compiled `images -> model._inference(images, source, target)` for the backend, with a
     free batch size; it reads the model's current weights at every call."""

@@ -78,8 +78,8 @@ class TranslationGAN(keras.Model):
     """Base of the translation GANs: two domains (A = T1w, B = T2w), two players (G and D).
 
     Subclasses set `config_class` and `METRIC_NAMES` and implement `_build_networks`,
-    `generator_variables`, `discriminator_variables`, `_inference`, `train_step` and
-    `test_step`; they may override `_learning_rate` to schedule the default optimizers.
+    `generator_variables`, `discriminator_variables`, `_inference`, `_updates` and
+    `_test_metrics`; they may override `_learning_rate` to schedule the default optimizers.
 
     Attributes:
         config: the model config (an instance of `config_class`).
@@ -268,6 +268,23 @@ class TranslationGAN(keras.Model):
         if keras.config.backend() == "jax":
             return backend_steps.jax_train_step(self, *args)
         return backend_steps.tensorflow_train_step(self, *args)
+
+    def test_step(self, *args):
+        """The train step's metrics without updates (noise, dropout and pools off), on the active backend.
+
+        Keras calls it as `test_step(data)` on TensorFlow and `test_step(state, data)` on JAX;
+        the family computes the metrics in `_test_metrics`.
+
+        Returns:
+            Running means of `metric_names` (on JAX: and the new state).
+        """
+        if keras.config.backend() == "jax":
+            return backend_steps.jax_test_step(self, *args)
+        return self._test_metrics(self._unpack(args[0]))
+
+    def _test_metrics(self, images: dict) -> dict:
+        """`_record`'s running means of one evaluation batch {"A": x_a, "B": x_b} (subclass hook)."""
+        raise NotImplementedError
 
     @property
     def metric_names(self) -> tuple[str, ...]:

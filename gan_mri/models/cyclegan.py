@@ -238,9 +238,8 @@ class CycleGAN(TranslationGAN):
 
         return [("g", generator), ("d", discriminator)]
 
-    def test_step(self, data):
+    def _test_metrics(self, images):
         """The train step's metrics without updates and without the pools."""
-        images = self._unpack(data)
         g_loss, terms, translations = self._generator_loss(images, training=False)
         d_losses, d_accuracy = self._discriminator_loss(images, translations, training=False)
         return self._record(g_loss, terms, d_losses, d_accuracy)
