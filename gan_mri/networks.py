@@ -10,7 +10,8 @@ a PatchGAN discriminator (widths w..8w; lineage w = 64, LeakyReLU 0.2).
 
 from __future__ import annotations
 
-from typing import Sequence
+import functools
+from typing import Callable, Sequence
 
 import keras
 from keras import layers
@@ -22,12 +23,13 @@ DISCRIMINATOR_SCALES = 3
 UPSAMPLING = ("transpose", "nearest")
 
 
-def _conv(filters, kernel, strides, sn, name, transpose=False, use_bias=True):
+def _conv(filters, kernel, strides, sn, name, transpose=False, use_bias=True, dtype=None):
     cls = layers.Conv2DTranspose if transpose else layers.Conv2D
-    return spectral_norm(cls(filters, kernel, strides=strides, padding="same", use_bias=use_bias, name=name), sn)
+    return spectral_norm(cls(filters, kernel, strides=strides, padding="same", use_bias=use_bias, name=name,
+                             dtype=dtype), sn)
 
 
-def _conv_block(x, filters, kernel, strides, sn, conv_norm, name, upsample=None):
+def _conv_block(x, filters, kernel, strides, sn, conv_norm, name, upsample=None, dtype=None):
     """[upsample x2 ->] conv -> [conv_norm ->] LeakyReLU: one scale step of an encoder or generator.
 
     ``upsample`` None: a plain (strided) conv; "transpose": a transposed conv 3x3/2 (the lineage);
@@ -35,18 +37,18 @@ def _conv_block(x, filters, kernel, strides, sn, conv_norm, name, upsample=None)
     transposed convs whose kernel is not a multiple of the stride (Odena et al. 2016).
     """
     if upsample == "nearest":
-        x = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_upsample")(x)
+        x = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_upsample", dtype=dtype)(x)
         strides = 1
     x = _conv(filters, kernel, strides, sn, name, transpose=upsample == "transpose",
-              use_bias=conv_norm == "none")(x)
+              use_bias=conv_norm == "none", dtype=dtype)(x)
     if conv_norm != "none":
-        x = normalization(conv_norm, name=f"{name}_norm")(x)
-    return layers.LeakyReLU(LEAKY_SLOPE, name=name.replace("conv", "lrelu"))(x)
+        x = normalization(conv_norm, name=f"{name}_norm", dtype=dtype)(x)
+    return layers.LeakyReLU(LEAKY_SLOPE, name=name.replace("conv", "lrelu"), dtype=dtype)(x)
 
 
-def _res_blocks(x, count, norm, dropout, sn, prefix):
+def _res_blocks(x, count, norm, dropout, sn, prefix, dtype=None):
     for i in range(count):
-        x = ResidualBlock(norm=norm, dropout=dropout, use_spectral_norm=sn, name=f"{prefix}_res{i}")(x)
+        x = ResidualBlock(norm=norm, dropout=dropout, use_spectral_norm=sn, name=f"{prefix}_res{i}", dtype=dtype)(x)
     return x
 
 
@@ -62,6 +64,7 @@ def build_encoder(
     conv_norm: str = "none",
     downsampling: int = 2,
     name: str = "encoder",
+    dtype=None,
 ) -> keras.Model:
     """Domain encoder: image -> features at the latent resolution.
 
@@ -79,6 +82,7 @@ def build_encoder(
         conv_norm: normalization after each conv, "none" (the lineage), "instance" or "layer".
         downsampling: number of stride-2 convs d (the lineage: 2); each doubles the width.
         name: model name.
+        dtype: dtype policy of every layer (e.g. "mixed_float16"); None: Keras's global policy.
 
     Returns:
         A functional model (B, H, W, channels) -> (B, H/2^d, W/2^d, 2^d w).
@@ -87,10 +91,10 @@ def build_encoder(
     x = image
     steps = [(base_width, 7, 1)] + [(2**i * base_width, 3, 2) for i in range(1, downsampling + 1)]
     for i, (filters, kernel, strides) in enumerate(steps):
-        x = _conv_block(x, filters, kernel, strides, use_spectral_norm, conv_norm, f"conv{i}")
-    x = _res_blocks(x, res_blocks, norm, dropout, use_spectral_norm, "enc")
+        x = _conv_block(x, filters, kernel, strides, use_spectral_norm, conv_norm, f"conv{i}", dtype=dtype)
+    x = _res_blocks(x, res_blocks, norm, dropout, use_spectral_norm, "enc", dtype=dtype)
     if attention:
-        x = SelfAttention(use_spectral_norm=use_spectral_norm, name="attention")(x)
+        x = SelfAttention(use_spectral_norm=use_spectral_norm, name="attention", dtype=dtype)(x)
     return keras.Model(image, x, name=name)
 
 
@@ -102,16 +106,19 @@ def build_shared_encoder(
     noise_std: float = 1.0,
     use_spectral_norm: bool = False,
     name: str = "shared_encoder",
+    dtype=None,
 ) -> keras.Model:
     """Shared encoder (one set of weights for both domains): residual blocks, then noise.
+
+    `dtype` is the dtype policy of every layer (None: Keras's global policy).
 
     Returns:
         A functional model features -> [mu, z]: mu is the latent mean (the KL term's input),
         z = mu + N(0, noise_std^2) while training and z = mu at inference.
     """
     features = keras.Input(tuple(latent_shape), name="features")
-    mu = _res_blocks(features, res_blocks, norm, dropout, use_spectral_norm, "shared_enc")
-    z = layers.GaussianNoise(noise_std, name="latent_noise")(mu)
+    mu = _res_blocks(features, res_blocks, norm, dropout, use_spectral_norm, "shared_enc", dtype=dtype)
+    z = layers.GaussianNoise(noise_std, name="latent_noise", dtype=dtype)(mu)
     return keras.Model(features, [mu, z], name=name)
 
 
@@ -122,14 +129,17 @@ def build_shared_decoder(
     dropout: float = 0.0,
     use_spectral_norm: bool = False,
     name: str = "shared_decoder",
+    dtype=None,
 ) -> keras.Model:
     """Shared decoder (one set of weights for both domains): residual blocks on the latent code.
+
+    `dtype` is the dtype policy of every layer (None: Keras's global policy).
 
     Returns:
         A functional model z -> features, both of shape `latent_shape`.
     """
     z = keras.Input(tuple(latent_shape), name="z")
-    x = _res_blocks(z, res_blocks, norm, dropout, use_spectral_norm, "shared_dec")
+    x = _res_blocks(z, res_blocks, norm, dropout, use_spectral_norm, "shared_dec", dtype=dtype)
     return keras.Model(z, x, name=name)
 
 
@@ -146,6 +156,7 @@ def build_generator(
     upsample: str = "transpose",
     downsampling: int = 2,
     name: str = "generator",
+    dtype=None,
 ) -> keras.Model:
     """Domain generator: latent features -> image in [-1, 1].
 
@@ -153,24 +164,72 @@ def build_generator(
     upsampling steps (the lineage's two: 2w, then w channels), each with `conv_norm` and
     LeakyReLU, a 1x1 conv to `channels`, tanh in float32. `upsample` "transpose" is the lineage's
     transposed conv 3x3/2; "nearest" is nearest-neighbour x2 followed by a conv 3x3 (no
-    checkerboard artefacts).
+    checkerboard artefacts). `dtype` is the dtype policy of every layer but the float32 tanh
+    (None: Keras's global policy).
 
     Returns:
         A functional model (B, H/2^d, W/2^d, 2^d w) -> (B, H, W, channels), float32 output.
     """
     features = keras.Input(tuple(latent_shape), name="features")
-    x = _res_blocks(features, res_blocks, norm, dropout, use_spectral_norm, "gen")
+    x = _res_blocks(features, res_blocks, norm, dropout, use_spectral_norm, "gen", dtype=dtype)
     if attention:
-        x = SelfAttention(use_spectral_norm=use_spectral_norm, name="attention")(x)
+        x = SelfAttention(use_spectral_norm=use_spectral_norm, name="attention", dtype=dtype)(x)
     if upsample not in UPSAMPLING:
         raise ValueError(f"upsample must be one of {list(UPSAMPLING)}; found {upsample!r}")
     for i in range(downsampling):
         filters = 2 ** (downsampling - 1 - i) * base_width
-        x = _conv_block(x, filters, 3, 2, use_spectral_norm, conv_norm, f"upconv{i}", upsample=upsample)
-    x = _conv(channels, 1, 1, use_spectral_norm, "to_image")(x)
+        x = _conv_block(x, filters, 3, 2, use_spectral_norm, conv_norm, f"upconv{i}", upsample=upsample, dtype=dtype)
+    x = _conv(channels, 1, 1, use_spectral_norm, "to_image", dtype=dtype)(x)
     # tanh in float32: a float16 tanh output would quantise intensities near +-1.
     image = layers.Activation("tanh", dtype="float32", name="tanh")(x)
     return keras.Model(features, image, name=name)
+
+
+def multi_scale_discriminator(
+    image_shape: Sequence[int],
+    channels: int,
+    single_scale: Callable,
+    scales: int,
+    downsample: Callable,
+    name: str,
+    always_list: bool = True,
+) -> keras.Model:
+    """A discriminator that applies one single-scale discriminator per scale, each with its own weights.
+
+    Scale 0 sees the image, scale s the image downsampled s times by `downsample` (Wang et al.'s
+    pix2pixHD; UNIT and CycleGAN's multi-scale option). Each scale's output is cast to float32.
+
+    Args:
+        image_shape: (H, W).
+        channels: image channels.
+        single_scale: `single_scale(x, prefix)` adds one scale's layers (named `<prefix>_...`) to
+            the graph of `x` and returns its score or logit map; the prefix of scale s is "s<s>".
+        scales: number of scales (>= 1).
+        downsample: `downsample(s)` returns the layer that halves the image before scale s.
+        name: model name.
+        always_list: return a list even for one scale (False: a single map when `scales` is 1).
+
+    Returns:
+        A functional model image -> list of `scales` maps (coarser scales give smaller maps).
+    """
+    image = keras.Input((*image_shape, channels), name="image")
+    outputs = []
+    x_scale = image
+    for s in range(scales):
+        if s > 0:
+            x_scale = downsample(s)(x_scale)
+        x = single_scale(x_scale, f"s{s}")
+        outputs.append(layers.Activation("linear", dtype="float32", name=f"s{s}_float32")(x))
+    return keras.Model(image, outputs if always_list or scales > 1 else outputs[0], name=name)
+
+
+def unit_discriminator_scale(x, prefix: str, base_width: int, use_spectral_norm: bool = False, dtype=None):
+    """UNIT's single-scale discriminator: 4 convs 3x3/2 (w, 2w, 4w, 8w) with LeakyReLU(0.01), then a
+    1x1 conv to one logit map. Layers are named `<prefix>_conv<i>`, `<prefix>_lrelu<i>`, `<prefix>_logits`."""
+    for i, mult in enumerate([1, 2, 4, 8]):
+        x = _conv(mult * base_width, 3, 2, use_spectral_norm, f"{prefix}_conv{i}", dtype=dtype)(x)
+        x = layers.LeakyReLU(LEAKY_SLOPE, name=f"{prefix}_lrelu{i}", dtype=dtype)(x)
+    return _conv(1, 1, 1, use_spectral_norm, f"{prefix}_logits", dtype=dtype)(x)
 
 
 def build_discriminator(
@@ -180,44 +239,38 @@ def build_discriminator(
     use_spectral_norm: bool = False,
     scales: int = DISCRIMINATOR_SCALES,
     name: str = "discriminator",
+    dtype=None,
 ) -> keras.Model:
-    """Multi-scale discriminator: one patch discriminator per scale (input, /2, /4).
+    """UNIT's multi-scale discriminator: `unit_discriminator_scale` at the input, /2 and /4.
 
-    Each scale (own weights): 4 convs 3x3/2 (w, 2w, 4w, 8w) with LeakyReLU, then a 1x1 conv to a
-    single logit map. The image is average-pooled by 2 between scales. Outputs are logits (no
-    sigmoid), in float32, for `from_logits`-style losses.
+    The image is average-pooled (3x3, stride 2) between scales. Outputs are logits (no sigmoid),
+    in float32, for `from_logits`-style losses. `dtype` is the dtype policy of every layer but the
+    float32 outputs (None: Keras's global policy).
 
     Returns:
         A functional model image -> list of `scales` logit maps.
     """
-    image = keras.Input((*image_shape, channels), name="image")
-    outputs = []
-    x_scale = image
-    for s in range(scales):
-        if s > 0:
-            x_scale = layers.AveragePooling2D(3, strides=2, padding="same", name=f"down{s}")(x_scale)
-        x = x_scale
-        for i, mult in enumerate([1, 2, 4, 8]):
-            x = _conv(mult * base_width, 3, 2, use_spectral_norm, f"s{s}_conv{i}")(x)
-            x = layers.LeakyReLU(LEAKY_SLOPE, name=f"s{s}_lrelu{i}")(x)
-        x = _conv(1, 1, 1, use_spectral_norm, f"s{s}_logits")(x)
-        outputs.append(layers.Activation("linear", dtype="float32", name=f"s{s}_float32")(x))
-    return keras.Model(image, outputs, name=name)
+    return multi_scale_discriminator(
+        image_shape, channels,
+        functools.partial(unit_discriminator_scale, base_width=base_width, use_spectral_norm=use_spectral_norm,
+                          dtype=dtype),
+        scales, lambda s: layers.AveragePooling2D(3, strides=2, padding="same", name=f"down{s}", dtype=dtype), name)
 
 
 # ------------------------------------------------------------------------------- CycleGAN
 PATCH_LEAKY_SLOPE = 0.2
 
 
-def _conv_norm_act(x, filters, kernel, strides, norm, name, transpose=False, activation="relu"):
+def _conv_norm_act(x, filters, kernel, strides, norm, name, transpose=False, activation="relu", dtype=None):
     """Conv (no bias: the norm removes it) -> norm -> activation; `norm=None` keeps the bias."""
     cls = layers.Conv2DTranspose if transpose else layers.Conv2D
-    x = cls(filters, kernel, strides=strides, padding="same", use_bias=norm is None, name=f"{name}_conv")(x)
+    x = cls(filters, kernel, strides=strides, padding="same", use_bias=norm is None, name=f"{name}_conv",
+            dtype=dtype)(x)
     if norm is not None:
-        x = normalization(norm, name=f"{name}_norm")(x)
+        x = normalization(norm, name=f"{name}_norm", dtype=dtype)(x)
     if activation == "relu":
-        return layers.ReLU(name=f"{name}_relu")(x)
-    return layers.LeakyReLU(PATCH_LEAKY_SLOPE, name=f"{name}_lrelu")(x)
+        return layers.ReLU(name=f"{name}_relu", dtype=dtype)(x)
+    return layers.LeakyReLU(PATCH_LEAKY_SLOPE, name=f"{name}_lrelu", dtype=dtype)(x)
 
 
 def build_resnet_generator(
@@ -227,6 +280,7 @@ def build_resnet_generator(
     res_blocks: int = 9,
     norm: str = "instance",
     name: str = "generator",
+    dtype=None,
 ) -> keras.Model:
     """CycleGAN ResNet generator (Johnson et al. 2016, as in the GAN-MRI lineage): image -> image.
 
@@ -242,21 +296,33 @@ def build_resnet_generator(
         res_blocks: residual blocks at the bottleneck (no dropout).
         norm: "instance" or "batch".
         name: model name.
+        dtype: dtype policy of every layer but the float32 tanh (None: Keras's global policy).
 
     Returns:
         A functional model (B, H, W, channels) -> (B, H, W, channels), float32 output in [-1, 1].
     """
     image = keras.Input((*image_shape, channels), name="image")
-    x = _conv_norm_act(image, base_width, 7, 1, norm, "in")
+    x = _conv_norm_act(image, base_width, 7, 1, norm, "in", dtype=dtype)
     for i, mult in enumerate([2, 4]):
-        x = _conv_norm_act(x, mult * base_width, 3, 2, norm, f"down{i}")
-    x = _res_blocks(x, res_blocks, norm, 0.0, False, "gen")
+        x = _conv_norm_act(x, mult * base_width, 3, 2, norm, f"down{i}", dtype=dtype)
+    x = _res_blocks(x, res_blocks, norm, 0.0, False, "gen", dtype=dtype)
     for i, mult in enumerate([2, 1]):
-        x = _conv_norm_act(x, mult * base_width, 3, 2, norm, f"up{i}", transpose=True)
-    x = layers.Conv2D(channels, 7, padding="same", name="to_image")(x)
+        x = _conv_norm_act(x, mult * base_width, 3, 2, norm, f"up{i}", transpose=True, dtype=dtype)
+    x = layers.Conv2D(channels, 7, padding="same", name="to_image", dtype=dtype)(x)
     # tanh in float32: a float16 tanh output would quantise intensities near +-1.
     translated = layers.Activation("tanh", dtype="float32", name="tanh")(x)
     return keras.Model(image, translated, name=name)
+
+
+def patch_discriminator_scale(x, prefix: str, base_width: int = 64, norm: str = "instance", dtype=None):
+    """CycleGAN's single-scale PatchGAN (70x70 receptive field): conv 4x4/2 (w, no norm) -> conv 4x4/2 (2w)
+    -> conv 4x4/2 (4w) -> conv 4x4/1 (8w), each with LeakyReLU(0.2) and `norm` after all but the first,
+    then a conv 4x4/1 to one score map (no activation: least-squares GAN scores). Layers are named
+    `<prefix>_c<i>_...` and `<prefix>_scores`."""
+    for i, (mult, strides) in enumerate([(1, 2), (2, 2), (4, 2), (8, 1)]):
+        x = _conv_norm_act(x, mult * base_width, 4, strides, None if i == 0 else norm, f"{prefix}_c{i}",
+                           activation="leaky", dtype=dtype)
+    return layers.Conv2D(1, 4, padding="same", name=f"{prefix}_scores", dtype=dtype)(x)
 
 
 def build_patch_discriminator(
@@ -266,13 +332,12 @@ def build_patch_discriminator(
     scales: int = 1,
     norm: str = "instance",
     name: str = "discriminator",
+    dtype=None,
 ) -> keras.Model:
-    """PatchGAN discriminator (70x70 receptive field at one scale), optionally multi-scale.
+    """PatchGAN discriminator (`patch_discriminator_scale`), optionally multi-scale.
 
-    Per scale (own weights): conv 4x4/2 (w, no norm) -> conv 4x4/2 (2w) -> conv 4x4/2 (4w)
-    -> conv 4x4/1 (8w), each with LeakyReLU(0.2) and `norm` after all but the first, then a
-    conv 4x4/1 to one score map (no activation: least-squares GAN scores). Scale s sees the
-    image average-pooled by 2^s (the lineage's multi-scale option uses 2 scales). Lineage: w = 64.
+    Scale s sees the image average-pooled by 2^s (the lineage's multi-scale option uses 2 scales).
+    Lineage: w = 64.
 
     Args:
         image_shape: (H, W).
@@ -281,21 +346,13 @@ def build_patch_discriminator(
         scales: number of scales (1 = plain PatchGAN).
         norm: "instance" or "batch".
         name: model name.
+        dtype: dtype policy of every layer but the float32 outputs (None: Keras's global policy).
 
     Returns:
         A functional model image -> float32 score map (B, H/8, W/8, 1) when `scales` is 1,
         else a list of `scales` score maps (coarser scales give smaller maps).
     """
-    image = keras.Input((*image_shape, channels), name="image")
-    outputs = []
-    x_scale = image
-    for s in range(scales):
-        if s > 0:
-            x_scale = layers.AveragePooling2D(2, name=f"down{s}")(x_scale)
-        x = x_scale
-        for i, (mult, strides) in enumerate([(1, 2), (2, 2), (4, 2), (8, 1)]):
-            x = _conv_norm_act(x, mult * base_width, 4, strides, None if i == 0 else norm, f"s{s}_c{i}",
-                               activation="leaky")
-        x = layers.Conv2D(1, 4, padding="same", name=f"s{s}_scores")(x)
-        outputs.append(layers.Activation("linear", dtype="float32", name=f"s{s}_float32")(x))
-    return keras.Model(image, outputs if scales > 1 else outputs[0], name=name)
+    return multi_scale_discriminator(
+        image_shape, channels,
+        functools.partial(patch_discriminator_scale, base_width=base_width, norm=norm, dtype=dtype),
+        scales, lambda s: layers.AveragePooling2D(2, name=f"down{s}", dtype=dtype), name, always_list=False)

@@ -29,10 +29,13 @@ def test_encoder_with_attention_and_spectral_norm():
 
 
 def test_generator_output_is_float32_tanh_even_under_mixed_precision():
-    keras.mixed_precision.set_global_policy("mixed_float16")
-    generator = networks.build_generator((8, 8, 32), 3, base_width=8, res_blocks=1, attention=True)
-    keras.mixed_precision.set_global_policy("float32")
+    generator = networks.build_generator((8, 8, 32), 3, base_width=8, res_blocks=1, attention=True,
+                                         dtype="mixed_float16")
+    # The policy goes to every layer; Keras's global policy is neither read nor changed.
+    assert keras.mixed_precision.global_policy().name == "float32"
     assert generator.get_layer("upconv0").compute_dtype == "float16"
+    assert generator.get_layer("attention").compute_dtype == "float16"
+    assert generator.get_layer("gen_res0").norm1.compute_dtype == "float16"
     z = np.random.default_rng(0).normal(0, 50, (2, 8, 8, 32)).astype(np.float32)
     image = generator(z)
     assert image.shape == (2, 32, 32, 3) and image.dtype == "float32"
@@ -49,6 +52,27 @@ def test_discriminator_three_scales_of_logits():
     # Per scale: 8, 16, 32, 64 and the 1-channel logit conv, each scale with its own weights.
     assert sorted(_conv_widths(disc)) == sorted([8, 16, 32, 64, 1] * 3)
     assert len(disc.trainable_variables) == 3 * 5 * 2
+
+
+@pytest.mark.parametrize("family", ["unit", "cyclegan"])
+def test_both_families_discriminators_are_one_single_scale_network_per_scale(family):
+    if family == "unit":
+        disc = networks.build_discriminator((32, 32), 1, base_width=4, scales=2, dtype="mixed_float16")
+        first = ["s0_conv0", "s0_lrelu0", "s0_conv1", "s0_lrelu1", "s0_conv2", "s0_lrelu2", "s0_conv3", "s0_lrelu3",
+                 "s0_logits"]
+    else:
+        disc = networks.build_patch_discriminator((32, 32), 1, base_width=4, scales=2, dtype="mixed_float16")
+        first = ["s0_c0_conv", "s0_c0_lrelu", "s0_c1_conv", "s0_c1_norm", "s0_c1_lrelu", "s0_c2_conv", "s0_c2_norm",
+                 "s0_c2_lrelu", "s0_c3_conv", "s0_c3_norm", "s0_c3_lrelu", "s0_scores"]
+    names = [layer.name for layer in disc.layers]
+    # Scale 1 repeats scale 0's layers under its own prefix (own weights) after the downsampling.
+    assert [n for n in names if n.startswith("s0_") and n != "s0_float32"] == first
+    assert [n for n in names if n.startswith("s1_") and n != "s1_float32"] == [n.replace("s0_", "s1_") for n in first]
+    assert "down1" in names and "down0" not in names
+    assert disc.get_layer(first[0]).compute_dtype == "float16"
+    outputs = disc(np.zeros((2, 32, 32, 1), np.float32))
+    assert len(outputs) == 2 and all(o.dtype == "float32" for o in outputs)
+    assert keras.mixed_precision.global_policy().name == "float32"
 
 
 def test_shared_encoder_adds_noise_only_while_training():

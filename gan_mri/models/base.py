@@ -22,7 +22,7 @@ from keras import ops
 
 from gan_mri import DIRECTIONS, DOMAINS
 from gan_mri.models import backend_steps
-from gan_mri.precision import precision_scope
+from gan_mri.precision import precision_scope, resolve_precision
 
 logger = logging.getLogger(__name__)
 
@@ -114,8 +114,11 @@ class TranslationGAN(keras.Model):
         self.channels = config.channels
         self.g_optimizer = None
         self.d_optimizer = None
-        with precision_scope(config.precision) as policy:
-            self.precision_policy = policy
+        self.precision_policy = resolve_precision(config.precision)
+        # Families pass `dtype=self.precision_policy` to the network builders (CycleGAN does). The
+        # scope covers builders called without one (UNIT's, until unit.py passes it) and leaves
+        # Keras's global policy as it found it.
+        with precision_scope(self.precision_policy):
             self._build_networks(config)
         self._trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
         self._translate_fn = None
@@ -124,7 +127,7 @@ class TranslationGAN(keras.Model):
 
     # ------------------------------------------------------------------ subclass hooks
     def _build_networks(self, config) -> None:
-        """Creates the sub-networks as attributes (runs under the config's precision policy)."""
+        """Creates the sub-networks as attributes, passing `dtype=self.precision_policy` to the builders."""
         raise NotImplementedError
 
     @property

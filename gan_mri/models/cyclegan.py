@@ -143,15 +143,16 @@ class CycleGAN(TranslationGAN):
         return self.config.discriminator_scales
 
     def _build_networks(self, config: CycleGANConfig) -> None:
+        dtype = self.precision_policy  # per layer, as keras-hub does: no global policy is read
         for direction in DIRECTIONS:
             setattr(self, f"generator_{direction.lower()}", networks.build_resnet_generator(
                 self.image_shape, config.channels, config.base_width, config.res_blocks, norm=config.norm,
-                name=f"generator_{direction.lower()}"))
+                name=f"generator_{direction.lower()}", dtype=dtype))
         for domain in DOMAINS:
             d = domain.lower()
             setattr(self, f"discriminator_{d}", networks.build_patch_discriminator(
                 self.image_shape, config.channels, config.discriminator_width,
-                scales=config.discriminator_scales, norm=config.norm, name=f"discriminator_{d}"))
+                scales=config.discriminator_scales, norm=config.norm, name=f"discriminator_{d}", dtype=dtype))
             pool = ImagePool(config.pool_size, name=f"pool_{d}")
             pool.build((None, *self.image_shape, config.channels))
             setattr(self, f"pool_{d}", pool)
