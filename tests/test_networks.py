@@ -8,7 +8,8 @@ from gan_mri import networks
 
 
 def _conv_widths(model):
-    return [layer.filters for layer in model._flatten_layers() if isinstance(layer, keras.layers.Conv2D)]
+    """Output channels of every conv, in layer order (a Conv2D kernel is (kh, kw, in, out))."""
+    return [v.shape[-1] for v in model.weights if v.path.endswith("/kernel")]
 
 
 def test_encoder_shape_widths_and_variables():
