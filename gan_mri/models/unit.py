@@ -234,9 +234,8 @@ class UNIT(TranslationGAN):
             return [("g", generator), ("d", record(discriminator))]
         return [("d", discriminator), ("g", record(generator))]
 
-    def test_step(self, data):
+    def _test_metrics(self, images):
         """The train step's metrics without updates, noise or dropout."""
-        images = self._unpack(data)
         x_a, x_b = images["A"], images["B"]
         d_losses, d_accuracy = self._discriminator_loss(x_a, x_b, training=False)
         g_loss, terms, _ = self._generator_loss(x_a, x_b, training=False)
