@@ -16,11 +16,11 @@ from typing import Callable, Sequence
 import keras
 from keras import layers
 
+from gan_mri.config import UPSAMPLING
 from gan_mri.layers import ResidualBlock, SelfAttention, normalization, spectral_norm
 
 LEAKY_SLOPE = 0.01
 DISCRIMINATOR_SCALES = 3
-UPSAMPLING = ("transpose", "nearest")
 
 
 def _conv(filters, kernel, strides, sn, name, transpose=False, use_bias=True, dtype=None):
