@@ -228,8 +228,7 @@ numbers are axis pairs elsewhere)."""
 
 @pytest.mark.parametrize("name", [
     *ENUMERATIONS,
-    pytest.param("UPSAMPLING", marks=pytest.mark.xfail(
-        strict=True, reason="gan_mri/networks.py repeats UPSAMPLING (another session's file; asked to import it)")),
+    "UPSAMPLING",
 ])
 def test_each_enumeration_is_written_once_in_the_package(name):
     from pathlib import Path

@@ -219,9 +219,15 @@ def test_update_order_decides_which_losses_see_the_weights_before_the_step():
 
 def test_mixed_float16_train_step_is_finite_on_cpu():
     model = tiny("sa-gen-cl-sn", precision="mixed_float16")
-    assert keras.mixed_precision.global_policy().name == "float32"  # the scope left no trace
+    assert keras.mixed_precision.global_policy().name == "float32"  # the policy is per layer, not global
     assert model.precision_policy == "mixed_float16"
     assert model.encoder_a.get_layer("sn_conv1").compute_dtype == "float16"
+    # Every layer of every network but the inputs and float32 outputs computes in float16.
+    for network in (model.encoder_a, model.shared_encoder, model.shared_decoder, model.generator_b,
+                    model.discriminator_a):
+        policies = {layer.dtype_policy.name for layer in network.layers
+                    if not isinstance(layer, keras.layers.InputLayer)}
+        assert "mixed_float16" in policies and policies <= {"mixed_float16", "float32"}, (network.name, policies)
     model.compile()
     assert isinstance(model.g_optimizer, keras.optimizers.LossScaleOptimizer)
     assert isinstance(model.d_optimizer, keras.optimizers.LossScaleOptimizer)

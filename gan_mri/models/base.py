@@ -22,7 +22,7 @@ from keras import ops
 
 from gan_mri import DIRECTIONS, DOMAINS
 from gan_mri.models import backend_steps
-from gan_mri.precision import precision_scope, resolve_precision
+from gan_mri.precision import resolve_precision
 
 logger = logging.getLogger(__name__)
 
@@ -115,11 +115,9 @@ class TranslationGAN(keras.Model):
         self.g_optimizer = None
         self.d_optimizer = None
         self.precision_policy = resolve_precision(config.precision)
-        # Families pass `dtype=self.precision_policy` to the network builders (CycleGAN does). The
-        # scope covers builders called without one (UNIT's, until unit.py passes it) and leaves
-        # Keras's global policy as it found it.
-        with precision_scope(self.precision_policy):
-            self._build_networks(config)
+        # Families pass `dtype=self.precision_policy` to every network builder: Keras's global
+        # policy is never touched.
+        self._build_networks(config)
         self._trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
         self._translate_fn = None
         # Every sub-network is a built functional model, so the model's variables all exist.

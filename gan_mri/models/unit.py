@@ -81,7 +81,7 @@ class UNIT(TranslationGAN):
     def _build_networks(self, config: UNITConfig) -> None:
         sn = set(config.spectral_norm)
         latent = config.latent_shape
-        block = dict(norm=config.norm, dropout=config.dropout)
+        block = dict(norm=config.norm, dropout=config.dropout, dtype=self.precision_policy)
         for domain in DOMAINS:
             d = domain.lower()
             setattr(self, f"encoder_{d}", networks.build_encoder(
@@ -95,7 +95,7 @@ class UNIT(TranslationGAN):
                 name=f"generator_{d}", **block))
             setattr(self, f"discriminator_{d}", networks.build_discriminator(
                 self.image_shape, config.channels, config.base_width,
-                use_spectral_norm="discriminator" in sn, name=f"discriminator_{d}"))
+                use_spectral_norm="discriminator" in sn, name=f"discriminator_{d}", dtype=self.precision_policy))
         # One set of weights for both domains: the shared latent space.
         self.shared_encoder = networks.build_shared_encoder(
             latent, config.shared_res_blocks, noise_std=config.latent_noise_std,
