@@ -219,10 +219,10 @@ class UNIT(TranslationGAN):
 
         def generator(images, _):
             g_loss, terms, fakes = self._generator_loss(images["A"], images["B"], training=True)
-            return g_loss, {"g_loss": g_loss, "terms": self._metric_terms(terms),
-                            "fakes": {domain: ops.stop_gradient(fake) for domain, fake in fakes.items()}}
+            # _discriminator_loss stops the gradient at the fakes it is given.
+            return g_loss, {"g_loss": g_loss, "terms": self._metric_terms(terms), "fakes": fakes}
 
-        def record(update):
+        def hands_on_metrics(update):
             # Each objective's carry holds the metrics it computed; the last one hands them all on.
             def objective(images, carry):
                 loss, own = update(images, carry)
@@ -231,8 +231,8 @@ class UNIT(TranslationGAN):
             return objective
 
         if self.config.update_order == "g_then_d":
-            return [("g", generator), ("d", record(discriminator))]
-        return [("d", discriminator), ("g", record(generator))]
+            return [("g", generator), ("d", hands_on_metrics(discriminator))]
+        return [("d", discriminator), ("g", hands_on_metrics(generator))]
 
     def _test_metrics(self, images):
         """The train step's metrics without updates, noise or dropout."""
