@@ -30,7 +30,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from gan_mri.fileutil import make_public
+from gan_mri.fileutil import partial_dir, remove_stale_partials
 
 logger = logging.getLogger(__name__)
 
@@ -91,14 +91,11 @@ def export_saved_model(model, path: str | os.PathLike, overwrite: bool = False) 
         archive.add_endpoint(name, _endpoint(model, direction, input_shape), input_signature=[spec])
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
-    make_public(staging)
-    try:
+    remove_stale_partials(path.parent, path.name)
+    with partial_dir(path.parent, path.name) as staging:
         archive.write_out(str(staging), verbose=False)
         _write_serving_info(staging / SERVING_INFO_FILE, model, input_shape)
         _replace_dir(staging, path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     logger.info("exported SavedModel with signatures %s to %s", list(SIGNATURES), path)
     return path
 

@@ -7,8 +7,8 @@ import errno
 import glob
 import logging
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -30,15 +30,25 @@ def make_public(path: str | os.PathLike) -> None:
     os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_umask())
 
 
-def make_partial_dir(parent: str | os.PathLike, name: str) -> Path:
-    """Creates the hidden staging folder ``<parent>/.<name>.partial-<pid>-XXXX`` of an atomic output.
+@contextlib.contextmanager
+def partial_dir(parent: str | os.PathLike, name: str):
+    """Yields a new hidden staging folder ``<parent>/.<name>.partial-<pid>-<random>`` of an atomic
+    output and removes what is left of it on exit; on success the caller has renamed it (or its
+    files) into place.
 
-    The process id in the name lets a later run tell a dead run's leftovers (removed by
+    The path is chosen before the folder is made and the folder is made inside the ``try``, so an
+    interrupt (SIGINT, SIGTERM) at any moment, even between the mkdir and the yield, leaves nothing
+    behind. The process id in the name lets a later run tell a dead run's leftovers (removed by
     :func:`remove_stale_partials`) from a running one's.
     """
-    partial = Path(tempfile.mkdtemp(prefix=f".{name}.partial-{os.getpid()}-", dir=parent))
-    make_public(partial)
-    return partial
+    partial = Path(parent) / f".{name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
+    while partial.exists():
+        partial = partial.with_name(f".{name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        partial.mkdir()  # the umask applies, as to any new folder
+        yield partial
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def remove_stale_partials(parent: str | os.PathLike, name: str) -> list[Path]:

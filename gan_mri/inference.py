@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import zipfile
 from pathlib import Path
 
@@ -31,7 +30,7 @@ import nibabel as nib
 import numpy as np
 
 from gan_mri.data import png, resize, volumes
-from gan_mri.fileutil import make_partial_dir, remove_stale_partials
+from gan_mri.fileutil import partial_dir, remove_stale_partials
 
 logger = logging.getLogger(__name__)
 
@@ -305,14 +304,13 @@ def translate_path(
     created = next((p for p in reversed([out_dir, *out_dir.parents]) if not p.exists()), None)
     if created is not None:
         created.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_partials(created.parent, created.name)
-        root = make_partial_dir(created.parent, created.name)
-        staging = root / out_dir.relative_to(created)
-        staging.mkdir(parents=True, exist_ok=True)
+        staging_parent, staging_name = created.parent, created.name
     else:
-        remove_stale_partials(out_dir, "gan-mri-translate")
-        root = staging = make_partial_dir(out_dir, "gan-mri-translate")
-    try:
+        staging_parent, staging_name = out_dir, "gan-mri-translate"
+    remove_stale_partials(staging_parent, staging_name)
+    with partial_dir(staging_parent, staging_name) as root:
+        staging = root if created is None else root / out_dir.relative_to(created)
+        staging.mkdir(parents=True, exist_ok=True)
         staged = [staging / target.name for _, target in plan]
         nifti = [(s, t) for (s, _), t in zip(plan, staged) if _is_nifti(s)]
         slices = [(s, t) for (s, _), t in zip(plan, staged) if s.name.lower().endswith(PNG_SUFFIX)]
@@ -328,8 +326,6 @@ def translate_path(
         else:
             for temp, (_, target) in zip(staged, plan):
                 os.replace(temp, target)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
     return [target for _, target in plan]
 
 

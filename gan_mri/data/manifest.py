@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileutil import make_partial_dir, naming_write_errors, remove_stale_partials
+from ..fileutil import naming_write_errors, partial_dir, remove_stale_partials
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +70,7 @@ def atomic_output_dir(out_dir, overwrite: bool = False):
         raise ValueError(f"{out_dir}: output folder already exists (pass overwrite=True to replace it)")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(out_dir.parent, out_dir.name)
-    partial = make_partial_dir(out_dir.parent, out_dir.name)
-    try:
+    with partial_dir(out_dir.parent, out_dir.name) as partial:
         yield partial
         if out_dir.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
@@ -80,9 +79,6 @@ def atomic_output_dir(out_dir, overwrite: bool = False):
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(partial, out_dir)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
 
 
 class ArrayWriter:
