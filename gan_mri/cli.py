@@ -27,7 +27,7 @@ import threading
 import traceback
 from pathlib import Path
 
-from gan_mri.config import RECIPES  # stdlib-only module: --help stays fast
+from gan_mri.config import DISTRIBUTIONS, RECIPES  # stdlib-only module: --help stays fast
 
 QUIET_LOGGERS = ("tensorflow", "absl", "jax")
 """Python loggers of the frameworks under gan-mri, held to ERROR unless -v/--debug: their INFO and
@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-    p.add_argument("--distribute", choices=("none", "mirrored", "multi-worker"), default="none",
+    p.add_argument("--distribute", choices=DISTRIBUTIONS, default="none",
                    help="data-parallel training: mirrored = every GPU of this machine, multi-worker = several "
                         "machines (TF_CONFIG); --batch-size is the global batch (docs/distributed.md)")
     p.set_defaults(func=cmd_train)

@@ -30,11 +30,13 @@ GAN_LOSSES = ("bce", "lsgan")
 ATTENTION_PLACEMENTS = ("none", "encoder", "generator")
 SPECTRAL_NORM_SCOPES = ("encoder", "generator", "discriminator")
 RECON_LOSSES = ("mae", "charbonnier")
+"""Reconstruction penalties; `gan_mri.losses.reconstruction_loss` maps each name to its function."""
 UPDATE_ORDERS = ("d_then_g", "g_then_d")
 """UNIT's two updates per step: the lineage's D then G (each with its own generator forward), or
 G then D on the translations the G update made (one generator forward per step)."""
-"""Reconstruction penalties; `gan_mri.losses.reconstruction_loss` maps each name to its function."""
 CHANNELS = (1, 3)
+DISTRIBUTIONS = ("none", "mirrored", "multi-worker")
+"""The values of `--distribute` / `train(distribute=...)`; `gan_mri.distribute` implements them."""
 # CycleGAN's generator halves the resolution twice, then doubles it twice.
 SPATIAL_MULTIPLE = 4
 

@@ -31,10 +31,9 @@ import os
 
 import keras
 
-logger = logging.getLogger(__name__)
+from gan_mri.config import DISTRIBUTIONS
 
-DISTRIBUTIONS = ("none", "mirrored", "multi-worker")
-"""The values of `--distribute` / `train(distribute=...)`."""
+logger = logging.getLogger(__name__)
 
 TF_CONFIG = "TF_CONFIG"
 JAX_JOB_ADDRESSES = "KERAS_DISTRIBUTION_JOB_ADDRESSES"

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -297,6 +298,14 @@ def save_model_atomic(model: keras.Model, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _fit_verbosity(verbose):
+    """`verbose="auto"` as a terminal user and a batch log each want it (Keras's "auto" draws the
+    progress bar into pipes too)."""
+    if verbose != "auto":
+        return verbose
+    return 1 if sys.stdout.isatty() else 2
+
+
 def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume: bool = False,
           overwrite: bool = False, eval_epochs=(), max_eval_batches: int | None = None,
           seed: int = 0, flip: bool = False, verbose="auto", callbacks=(), distribute: str = "none"):
@@ -316,7 +325,8 @@ def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume:
         max_eval_batches: limit on test batches per evaluation.
         seed: seed of weights, data order and noise.
         flip: random left-right flips of training images.
-        verbose: `fit`'s verbosity (progress bar by default).
+        verbose: `fit`'s verbosity; "auto" is the progress bar (1) on a terminal and one line per
+            epoch (2) otherwise, so that Slurm logs and pipes get no carriage-return redraws.
         callbacks: extra Keras callbacks.
         distribute: "none", "mirrored" (every device of this machine) or "multi-worker"
             (TF_CONFIG on TensorFlow, KERAS_DISTRIBUTION_* on JAX); see `gan_mri.distribute`.
@@ -414,6 +424,6 @@ def _fit(config, dataset, run: RunFolder, *, source: RunFolder | None, epochs, b
         ]
         # shuffle=False: the batches are already shuffled, by (seed, epoch), in epoch_datasets.
         model.fit(distribution.prepare_dataset(batches), epochs=epochs, initial_epoch=initial_epoch,
-                  steps_per_epoch=steps, shuffle=False, callbacks=run_callbacks, verbose=verbose)
+                  steps_per_epoch=steps, shuffle=False, callbacks=run_callbacks, verbose=_fit_verbosity(verbose))
     save_model_atomic(model, run.model_file)
     return model

@@ -220,16 +220,14 @@ def _constant_tuples(path):
 ENUMERATIONS = {
     "NORMS": "gan_mri/config.py", "CONV_NORMS": "gan_mri/config.py", "GAN_LOSSES": "gan_mri/config.py",
     "ATTENTION_PLACEMENTS": "gan_mri/config.py", "SPECTRAL_NORM_SCOPES": "gan_mri/config.py",
-    "RECON_LOSSES": "gan_mri/config.py", "PRECISIONS": "gan_mri/precision.py",
+    "RECON_LOSSES": "gan_mri/config.py", "UPSAMPLING": "gan_mri/config.py", "UPDATE_ORDERS": "gan_mri/config.py",
+    "DISTRIBUTIONS": "gan_mri/config.py", "PRECISIONS": "gan_mri/precision.py",
 }
 """Enumeration -> the one file that spells it out (CHANNELS, (1, 3), is left out: the same two
 numbers are axis pairs elsewhere)."""
 
 
-@pytest.mark.parametrize("name", [
-    *ENUMERATIONS,
-    "UPSAMPLING",
-])
+@pytest.mark.parametrize("name", ENUMERATIONS)
 def test_each_enumeration_is_written_once_in_the_package(name):
     from pathlib import Path
 
@@ -242,4 +240,4 @@ def test_each_enumeration_is_written_once_in_the_package(name):
         values = getattr(config_module, name)
     places = [f"{path.relative_to(root.parent)}:{line}" for path in sorted(root.rglob("*.py"))
               for line, found in _constant_tuples(path) if found == values]
-    assert len(places) == 1 and places[0].startswith(ENUMERATIONS.get(name, "gan_mri/config.py") + ":"), places
+    assert len(places) == 1 and places[0].startswith(ENUMERATIONS[name] + ":"), places

@@ -76,6 +76,10 @@ def test_png_folders_prepare_train_evaluate_translate(png_source, tmp_path):
     result = gan_mri("train", "--preset", "unit", "--data", "data", "--out", "run", "--epochs", 1,
                      "--batch-size", 4, "--width", 8, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+    # stdout is a pipe here, as in a Slurm log: one line for the epoch, no progress-bar redraws.
+    assert "\r" not in result.stdout and "\b" not in result.stdout
+    epoch_lines = [line for line in result.stdout.splitlines() if " - d_loss: " in line]
+    assert len(epoch_lines) == 1, result.stdout
     assert (tmp_path / "run" / "model.keras").is_file()
     assert json.loads((tmp_path / "run" / "checkpoints" / "state.json").read_text())["epoch"] == 1
 
