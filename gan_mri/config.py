@@ -1,8 +1,9 @@
 """Typed configuration of the model families (UNIT, CycleGAN), presets as data, JSON round trip.
 
 Every architectural and training choice of the model family lives in one `UNITConfig`, passed whole
-to `gan_mri.models.build_model`. The defaults are the lineage's values (GAN-MRI's UNIT, Welander et
-al. 2018); the eight variants of Maheshwari and Pant's Table 7(a) are named presets that override a
+to `gan_mri.models.build_model`. The defaults are the library's training recipe
+(docs/training_recipe.md); the lineage's values (GAN-MRI's UNIT, Welander et al. 2018) are the
+"lineage" recipe (`RECIPES`). The eight variants of Maheshwari and Pant's Table 7(a) are named presets that override a
 few fields. CycleGAN, the lineage's other model, has its own `CycleGANConfig` and the preset
 "cyclegan"; `get_preset` and `config_from_dict` return the right class.
 
@@ -80,6 +81,7 @@ LINEAGE_RECIPE: dict[str, Any] = {
     "recon_weight": 100.0,
     "cycle_kl_weight": 0.1,
     "cycle_weight": 100.0,
+    "structure_weight": 0.0,
 }
 """GAN-MRI's published UNIT training setting (Welander et al. 2018; the paper's Table 7 runs)."""
 
@@ -325,22 +327,24 @@ class UNITConfig(_ConfigIO):
         charbonnier_epsilon: epsilon of the Charbonnier penalty sqrt(x^2 + eps^2).
         gan_loss: adversarial criterion, "bce" (the lineage: binary cross-entropy on logits) or
             "lsgan" (least squares, as UNIT's official code).
-        gan_weight: lambda_0, weight of the adversarial terms (G and D).
+        gan_weight: lambda_0, weight of the adversarial terms (G and D); lineage 10, default 30
+            (faster early training, see docs/training_recipe.md).
         kl_weight: lambda_1, weight of the KL term on the latent codes z_A, z_B.
         recon_weight: lambda_2, weight of the image reconstruction terms.
         cycle_kl_weight: lambda_3, weight of the KL term on the cycle latent codes.
         cycle_weight: lambda_4, weight of the cycle reconstruction terms.
         structure_weight: weight of the structure term of each translation against its own
             input (`gan_mri.losses.local_correlation_loss`); 0 (the lineage) leaves it out.
+            Default 30.
         g_learning_rate, d_learning_rate: Adam learning rates of the generator and
-            discriminator players (lineage: 1e-4 each, too slow for short runs).
+            discriminator players (lineage: 1e-4 each, too slow for short runs; default 2e-3).
         beta_1, beta_2: Adam betas for both players.
         decay_start: fraction of the training steps after which both learning rates decay
             linearly to 0 at the last step; 1.0 keeps them constant (the lineage). Default 0.5.
         update_order: "d_then_g" (the lineage: a discriminator update on fresh translations,
             then a generator update) or "g_then_d" (the generator update, then a discriminator
             update on the translations it made: one generator forward per step instead of two,
-            about 10 % less compute; see docs/training_recipe.md for its effect on quality).
+            about 10 % less compute, the default; see docs/training_recipe.md for its effect on quality).
         latent_noise_std: stddev of the Gaussian noise added to the shared latent code
             while training (never at inference).
         dropout: dropout rate at the end of each residual block while training (lineage 0.5;
@@ -373,18 +377,18 @@ class UNITConfig(_ConfigIO):
     recon_loss: str = "mae"
     charbonnier_epsilon: float = 1e-3
     gan_loss: str = "bce"
-    gan_weight: float = 10.0
+    gan_weight: float = 30.0
     kl_weight: float = 0.1
     recon_weight: float = 100.0
     cycle_kl_weight: float = 0.1
     cycle_weight: float = 100.0
-    structure_weight: float = 0.0
-    g_learning_rate: float = 1e-3
-    d_learning_rate: float = 1e-3
+    structure_weight: float = 30.0
+    g_learning_rate: float = 2e-3
+    d_learning_rate: float = 2e-3
     beta_1: float = 0.5
     beta_2: float = 0.999
     decay_start: float = 0.5
-    update_order: str = "d_then_g"
+    update_order: str = "g_then_d"
     latent_noise_std: float = 1.0
     dropout: float = 0.1
     precision: str = "auto"

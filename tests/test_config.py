@@ -13,10 +13,11 @@ def test_defaults_are_the_library_recipe():
     assert (config.base_width, config.encoder_res_blocks, config.shared_res_blocks,
             config.generator_res_blocks) == (64, 3, 1, 3)
     assert (config.gan_weight, config.kl_weight, config.recon_weight,
-            config.cycle_kl_weight, config.cycle_weight) == (10.0, 0.1, 100.0, 0.1, 100.0)
+            config.cycle_kl_weight, config.cycle_weight, config.structure_weight) == (30.0, 0.1, 100.0, 0.1, 100.0, 30.0)
     assert (config.g_learning_rate, config.d_learning_rate, config.beta_1, config.beta_2) == (
-        1e-3, 1e-3, 0.5, 0.999)
+        2e-3, 2e-3, 0.5, 0.999)
     assert (config.decay_start, config.latent_noise_std, config.dropout) == (0.5, 1.0, 0.1)
+    assert config.update_order == "g_then_d"
     assert (config.gan_loss, config.conv_norm, config.upsample) == ("bce", "none", "transpose")
     # 256x256 keeps the lineage's 64x64 code: two stride-2 convs.
     assert config.downsampling is None and config.downsampling_steps == 2
@@ -35,6 +36,7 @@ def test_lineage_recipe_is_the_papers_setting():
     assert config.recipe == "lineage" and config.attention == "encoder"
     assert (config.g_learning_rate, config.d_learning_rate, config.decay_start) == (1e-4, 1e-4, 1.0)
     assert (config.dropout, config.latent_noise_std, config.downsampling) == (0.5, 1.0, 2)
+    assert (config.gan_weight, config.structure_weight, config.update_order) == (10.0, 0.0, "d_then_g")
     assert config.latent_shape == (16, 16, 256)
     # Overrides win over the recipe, and a recipe name is validated.
     assert get_preset("unit", recipe="lineage", dropout=0.2).dropout == 0.2

@@ -136,7 +136,7 @@ def test_train_step_updates_both_players_then_save_load_and_checkpoint(tmp_path)
     model = tiny("sa-enc-cl-sn")
     model.compile()
     assert isinstance(model.g_optimizer, keras.optimizers.Adam)
-    assert float(model.g_optimizer.learning_rate) == pytest.approx(1e-3)
+    assert float(model.g_optimizer.learning_rate) == pytest.approx(2e-3)
     assert float(model.g_optimizer.beta_1) == 0.5
     x_a, x_b = images(2, seed=1), images(2, seed=2)
     d_before = [np.asarray(v) for v in model.discriminator_variables]
