@@ -359,8 +359,18 @@ class Terminated(KeyboardInterrupt):
     handles KeyboardInterrupt) also runs when `timeout`, Slurm or Kubernetes stop the process."""
 
 
+_signals_received: list[int] = []
+"""SIGTERM/SIGINT that reached `main`'s handlers during the running command."""
+
+
 def _raise_terminated(signum, frame):
+    _signals_received.append(signum)
     raise Terminated()
+
+
+def _raise_interrupted(signum, frame):
+    _signals_received.append(signum)
+    raise KeyboardInterrupt()
 
 
 def describe_os_error(err: OSError) -> str:
@@ -453,8 +463,9 @@ def main(argv=None) -> int:
         logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
         if threading.current_thread() is threading.main_thread():
-            previous = signal.signal(signal.SIGTERM, _raise_terminated)
-            stack.callback(signal.signal, signal.SIGTERM, previous)
+            _signals_received.clear()
+            for signum, handler in ((signal.SIGTERM, _raise_terminated), (signal.SIGINT, _raise_interrupted)):
+                stack.callback(signal.signal, signum, signal.signal(signum, handler))
         return _run(args)
 
 
@@ -465,8 +476,23 @@ def _run(args) -> int:
         print(f"gan-mri {args.command}: error: {message}", file=sys.stderr)
         return status
 
+    def stopped(terminated: bool) -> int:
+        name = "SIGTERM" if terminated else "SIGINT (Ctrl-C)"
+        kept = ("completed epochs are checkpointed (continue with --resume)" if args.command == "train"
+                else "incomplete outputs were removed")
+        print(f"gan-mri {args.command}: stopped by {name}; {kept}", file=sys.stderr)
+        return 143 if terminated else 130
+
     try:
-        args.func(args)
+        try:
+            args.func(args)
+        except BaseException:
+            # The handlers' exception can come back as another one when the signal lands in Python
+            # code that native code calls (TensorFlow's nest turned it into an AttributeError once);
+            # the cleanup ran either way, so report the signal, not that exception.
+            if _signals_received:
+                return stopped(_signals_received[0] == signal.SIGTERM)
+            raise
     except OSError as err:  # FileNotFoundError, PermissionError, ENOSPC, ... and our own messages
         return fail(describe_os_error(err))
     except ValueError as err:
@@ -474,11 +500,7 @@ def _run(args) -> int:
     except MemoryError as err:
         return fail(f"out of memory{': ' + str(err) if str(err) else ''} (smaller inputs or --batch-size?)")
     except KeyboardInterrupt as err:
-        name = "SIGTERM" if isinstance(err, Terminated) else "SIGINT (Ctrl-C)"
-        kept = ("completed epochs are checkpointed (continue with --resume)" if args.command == "train"
-                else "incomplete outputs were removed")
-        print(f"gan-mri {args.command}: stopped by {name}; {kept}", file=sys.stderr)
-        return 143 if isinstance(err, Terminated) else 130
+        return stopped(isinstance(err, Terminated))
     return 0
 
 

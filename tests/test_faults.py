@@ -351,6 +351,30 @@ def test_sigterm_during_prepare_removes_the_partial_output(bids, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_signal_whose_exception_native_code_replaced_is_still_reported_as_the_signal(monkeypatch, capsys,
+                                                                                      tmp_path):
+    """A signal can land in Python code that TensorFlow's C++ calls back into; the C++ layer then
+    raised its own error instead (CI once got `AttributeError: 'list' object has no attribute
+    '_type_spec'` from nest.flatten, exit 1 with a traceback, for a SIGTERM during translate)."""
+    from gan_mri import cli
+
+    def replaced(args):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)  # main's handler raises Terminated here
+            time.sleep(5)
+        except cli.Terminated:
+            raise AttributeError("'list' object has no attribute '_type_spec'") from None
+        pytest.fail("SIGTERM was not delivered")
+
+    monkeypatch.setattr(cli, "cmd_simulate", replaced)
+    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    assert cli.main(["simulate", "--out", str(tmp_path / "bids")]) == 143
+    stderr = capsys.readouterr().err
+    assert stderr.strip().splitlines() == [
+        "gan-mri simulate: stopped by SIGTERM; incomplete outputs were removed"]
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == handlers  # restored
+
+
 def test_sigkill_during_prepare_leaves_nothing_visible_and_the_next_run_cleans_up(bids, tmp_path):
     out = tmp_path / "data"
     process = start("prepare", bids, "--out", out, "--size", 32)
