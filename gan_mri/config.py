@@ -3,8 +3,8 @@
 Every architectural and training choice of the model family lives in one `UNITConfig`, passed whole
 to `gan_mri.models.build_model`. The defaults are the library's training recipe
 (docs/training_recipe.md); the lineage's values (GAN-MRI's UNIT, Welander et al. 2018) are the
-"lineage" recipe (`RECIPES`). The eight variants of Maheshwari and Pant's Table 7(a) are named presets that override a
-few fields. CycleGAN, the lineage's other model, has its own `CycleGANConfig` and the preset
+"lineage" recipe (`RECIPES`). The eight variants of Maheshwari and Pant's Table 7(a) are named
+presets that override a few fields. CycleGAN, the lineage's other model, has its own `CycleGANConfig` and the preset
 "cyclegan"; `get_preset` and `config_from_dict` return the right class.
 
 Example:

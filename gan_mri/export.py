@@ -30,7 +30,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from gan_mri.fileutil import partial_dir, remove_stale_partials
+from gan_mri.fileutil import partial_dir
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,6 @@ def export_saved_model(model, path: str | os.PathLike, overwrite: bool = False) 
         archive.add_endpoint(name, _endpoint(model, direction, input_shape), input_signature=[spec])
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(path.parent, path.name)
     with partial_dir(path.parent, path.name) as staging:
         archive.write_out(str(staging), verbose=False)
         _write_serving_info(staging / SERVING_INFO_FILE, model, input_shape)

@@ -34,16 +34,22 @@ def make_public(path: str | os.PathLike) -> None:
 def partial_dir(parent: str | os.PathLike, name: str):
     """Yields a new hidden staging folder ``<parent>/.<name>.partial-<pid>-<random>`` of an atomic
     output and removes what is left of it on exit; on success the caller has renamed it (or its
-    files) into place.
+    files) into place. The leftovers of dead runs for the same output are removed first
+    (:func:`remove_stale_partials`, which logs each).
 
     The path is chosen before the folder is made and the folder is made inside the ``try``, so an
     interrupt (SIGINT, SIGTERM) at any moment, even between the mkdir and the yield, leaves nothing
-    behind. The process id in the name lets a later run tell a dead run's leftovers (removed by
-    :func:`remove_stale_partials`) from a running one's.
+    behind. The process id in the name lets a later run tell a dead run's leftovers from a running
+    one's.
     """
-    partial = Path(parent) / f".{name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
+    remove_stale_partials(parent, name)
+
+    def candidate() -> Path:
+        return Path(parent) / f".{name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
+
+    partial = candidate()
     while partial.exists():
-        partial = partial.with_name(f".{name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
+        partial = candidate()
     try:
         partial.mkdir()  # the umask applies, as to any new folder
         yield partial

@@ -30,7 +30,7 @@ import nibabel as nib
 import numpy as np
 
 from gan_mri.data import png, resize, volumes
-from gan_mri.fileutil import partial_dir, remove_stale_partials
+from gan_mri.fileutil import partial_dir
 
 logger = logging.getLogger(__name__)
 
@@ -307,7 +307,6 @@ def translate_path(
         staging_parent, staging_name = created.parent, created.name
     else:
         staging_parent, staging_name = out_dir, "gan-mri-translate"
-    remove_stale_partials(staging_parent, staging_name)
     with partial_dir(staging_parent, staging_name) as root:
         staging = root if created is None else root / out_dir.relative_to(created)
         staging.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileutil import naming_write_errors, partial_dir, remove_stale_partials
+from ..fileutil import naming_write_errors, partial_dir
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,6 @@ def atomic_output_dir(out_dir, overwrite: bool = False):
     if out_dir.exists() and not overwrite:
         raise ValueError(f"{out_dir}: output folder already exists (pass overwrite=True to replace it)")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(out_dir.parent, out_dir.name)
     with partial_dir(out_dir.parent, out_dir.name) as partial:
         yield partial
         if out_dir.exists():
