@@ -70,6 +70,7 @@ LINEAGE_RECIPE: dict[str, Any] = {
     "d_learning_rate": 1e-4,
     "decay_start": 1.0,
     "update_order": "d_then_g",
+    "attention_pool": 1,
     "latent_noise_std": 1.0,
     "dropout": 0.5,
     "downsampling": 2,
@@ -320,6 +321,10 @@ class UNITConfig(_ConfigIO):
             3x3/2) or "nearest" (nearest-neighbour x2, then a conv 3x3: no checkerboard).
         attention: self-attention placement, "none", "encoder" or "generator" (both at the
             latent resolution, after the residual blocks).
+        attention_pool: p, the attention's keys and values are max-pooled p x p, as in SAGAN's
+            reference code: the attention matrix is p^2 times smaller (N x N/p^2) and each
+            position still attends to the whole image. 1 (the lineage) attends over every
+            position; default 2 (see docs/training_recipe.md).
         spectral_norm: parts whose convolutions are spectrally normalized, a subset of
             {"encoder", "generator", "discriminator"}. "encoder" covers the domain encoders
             and the shared encoder, "generator" the shared decoder and the generators.
@@ -373,6 +378,7 @@ class UNITConfig(_ConfigIO):
     conv_norm: str = "none"
     upsample: str = "transpose"
     attention: str = "none"
+    attention_pool: int = 2
     spectral_norm: tuple[str, ...] = ()
     recon_loss: str = "mae"
     charbonnier_epsilon: float = 1e-3
@@ -417,6 +423,7 @@ class UNITConfig(_ConfigIO):
         yield "conv_norm", _OneOf(CONV_NORMS)
         yield "upsample", _OneOf(UPSAMPLING)
         yield "attention", _OneOf(ATTENTION_PLACEMENTS)
+        yield "attention_pool", _integer(1)
         yield "spectral_norm", _SubsetOf(SPECTRAL_NORM_SCOPES)
         yield "recon_loss", _OneOf(RECON_LOSSES)
         yield "charbonnier_epsilon", _POSITIVE

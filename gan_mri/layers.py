@@ -220,15 +220,15 @@ class ResidualBlock(layers.Layer):
 
 
 def _attention(query, key, value):
-    """softmax(query key^T) value over (batch, positions, 1 head, channels) tokens, scale 1.
+    """softmax(query key^T) value for (batch, positions, channels) tokens, scale 1 (SAGAN's).
 
-    TensorFlow runs `keras.ops.dot_product_attention`; JAX's version needs the value's channels
-    to equal the key's (SAGAN's are 8x more), so other backends spell out the same formula.
+    Two batched matmuls: on TensorFlow's CPU kernels this is 20 % faster than
+    `keras.ops.dot_product_attention`, whose einsums over a head axis add transposes (16.3 vs
+    20.5 ms forward and backward at 1024 positions, batch 4), and it is the same formula on every
+    backend (JAX's `dot_product_attention` needs the value's channels to equal the key's).
     """
-    if keras.config.backend() == "tensorflow":
-        return ops.dot_product_attention(query, key, value, scale=1.0)
-    logits = ops.einsum("btnh,bsnh->bnts", query, key)
-    return ops.einsum("bnts,bsnh->btnh", ops.softmax(logits, axis=-1), value)
+    logits = ops.matmul(query, ops.transpose(key, (0, 2, 1)))
+    return ops.matmul(ops.softmax(logits, axis=-1), value)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -242,18 +242,30 @@ class SelfAttention(layers.Layer):
         y = gamma * o + x,  gamma a trainable scalar initialised to 0 (the layer starts as
         the identity).
 
-    The attention itself runs through `keras.ops.dot_product_attention` (scale 1, as in SAGAN)
-    in float32, so the softmax cannot overflow under mixed_float16.
+    With `pool_size` p > 1, the keys f and values h are max-pooled p x p before the attention,
+    as in SAGAN's reference code (p = 2): every output position still attends to the whole
+    image, through N / p^2 pooled positions, and the attention matrix shrinks p^2-fold
+    (at 1024 positions, batch 4, p = 2 takes the attention from 16.3 to 4.0 ms forward and
+    backward on 2 CPU cores). The weights do not depend on p.
+
+    The attention runs in float32 (scale 1, as in SAGAN), so the softmax cannot overflow under
+    mixed_float16.
 
     Args:
         key_channels: channels of f and g; default max(1, C // 8).
+        pool_size: p, the max-pooling window and stride of the keys and values; 1 (the
+            paper's formula) attends over every position.
         use_spectral_norm: wrap the four 1x1 convs in spectral normalization.
         **kwargs: base `Layer` arguments.
     """
 
-    def __init__(self, key_channels: int | None = None, use_spectral_norm: bool = False, **kwargs):
+    def __init__(self, key_channels: int | None = None, pool_size: int = 1, use_spectral_norm: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
+        if not isinstance(pool_size, int) or pool_size < 1:
+            raise ValueError(f"SelfAttention pool_size must be an integer >= 1; found {pool_size!r}")
         self.key_channels = key_channels
+        self.pool_size = pool_size
         self.use_spectral_norm = use_spectral_norm
 
     def build(self, input_shape):
@@ -277,13 +289,16 @@ class SelfAttention(layers.Layer):
         batch = ops.shape(inputs)[0]
         height, width, channels = inputs.shape[1], inputs.shape[2], inputs.shape[3]
 
-        def tokens(x):
-            # (B, H, W, K) -> (B, N, 1 head, K) in float32 for a safe softmax.
-            return ops.cast(ops.reshape(x, (batch, height * width, 1, x.shape[-1])), "float32")
+        def tokens(x, pool=1):
+            # (B, H, W, K) -> (B, N, K) in float32 for a safe softmax; "same" pooling keeps
+            # every position of a side that p does not divide.
+            if pool > 1:
+                x = ops.max_pool(x, pool, strides=pool, padding="same")
+            return ops.cast(ops.reshape(x, (batch, x.shape[1] * x.shape[2], x.shape[-1])), "float32")
 
         query = tokens(self.g(inputs, training=training))
-        key = tokens(self.f(inputs, training=training))
-        value = tokens(self.h(inputs, training=training))
+        key = tokens(self.f(inputs, training=training), self.pool_size)
+        value = tokens(self.h(inputs, training=training), self.pool_size)
         attended = _attention(query, key, value)
         attended = ops.reshape(attended, (batch, height, width, channels))
         o = self.out(ops.cast(attended, self.compute_dtype), training=training)
@@ -294,5 +309,6 @@ class SelfAttention(layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(key_channels=self.key_channels, use_spectral_norm=self.use_spectral_norm)
+        config.update(key_channels=self.key_channels, pool_size=self.pool_size,
+                      use_spectral_norm=self.use_spectral_norm)
         return config

@@ -63,6 +63,7 @@ def build_encoder(
     use_spectral_norm: bool = False,
     conv_norm: str = "none",
     downsampling: int = 2,
+    attention_pool: int = 1,
     name: str = "encoder",
     dtype=None,
 ) -> keras.Model:
@@ -81,6 +82,7 @@ def build_encoder(
         use_spectral_norm: spectrally normalize every conv.
         conv_norm: normalization after each conv, "none" (the lineage), "instance" or "layer".
         downsampling: number of stride-2 convs d (the lineage: 2); each doubles the width.
+        attention_pool: the SelfAttention's `pool_size` (keys and values pooled p x p).
         name: model name.
         dtype: dtype policy of every layer (e.g. "mixed_float16"); None: Keras's global policy.
 
@@ -94,7 +96,8 @@ def build_encoder(
         x = _conv_block(x, filters, kernel, strides, use_spectral_norm, conv_norm, f"conv{i}", dtype=dtype)
     x = _res_blocks(x, res_blocks, norm, dropout, use_spectral_norm, "enc", dtype=dtype)
     if attention:
-        x = SelfAttention(use_spectral_norm=use_spectral_norm, name="attention", dtype=dtype)(x)
+        x = SelfAttention(pool_size=attention_pool, use_spectral_norm=use_spectral_norm, name="attention",
+                          dtype=dtype)(x)
     return keras.Model(image, x, name=name)
 
 
@@ -155,6 +158,7 @@ def build_generator(
     conv_norm: str = "none",
     upsample: str = "transpose",
     downsampling: int = 2,
+    attention_pool: int = 1,
     name: str = "generator",
     dtype=None,
 ) -> keras.Model:
@@ -164,8 +168,8 @@ def build_generator(
     upsampling steps (the lineage's two: 2w, then w channels), each with `conv_norm` and
     LeakyReLU, a 1x1 conv to `channels`, tanh in float32. `upsample` "transpose" is the lineage's
     transposed conv 3x3/2; "nearest" is nearest-neighbour x2 followed by a conv 3x3 (no
-    checkerboard artefacts). `dtype` is the dtype policy of every layer but the float32 tanh
-    (None: Keras's global policy).
+    checkerboard artefacts). `attention_pool` is the SelfAttention's `pool_size`. `dtype` is the
+    dtype policy of every layer but the float32 tanh (None: Keras's global policy).
 
     Returns:
         A functional model (B, H/2^d, W/2^d, 2^d w) -> (B, H, W, channels), float32 output.
@@ -173,7 +177,8 @@ def build_generator(
     features = keras.Input(tuple(latent_shape), name="features")
     x = _res_blocks(features, res_blocks, norm, dropout, use_spectral_norm, "gen", dtype=dtype)
     if attention:
-        x = SelfAttention(use_spectral_norm=use_spectral_norm, name="attention", dtype=dtype)(x)
+        x = SelfAttention(pool_size=attention_pool, use_spectral_norm=use_spectral_norm, name="attention",
+                          dtype=dtype)(x)
     if upsample not in UPSAMPLING:
         raise ValueError(f"upsample must be one of {list(UPSAMPLING)}; found {upsample!r}")
     for i in range(downsampling):

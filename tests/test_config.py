@@ -17,7 +17,7 @@ def test_defaults_are_the_library_recipe():
     assert (config.g_learning_rate, config.d_learning_rate, config.beta_1, config.beta_2) == (
         2e-3, 2e-3, 0.5, 0.999)
     assert (config.decay_start, config.latent_noise_std, config.dropout) == (0.5, 1.0, 0.1)
-    assert config.update_order == "g_then_d"
+    assert (config.update_order, config.attention_pool) == ("g_then_d", 2)
     assert (config.gan_loss, config.conv_norm, config.upsample) == ("bce", "none", "transpose")
     # 256x256 keeps the lineage's 64x64 code: two stride-2 convs.
     assert config.downsampling is None and config.downsampling_steps == 2
@@ -37,6 +37,7 @@ def test_lineage_recipe_is_the_papers_setting():
     assert (config.g_learning_rate, config.d_learning_rate, config.decay_start) == (1e-4, 1e-4, 1.0)
     assert (config.dropout, config.latent_noise_std, config.downsampling) == (0.5, 1.0, 2)
     assert (config.gan_weight, config.structure_weight, config.update_order) == (10.0, 0.0, "d_then_g")
+    assert config.attention_pool == 1  # the paper's attention over every position
     assert config.latent_shape == (16, 16, 256)
     # Overrides win over the recipe, and a recipe name is validated.
     assert get_preset("unit", recipe="lineage", dropout=0.2).dropout == 0.2
@@ -105,6 +106,7 @@ def test_unknown_preset_lists_valid_names():
         ("downsampling", 0, "UNITConfig.downsampling must be None or an integer from 1 to 4; found 0"),
         ("base_width", 0, "base_width must be an integer >= 1; found 0"),
         ("shared_res_blocks", 0, "shared_res_blocks must be an integer >= 1; found 0"),
+        ("attention_pool", 0, "attention_pool must be an integer >= 1; found 0"),
         ("dropout", 1.0, r"dropout must be in \[0, 1\); found 1.0"),
         ("g_learning_rate", 0.0, "g_learning_rate must be a number > 0; found 0.0"),
         ("charbonnier_epsilon", -1e-3, "charbonnier_epsilon must be a number > 0"),

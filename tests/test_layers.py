@@ -17,11 +17,26 @@ def _conv1x1(layer, x):
     return np.einsum("bhwc,ck->bhwk", x, kernel[0, 0]) + bias
 
 
-def _numpy_self_attention(layer, x):
+def _max_pool(x, p):
+    """p x p max pooling, stride p, "same" padding: a side p does not divide is padded by the
+    missing positions, half of them (rounded down) before it, and pads never win the max."""
     b, h, w, c = x.shape
-    f = _conv1x1(layer.f, x).reshape(b, h * w, -1)
+    rows, cols = -(-h // p), -(-w // p)
+    top, left = (rows * p - h) // 2, (cols * p - w) // 2
+    out = np.empty((b, rows, cols, c), x.dtype)
+    for i in range(rows):
+        for j in range(cols):
+            r0, c0 = i * p - top, j * p - left
+            window = x[:, max(r0, 0):r0 + p, max(c0, 0):c0 + p]
+            out[:, i, j] = window.max(axis=(1, 2))
+    return out
+
+
+def _numpy_self_attention(layer, x, pool=1):
+    b, h, w, c = x.shape
+    f = _max_pool(_conv1x1(layer.f, x), pool).reshape(b, -1, layer.f.filters)
     g = _conv1x1(layer.g, x).reshape(b, h * w, -1)
-    v = _conv1x1(layer.h, x).reshape(b, h * w, c)
+    v = _max_pool(_conv1x1(layer.h, x), pool).reshape(b, -1, c)
     scores = np.einsum("bjk,bik->bji", g, f)  # s[j, i] = g_j . f_i
     beta = np.exp(scores - scores.max(-1, keepdims=True))
     beta /= beta.sum(-1, keepdims=True)  # softmax over the attended positions i
@@ -48,8 +63,29 @@ def test_self_attention_matches_numpy_reference_with_gamma_one(x):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("pool", [2, 4])
+def test_pooled_self_attention_matches_numpy_reference(x, pool):
+    # x is 4 x 6: pool 4 leaves a 4 x 2 border window on the 6-wide side, which still counts.
+    layer = SelfAttention(pool_size=pool)
+    layer(x)
+    layer.gamma.assign(1.0)
+    got = np.asarray(layer(x))
+    np.testing.assert_allclose(got, _numpy_self_attention(layer, x, pool), rtol=1e-4, atol=1e-5)
+    # Pooling changes the result, not the weights: the same weights unpooled give another output.
+    unpooled = SelfAttention()
+    unpooled(x)
+    unpooled.set_weights(layer.get_weights())
+    assert np.abs(np.asarray(unpooled(x)) - got).max() > 1e-3
+
+
+@pytest.mark.parametrize("pool", [0, -1, 1.5, "2"])
+def test_self_attention_rejects_a_bad_pool_size(pool):
+    with pytest.raises(ValueError, match=f"SelfAttention pool_size must be an integer >= 1; found {pool!r}"):
+        SelfAttention(pool_size=pool)
+
+
 def test_self_attention_serialization_round_trip(x, tmp_path):
-    layer = SelfAttention(key_channels=4, use_spectral_norm=True, name="attn")
+    layer = SelfAttention(key_channels=4, pool_size=2, use_spectral_norm=True, name="attn")
     layer(x)
     layer.gamma.assign(0.7)
     config = keras.saving.serialize_keras_object(layer)
@@ -57,7 +93,7 @@ def test_self_attention_serialization_round_trip(x, tmp_path):
     clone = keras.saving.deserialize_keras_object(config)
     clone(x)
     clone.set_weights(layer.get_weights())
-    assert clone.key_channels == 4 and clone.use_spectral_norm
+    assert clone.key_channels == 4 and clone.pool_size == 2 and clone.use_spectral_norm
     np.testing.assert_array_equal(np.asarray(clone(x)), np.asarray(layer(x)))
 
     inputs = keras.Input(x.shape[1:])
