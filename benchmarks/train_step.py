@@ -29,6 +29,8 @@ def parse_args(argv=None):
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--width", type=int, default=None,
                         help="base width (default: the preset's lineage width, UNIT 64, CycleGAN 32)")
+    parser.add_argument("--set", default="{}", metavar="JSON",
+                        help='other config fields, e.g. \'{"attention_pool": 1}\'')
     parser.add_argument("--steps", type=int, default=10, help="timed steps")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps (the first traces)")
     parser.add_argument("--precision", default="auto", choices=["auto", "float32", "mixed_float16"])
@@ -71,7 +73,9 @@ def build_and_batch(args):
     from gan_mri.config import get_preset
     from gan_mri.models import build_model
 
-    overrides = {} if args.width is None else {"base_width": args.width}
+    overrides = json.loads(args.set)
+    if args.width is not None:
+        overrides["base_width"] = args.width
     config = get_preset(args.preset, image_shape=(args.size, args.size), precision=args.precision, **overrides)
     model = build_model(config)
     model.compile()

@@ -106,9 +106,10 @@ def _np_local_correlation_loss(x, y, window, epsilon):
     return 1.0 - np.mean(cov**2 / (np.maximum(vx, 0) * np.maximum(vy, 0) + epsilon))
 
 
-def test_local_correlation_loss_matches_numpy_and_ignores_contrast_inversion(rng):
-    x = rng.uniform(-1, 1, (2, 12, 12, 1)).astype(np.float32)
-    y = rng.uniform(-1, 1, (2, 12, 12, 1)).astype(np.float32)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_local_correlation_loss_matches_numpy_and_ignores_contrast_inversion(rng, channels):
+    x = rng.uniform(-1, 1, (2, 12, 12, channels)).astype(np.float32)
+    y = rng.uniform(-1, 1, (2, 12, 12, channels)).astype(np.float32)
     got = float(losses.local_correlation_loss(x, y, window=5, epsilon=1e-3))
     assert got == pytest.approx(_np_local_correlation_loss(x, y, 5, 1e-3), rel=1e-4)
     assert got > 0.5  # unrelated images: little local correlation
