@@ -221,6 +221,7 @@ class _ConfigIO:
     the family in error messages (e.g. "UNIT config file not found: ...")."""
 
     _display_name = "model"
+    _saved_before = {}  # field -> its value in models saved before the field existed (not a field)
 
     def _rules(self):
         """Yields (field, rule) pairs covering every field, in checking order; a rule may rely on
@@ -260,6 +261,13 @@ class _ConfigIO:
         if unknown:
             raise ValueError(f"Unknown {cls.__name__} fields {unknown}; valid fields are {sorted(valid)}")
         return cls(**data)
+
+    @classmethod
+    def from_saved_dict(cls, data: dict[str, Any]):
+        """Builds the config of a saved model: like `from_dict`, but a field the model was saved
+        without (it predates the field) takes the value such models were built with, not the
+        present default, so an older `.keras` file computes what it computed when saved."""
+        return cls.from_dict({**cls._saved_before, **data})
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:
         """Serializes to JSON text; also writes it to `path` when given.
@@ -363,6 +371,7 @@ class UNITConfig(_ConfigIO):
     """
 
     _display_name = "UNIT"  # in error messages; not a field (no annotation)
+    _saved_before = {"attention_pool": 1}  # models saved before attention_pool attend over every position
 
     model: str = "unit"
     name: str = "custom"
@@ -565,8 +574,14 @@ def get_preset(name: str, recipe: str = "default", **overrides):
 _CONFIG_CLASSES = {"unit": UNITConfig, "cyclegan": CycleGANConfig}
 
 
-def config_from_dict(data: dict[str, Any]):
+def config_from_dict(data: dict[str, Any], saved: bool = False):
     """Builds the config of the model family named by `data["model"]` (default "unit").
+
+    Args:
+        data: config fields.
+        saved: `data` is what a model or run saved (its config.json), which has every field of
+            the version that wrote it; fields added since take their old value
+            (`from_saved_dict`), not the present default.
 
     Raises:
         ValueError: for an unknown model family (listing the known ones) or invalid fields.
@@ -576,4 +591,5 @@ def config_from_dict(data: dict[str, Any]):
         raise ValueError(
             f"Unknown config 'model' {model!r}; known models are {list(_CONFIG_CLASSES)}"
         )
-    return _CONFIG_CLASSES[model].from_dict(data)
+    family = _CONFIG_CLASSES[model]
+    return family.from_saved_dict(data) if saved else family.from_dict(data)

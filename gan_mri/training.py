@@ -114,8 +114,8 @@ class RunFolder:
         return json.loads(self.run_file.read_text(encoding="utf-8"))
 
     def load_config(self):
-        """Returns the model config recorded in config.json."""
-        return config_from_dict(json.loads(self.config_file.read_text(encoding="utf-8")))
+        """Returns the model config recorded in config.json (as the run's version wrote it)."""
+        return config_from_dict(json.loads(self.config_file.read_text(encoding="utf-8")), saved=True)
 
     def checkpoint_state(self) -> dict | None:
         """The committed checkpoint's state.json (epoch, weights file, RNG), or None."""

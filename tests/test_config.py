@@ -140,6 +140,23 @@ def test_config_from_dict_dispatches_on_model():
         config_from_dict({**data, "model": "pix2pix"})
 
 
+def test_a_saved_config_without_a_newer_field_takes_its_old_value(tmp_path):
+    from gan_mri.training import RunFolder, create_run
+
+    data = get_preset("sa-enc-cl-sn", base_width=8).to_dict()
+    del data["attention_pool"]  # as a version before the field wrote it
+    assert config_from_dict(data).attention_pool == 2  # a user's file: the present default
+    assert config_from_dict(data, saved=True).attention_pool == 1  # a saved run or model: as built
+    assert config_from_dict({**data, "attention_pool": 2}, saved=True).attention_pool == 2
+    assert config_from_dict(get_preset("cyclegan").to_dict(), saved=True) == get_preset("cyclegan")
+    # A run folder's config.json is read the saved way (`gan-mri train --resume` rebuilds from it).
+    run = create_run(tmp_path / "run", get_preset("sa-enc-cl-sn", base_width=8, attention_pool=1), {"epochs": 1})
+    recorded = json.loads(run.config_file.read_text())
+    del recorded["attention_pool"]
+    run.config_file.write_text(json.dumps(recorded))
+    assert RunFolder.open(run.root).load_config().attention_pool == 1
+
+
 def test_presets_are_plain_data():
     # Presets must be JSON-serializable data, not code.
     assert json.loads(json.dumps(PRESETS))["unit-sn"]["spectral_norm"] == [

@@ -132,6 +132,37 @@ def test_translate_is_deterministic():
     np.testing.assert_array_equal(np.asarray(model.translate(x, "A2B")), np.asarray(model.translate(x, "A2B")))
 
 
+def test_a_model_saved_before_attention_pool_existed_loads_as_it_was_built(tmp_path):
+    import json
+    import zipfile
+
+    x = images(2, seed=3)
+    for pool in (1, 2):
+        model = tiny("sa-enc-cl-sn", attention_pool=pool)
+        model.encoder_a.get_layer("attention").gamma.assign(1.0)  # let the attention show
+        expected = np.asarray(model.translate(x, "A2B"))
+        path = tmp_path / f"pool{pool}.keras"
+        model.save(path)
+        assert keras.models.load_model(path).config.attention_pool == pool
+    # The same pool-1 file as an older version wrote it: no attention_pool in its config.
+    old = tmp_path / "old.keras"
+    with zipfile.ZipFile(tmp_path / "pool1.keras") as source, zipfile.ZipFile(old, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                del config["config"]["config"]["attention_pool"]
+                data = json.dumps(config).encode()
+            target.writestr(item, data)
+    loaded = keras.models.load_model(old)
+    assert loaded.config.attention_pool == 1
+    assert loaded.encoder_a.get_layer("attention").pool_size == 1
+    reference = keras.models.load_model(tmp_path / "pool1.keras")
+    np.testing.assert_array_equal(np.asarray(loaded.translate(x, "A2B")), np.asarray(reference.translate(x, "A2B")))
+    # A config a user writes still takes the present default for a field it leaves out.
+    assert get_preset("sa-enc-cl-sn").attention_pool == 2
+
+
 def test_train_step_updates_both_players_then_save_load_and_checkpoint(tmp_path):
     model = tiny("sa-enc-cl-sn")
     model.compile()

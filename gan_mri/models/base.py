@@ -385,4 +385,4 @@ class TranslationGAN(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        return cls(cls.config_class.from_dict(config["config"]), name=config.get("name"))
+        return cls(cls.config_class.from_saved_dict(config["config"]), name=config.get("name"))
