@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class DemoSettings:
-    """What the demo runs; the defaults take about 8 minutes on 2 idle CPU cores.
+    """What the demo runs; the defaults take about 7.5 minutes on 2 idle CPU cores.
 
     Attributes:
         out_dir: folder for everything the demo writes.
