@@ -187,6 +187,8 @@ _POSITIVE = _Rule(lambda value: _is_number(value) and value > 0, "a number > 0")
 _BELOW_ONE = _Rule(lambda value: _is_number(value) and 0 <= value < 1, "in [0, 1)")
 _FRACTION = _Rule(lambda value: _is_number(value) and 0 <= value <= 1, "a fraction in [0, 1]")
 _NAME = _Rule(lambda value: isinstance(value, str) and value != "", "a non-empty string")
+_OPTIONAL_POOL = _Rule(lambda value: value is None or (_is_int(value) and value >= 1),
+                       "None (from the image size) or an integer >= 1")
 _DOWNSAMPLING = _Rule(lambda value: value is None or (_is_int(value) and 1 <= value <= 4),
                       "None or an integer from 1 to 4")
 
@@ -332,7 +334,7 @@ class UNITConfig(_ConfigIO):
         attention_pool: p, the attention's keys and values are max-pooled p x p, as in SAGAN's
             reference code: the attention matrix is p^2 times smaller (N x N/p^2) and each
             position still attends to the whole image. 1 (the lineage) attends over every
-            position; default 2 (see docs/training_recipe.md).
+            position; None (the default) pools to about 16 x 16 keys, see `attention_pool_size`.
         spectral_norm: parts whose convolutions are spectrally normalized, a subset of
             {"encoder", "generator", "discriminator"}. "encoder" covers the domain encoders
             and the shared encoder, "generator" the shared decoder and the generators.
@@ -387,7 +389,7 @@ class UNITConfig(_ConfigIO):
     conv_norm: str = "none"
     upsample: str = "transpose"
     attention: str = "none"
-    attention_pool: int = 2
+    attention_pool: int | None = None
     spectral_norm: tuple[str, ...] = ()
     recon_loss: str = "mae"
     charbonnier_epsilon: float = 1e-3
@@ -432,7 +434,7 @@ class UNITConfig(_ConfigIO):
         yield "conv_norm", _OneOf(CONV_NORMS)
         yield "upsample", _OneOf(UPSAMPLING)
         yield "attention", _OneOf(ATTENTION_PLACEMENTS)
-        yield "attention_pool", _integer(1)
+        yield "attention_pool", _OPTIONAL_POOL
         yield "spectral_norm", _SubsetOf(SPECTRAL_NORM_SCOPES)
         yield "recon_loss", _OneOf(RECON_LOSSES)
         yield "charbonnier_epsilon", _POSITIVE
@@ -450,6 +452,15 @@ class UNITConfig(_ConfigIO):
         if self.downsampling is not None:
             return self.downsampling
         return int(min(4, max(1, round(math.log2(min(self.image_shape) / 64)))))
+
+    @property
+    def attention_pool_size(self) -> int:
+        """The attention's pool p: `attention_pool`, or when it is None the p that leaves about
+        16 x 16 pooled keys on the latent code's shorter side: p = max(1, side // 16), so 64 px ->
+        2 (a 32x32 code), 128 px -> 4, 256 px -> 4, 32 px -> 1 (docs/training_recipe.md)."""
+        if self.attention_pool is not None:
+            return self.attention_pool
+        return max(1, min(self.latent_shape[:2]) // 16)
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:

@@ -17,18 +17,23 @@ def test_defaults_are_the_library_recipe():
     assert (config.g_learning_rate, config.d_learning_rate, config.beta_1, config.beta_2) == (
         2e-3, 2e-3, 0.5, 0.999)
     assert (config.decay_start, config.latent_noise_std, config.dropout) == (0.5, 1.0, 0.1)
-    assert (config.update_order, config.attention_pool) == ("g_then_d", 2)
+    assert (config.update_order, config.attention_pool) == ("g_then_d", None)
     assert (config.gan_loss, config.conv_norm, config.upsample) == ("bce", "none", "transpose")
     # 256x256 keeps the lineage's 64x64 code: two stride-2 convs.
     assert config.downsampling is None and config.downsampling_steps == 2
     assert config.latent_shape == (64, 64, 256)
+    assert config.attention_pool_size == 4  # 16x16 pooled keys on the 64x64 code
 
 
-@pytest.mark.parametrize("size, steps", [(32, 1), (64, 1), (128, 1), (256, 2), (512, 3)])
-def test_automatic_downsampling_keeps_a_64_pixel_code(size, steps):
+@pytest.mark.parametrize("size, steps, pool", [(32, 1, 1), (64, 1, 2), (128, 1, 4), (256, 2, 4), (512, 3, 4)])
+def test_automatic_downsampling_keeps_a_64_pixel_code_and_pooling_16x16_keys(size, steps, pool):
     config = UNITConfig(image_shape=(size, size), base_width=8)
     assert config.downsampling_steps == steps
     assert config.latent_shape == (size // 2**steps, size // 2**steps, 8 * 2**steps)
+    assert config.attention_pool_size == pool
+    # A pool the user sets wins; so does a downsampling that changes the code.
+    assert UNITConfig(image_shape=(size, size), attention_pool=3).attention_pool_size == 3
+    assert UNITConfig(image_shape=(256, 256), downsampling=3).attention_pool_size == 2
 
 
 def test_lineage_recipe_is_the_papers_setting():
@@ -106,7 +111,8 @@ def test_unknown_preset_lists_valid_names():
         ("downsampling", 0, "UNITConfig.downsampling must be None or an integer from 1 to 4; found 0"),
         ("base_width", 0, "base_width must be an integer >= 1; found 0"),
         ("shared_res_blocks", 0, "shared_res_blocks must be an integer >= 1; found 0"),
-        ("attention_pool", 0, "attention_pool must be an integer >= 1; found 0"),
+        ("attention_pool", 0, r"attention_pool must be None \(from the image size\) or an integer >= 1; found 0"),
+        ("attention_pool", 1.5, r"attention_pool must be None \(from the image size\) or an integer >= 1; found 1.5"),
         ("dropout", 1.0, r"dropout must be in \[0, 1\); found 1.0"),
         ("g_learning_rate", 0.0, "g_learning_rate must be a number > 0; found 0.0"),
         ("charbonnier_epsilon", -1e-3, "charbonnier_epsilon must be a number > 0"),
@@ -145,7 +151,7 @@ def test_a_saved_config_without_a_newer_field_takes_its_old_value(tmp_path):
 
     data = get_preset("sa-enc-cl-sn", base_width=8).to_dict()
     del data["attention_pool"]  # as a version before the field wrote it
-    assert config_from_dict(data).attention_pool == 2  # a user's file: the present default
+    assert config_from_dict(data).attention_pool is None  # a user's file: the present default
     assert config_from_dict(data, saved=True).attention_pool == 1  # a saved run or model: as built
     assert config_from_dict({**data, "attention_pool": 2}, saved=True).attention_pool == 2
     assert config_from_dict(get_preset("cyclegan").to_dict(), saved=True) == get_preset("cyclegan")

@@ -29,13 +29,14 @@ def test_encoder_with_attention_and_spectral_norm():
     assert len(us) == 3 + 2 + 4
 
 
-@pytest.mark.parametrize("preset, recipe, encoder_pool, generator_pool", [
-    ("sa-enc-cl-sn", "default", 2, None), ("sa-enc-cl-sn", "lineage", 1, None), ("sa-gen", "default", None, 2)])
-def test_unit_attention_layers_take_the_configs_pool(preset, recipe, encoder_pool, generator_pool):
+@pytest.mark.parametrize("preset, recipe, size, encoder_pool, generator_pool", [
+    ("sa-enc-cl-sn", "default", 64, 2, None), ("sa-enc-cl-sn", "default", 128, 4, None),
+    ("sa-enc-cl-sn", "lineage", 64, 1, None), ("sa-gen", "default", 64, None, 2), ("sa-gen", "default", 32, None, 1)])
+def test_unit_attention_layers_take_the_configs_pool(preset, recipe, size, encoder_pool, generator_pool):
     from gan_mri.config import get_preset
     from gan_mri.models import build_model
 
-    model = build_model(get_preset(preset, recipe=recipe, image_shape=(32, 32), base_width=4))
+    model = build_model(get_preset(preset, recipe=recipe, image_shape=(size, size), base_width=4))
     for network, pool in ((model.encoder_a, encoder_pool), (model.generator_b, generator_pool)):
         names = [layer.name for layer in network.layers]
         assert ("attention" in names) == (pool is not None)

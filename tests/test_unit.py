@@ -160,7 +160,7 @@ def test_a_model_saved_before_attention_pool_existed_loads_as_it_was_built(tmp_p
     reference = keras.models.load_model(tmp_path / "pool1.keras")
     np.testing.assert_array_equal(np.asarray(loaded.translate(x, "A2B")), np.asarray(reference.translate(x, "A2B")))
     # A config a user writes still takes the present default for a field it leaves out.
-    assert get_preset("sa-enc-cl-sn").attention_pool == 2
+    assert get_preset("sa-enc-cl-sn").attention_pool is None
 
 
 def test_train_step_updates_both_players_then_save_load_and_checkpoint(tmp_path):

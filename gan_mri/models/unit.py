@@ -88,12 +88,12 @@ class UNIT(TranslationGAN):
                 self.image_shape, config.channels, config.base_width, config.encoder_res_blocks,
                 attention=config.attention == "encoder", use_spectral_norm="encoder" in sn,
                 conv_norm=config.conv_norm, downsampling=config.downsampling_steps,
-                attention_pool=config.attention_pool, name=f"encoder_{d}", **block))
+                attention_pool=config.attention_pool_size, name=f"encoder_{d}", **block))
             setattr(self, f"generator_{d}", networks.build_generator(
                 latent, config.channels, config.base_width, config.generator_res_blocks,
                 attention=config.attention == "generator", use_spectral_norm="generator" in sn,
                 conv_norm=config.conv_norm, upsample=config.upsample, downsampling=config.downsampling_steps,
-                attention_pool=config.attention_pool, name=f"generator_{d}", **block))
+                attention_pool=config.attention_pool_size, name=f"generator_{d}", **block))
             setattr(self, f"discriminator_{d}", networks.build_discriminator(
                 self.image_shape, config.channels, config.base_width,
                 use_spectral_norm="discriminator" in sn, name=f"discriminator_{d}", dtype=self.precision_policy))
