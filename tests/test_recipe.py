@@ -1,0 +1,44 @@
+"""The default training recipe beats the no-learning intensity remap inside the brain.
+
+The demo's claim in miniature: two minutes of the default recipe on the phantom must give
+translations that a lookup table cannot match. At the same budget the lineage recipe (Adam 1e-4,
+two stride-2 convs) is far below the remap (brain SSIM 0.316 / 0.476 against 0.770 / 0.785), so a
+regression of the recipe shows here first.
+"""
+
+import pytest
+
+from gan_mri.baseline import IntensityRemap
+from gan_mri.config import get_preset
+from gan_mri.data.dataset import prepare
+from gan_mri.data.phantom import simulate
+from gan_mri.evaluation import evaluate
+from gan_mri.training import train
+
+SIZE = (64, 64)
+
+
+@pytest.fixture(scope="module")
+def small_phantom(tmp_path_factory):
+    """Six phantom subjects (the demo's cohort seed) at the demo's 64x64: 5 train, 1 test."""
+    root = tmp_path_factory.mktemp("recipe")
+    simulate(6, root / "bids", seed=0)
+    return prepare(root / "bids", root / "data", image_shape=SIZE, seed=0)
+
+
+def test_default_recipe_beats_the_intensity_remap_in_both_directions(small_phantom, tmp_path):
+    config = get_preset("sa-enc-cl-sn", image_shape=SIZE, base_width=16)
+    assert config.recipe == "default"
+    # 4 epochs of 76 steps: about 300 updates, under 2 minutes on 2 CPU cores.
+    model, _ = train(config, small_phantom, tmp_path / "run", epochs=4, batch_size=4, seed=0, verbose=0)
+
+    results = evaluate(model, small_phantom.test_dataset(batch_size=16),
+                       baseline=IntensityRemap.from_dataset(small_phantom), structure=False)
+
+    # Measured on 2 CPU cores: brain SSIM 0.852 / 0.885 against the remap's 0.770 / 0.785 (training
+    # seed 1: 0.827 / 0.865). Another CPU rounds differently and ends elsewhere; the margin asked for
+    # leaves room for that.
+    for direction, values in results.items():
+        assert values["n_slices"] == small_phantom.counts["test_a"], direction
+        margin = values["ssim_brain"] - values["baseline_ssim_brain"]
+        assert margin >= 0.03, (direction, values["ssim_brain"], values["baseline_ssim_brain"])
