@@ -230,11 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the whole job on the embedded phantom (about 7.5 min on 2 CPU cores)")
     p.add_argument("--out", default="gan-mri-demo", help="output folder (default: gan-mri-demo)")
     p.add_argument("--subjects", type=_positive_int, default=20, help="phantom subjects (default 20)")
-    p.add_argument("--size", type=_positive_int, default=64, help="image size in pixels (default 64)")
+    p.add_argument("--size", type=_positive_int, default=64,
+                   help="image size in pixels (default 64; 128 takes about 18 min on 2 CPU cores)")
     p.add_argument("--epochs", type=_positive_int, default=5, help="training epochs (default 5)")
     p.add_argument("--width", type=_positive_int, default=16, help="base width of the networks (default 16)")
     p.add_argument("--batch-size", type=_positive_int, default=4, help="batch size (default 4)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the phantom, the split and training (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing demo folder")
     p.set_defaults(func=cmd_demo)
 
