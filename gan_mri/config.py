@@ -187,10 +187,15 @@ _POSITIVE = _Rule(lambda value: _is_number(value) and value > 0, "a number > 0")
 _BELOW_ONE = _Rule(lambda value: _is_number(value) and 0 <= value < 1, "in [0, 1)")
 _FRACTION = _Rule(lambda value: _is_number(value) and 0 <= value <= 1, "a fraction in [0, 1]")
 _NAME = _Rule(lambda value: isinstance(value, str) and value != "", "a non-empty string")
-_OPTIONAL_POOL = _Rule(lambda value: value is None or (_is_int(value) and value >= 1),
-                       "None (from the image size) or an integer >= 1")
-_DOWNSAMPLING = _Rule(lambda value: value is None or (_is_int(value) and 1 <= value <= 4),
-                      "None or an integer from 1 to 4")
+
+
+def _or_none(rule: _Rule) -> _Rule:
+    """None (the config derives the value from the image size) or what `rule` accepts."""
+    return _Rule(lambda value: value is None or rule.accepts(value), f"None or {rule.expected}")
+
+
+_DOWNSAMPLING = _or_none(_integer(1, 4))
+_ATTENTION_POOL = _or_none(_integer(1))
 
 _SHARED_RULES: dict[str, _Rule] = {
     "channels": _OneOf(CHANNELS),
@@ -434,7 +439,7 @@ class UNITConfig(_ConfigIO):
         yield "conv_norm", _OneOf(CONV_NORMS)
         yield "upsample", _OneOf(UPSAMPLING)
         yield "attention", _OneOf(ATTENTION_PLACEMENTS)
-        yield "attention_pool", _OPTIONAL_POOL
+        yield "attention_pool", _ATTENTION_POOL
         yield "spectral_norm", _SubsetOf(SPECTRAL_NORM_SCOPES)
         yield "recon_loss", _OneOf(RECON_LOSSES)
         yield "charbonnier_epsilon", _POSITIVE
