@@ -120,13 +120,15 @@ def _check_existing_run(run: training.RunFolder, config, expected: dict) -> None
 
 
 def _train_preset(preset, config, dataset, run_dir: Path, *, epochs, eval_epochs, batch_size, seed,
-                  max_eval_batches, verbose) -> str:
+                  max_eval_batches, standardize, verbose) -> str:
     """Trains, resumes or skips one preset; returns "trained", "resumed" or "skipped"."""
     common = dict(epochs=epochs, eval_epochs=eval_epochs, max_eval_batches=max_eval_batches, verbose=verbose)
     if run_dir.is_dir() and (run_dir / training.RUN_FILE).is_file():
         run = training.RunFolder.open(run_dir)
+        standardization = dataset.standardization if standardize else None
         _check_existing_run(run, config, {"dataset": str(Path(dataset.path).resolve()), "batch_size": batch_size,
-                                          "seed": seed, "eval_epochs": eval_epochs})
+                                          "seed": seed, "eval_epochs": eval_epochs,
+                                          "standardization": standardization and standardization.to_dict()})
         done = run.epochs_done()
         if done > epochs:
             raise ValueError(f"{run_dir}: holds {done} epochs, more than the {epochs} asked for; "
@@ -144,13 +146,13 @@ def _train_preset(preset, config, dataset, run_dir: Path, *, epochs, eval_epochs
                          "remove it or use another output folder")
     logger.info("preset %s: training %d epochs into %s", preset, epochs, run_dir)
     training.train(config, dataset, run_dir, batch_size=batch_size, seed=seed, overwrite=bool(leftovers),
-                   **common)
+                   standardize=standardize, **common)
     return "trained"
 
 
 def run_ablation(dataset, out_dir, presets=PAPER_PRESETS, *, epochs: int, eval_epochs=None,
                  batch_size: int = 1, seed: int = 0, recipe: str = "default", overrides: dict | None = None,
-                 max_eval_batches: int | None = None, verbose="auto") -> AblationResult:
+                 max_eval_batches: int | None = None, standardize: bool = True, verbose="auto") -> AblationResult:
     """Trains each preset on one dataset with one seed and one budget; writes Table 7(a)/(b).
 
     Each preset goes into ``out_dir/<preset>/`` through `gan_mri.training.train`, with the
@@ -170,6 +172,8 @@ def run_ablation(dataset, out_dir, presets=PAPER_PRESETS, *, epochs: int, eval_e
         recipe: training recipe of every preset (`gan_mri.config.RECIPES`: "default" or "lineage").
         overrides: `UNITConfig` fields set on every preset.
         max_eval_batches: limit on test batches per evaluation.
+        standardize: train every preset on intensity-standardized volumes (`gan_mri.training.train`);
+            False trains on the percentile-normalized volumes alone, as the lineage did.
         verbose: `fit`'s verbosity.
 
     Returns:
@@ -194,7 +198,7 @@ def run_ablation(dataset, out_dir, presets=PAPER_PRESETS, *, epochs: int, eval_e
     out.mkdir(parents=True, exist_ok=True)
     settings = {"dataset": str(Path(dataset.path).resolve()), "presets": list(presets), "epochs": epochs,
                 "eval_epochs": eval_epochs, "batch_size": batch_size, "seed": seed, "recipe": recipe,
-                "overrides": overrides,
+                "overrides": overrides, "standardize": bool(standardize),
                 "max_eval_batches": max_eval_batches}
     atomic_write_text(out / _SETTINGS_FILE, json.dumps(settings, indent=2, sort_keys=True) + "\n")
 
@@ -202,7 +206,7 @@ def run_ablation(dataset, out_dir, presets=PAPER_PRESETS, *, epochs: int, eval_e
     for name in presets:
         status = _train_preset(name, configs[name], dataset, out / name, epochs=epochs, eval_epochs=eval_epochs,
                                batch_size=batch_size, seed=seed, max_eval_batches=max_eval_batches,
-                               verbose=verbose)
+                               standardize=standardize, verbose=verbose)
         outcome[status].append(name)
 
     per_epoch = {name: ssim_table(read_metrics_csv(out / name / "metrics" / "metrics.csv")) for name in presets}

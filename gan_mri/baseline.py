@@ -102,11 +102,13 @@ class IntensityRemap:
         return cls(quantiles)
 
     @classmethod
-    def from_dataset(cls, dataset) -> "IntensityRemap":
+    def from_dataset(cls, dataset, standardization=None) -> "IntensityRemap":
         """Fits the remap on the training split of a `gan_mri.data.dataset.PreparedDataset`
-        (its ``train_a``/``train_b`` slices and their brain masks; no test data)."""
-        return cls.fit({"A": dataset.array("train_a"), "B": dataset.array("train_b")},
-                       {"A": dataset.array("train_a_mask"), "B": dataset.array("train_b_mask")})
+        (its ``train_a``/``train_b`` slices and their brain masks; no test data), standardized
+        with ``standardization`` (`gan_mri.standardization.IntensityStandardization`) when given, so
+        that it sees the images the model it is compared with sees."""
+        return cls.fit({domain: dataset.images(f"train_{domain.lower()}", standardization) for domain in DOMAINS},
+                       {domain: dataset.array(f"train_{domain.lower()}_mask") for domain in DOMAINS})
 
     def translate(self, images, direction: str, brain_mask) -> np.ndarray:
         """Remaps brain intensities of ``images`` into the other contrast; leaves the rest as it is.

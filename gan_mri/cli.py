@@ -109,7 +109,7 @@ def cmd_train(args) -> None:
     _, run = train(config, dataset, args.out, epochs=args.epochs, batch_size=args.batch_size,
                    resume=args.resume, overwrite=args.overwrite, eval_epochs=eval_epochs,
                    max_eval_batches=args.max_eval_batches, seed=args.seed, flip=args.flip,
-                   distribute=args.distribute)
+                   standardize=args.standardize, distribute=args.distribute)
     print(f"run written to {run.root}")
 
 
@@ -168,7 +168,8 @@ def cmd_ablation(args) -> None:
     presets = PAPER_PRESETS if args.presets is None else args.presets
     result = run_ablation(args.data, args.out, presets, epochs=args.epochs,
                           eval_epochs=args.eval_epochs or None, batch_size=args.batch_size, seed=args.seed,
-                          recipe=args.recipe, overrides=overrides, max_eval_batches=args.max_eval_batches)
+                          recipe=args.recipe, overrides=overrides, max_eval_batches=args.max_eval_batches,
+                          standardize=args.standardize)
     print(result.files["table_7a_md"].read_text(encoding="utf-8"))
     for status in ("trained", "resumed", "skipped"):
         if getattr(result, status):
@@ -281,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-epochs", type=_epoch_list, help="1-based epochs to evaluate at, e.g. 1,25,50, or none (default: the last)")
     p.add_argument("--max-eval-batches", type=_positive_int, help="limit test batches per evaluation")
     p.add_argument("--flip", action="store_true", help="random left-right flips")
+    _add_standardize_flag(p)
     _add_verify_flag(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -333,8 +335,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training recipe of every preset: default or lineage (the paper's setting)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-eval-batches", type=_positive_int, help="limit test batches per evaluation")
+    _add_standardize_flag(p)
     p.set_defaults(func=cmd_ablation)
     return parser
+
+
+def _add_standardize_flag(p) -> None:
+    p.add_argument("--no-standardize", dest="standardize", action="store_false",
+                   help="train on the percentile-normalized volumes as they are, without the per-volume "
+                        "intensity standardization (gan_mri.standardization; the lineage had none)")
 
 
 def _add_verify_flag(parser) -> None:

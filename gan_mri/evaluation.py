@@ -7,7 +7,10 @@ epochs (:class:`EvaluationCallback`), writing metrics.csv and the paper's Table 
 
 A test set yields dicts with ``"a"`` (T1w) and ``"b"`` (T2w) batches in [-1, 1],
 ``"brain_mask"`` (bool), ``"subject"``, ``"slice"`` and, when tissue labels exist,
-``"labels"`` (or ``"labels_a"`` / ``"labels_b"``; 0 background, 1 CSF, 2 GM, 3 WM).
+``"labels"`` (or ``"labels_a"`` / ``"labels_b"``; 0 background, 1 CSF, 2 GM, 3 WM). Batches may
+also hold ``"a_input"`` / ``"b_input"``, the intensity-standardized slices the model translates
+(`gan_mri.data.PreparedDataset.test_dataset` with a standardization); ``"a"`` and ``"b"`` are then
+only the ground truth.
 """
 
 import logging
@@ -119,10 +122,15 @@ class _DirectionAccumulator:
         return result
 
 
+def _model_input(batch, key):
+    """What the model translates: the standardized slices when the batch has them, else the slices."""
+    return batch.get(f"{key}_input", batch[key])
+
+
 def _score_direction(model, batch, direction, accumulator, reconstruction, structure, baseline=None):
     """Translate one batch in one direction and add its metrics to ``accumulator``."""
     source_key, target_key, source_domain, target_domain = DIRECTION_KEYS[direction]
-    source = batch[source_key]
+    source = _model_input(batch, source_key)
     translated = metrics.to_unit_range(_to_numpy(model.translate(source, direction)))
     truth = metrics.to_unit_range(batch[target_key])
     mask = np.asarray(batch["brain_mask"]).astype(bool)
@@ -246,18 +254,19 @@ def translation_examples(model, test_dataset, n_examples=4, directions=DIRECTION
     if total == 0:
         raise ValueError("test_dataset: expected at least one batch, found none")
     wanted = np.unique(np.linspace(0, total - 1, n_examples + 2)[1:-1].round().astype(int))
-    sources = {"a": [], "b": []}
+    sources = {"a": [], "b": [], "a_input": [], "b_input": []}
     start = 0
     for batch in _iterate_batches(test_dataset, None):
         rows = wanted[(wanted >= start) & (wanted < start + len(batch["a"]))] - start
-        for key in sources:
+        for key in ("a", "b"):
             sources[key].append(np.asarray(batch[key])[rows])
+            sources[f"{key}_input"].append(np.asarray(_model_input(batch, key))[rows])
         start += len(batch["a"])
     images = {key: np.concatenate(chunks) for key, chunks in sources.items()}
     examples = {}
     for direction in directions:
         source_key, target_key, source_domain, _ = DIRECTION_KEYS[direction]
-        source = images[source_key]
+        source = images[f"{source_key}_input"]
         examples[direction] = {
             "input": metrics.to_unit_range(source),
             "translation": metrics.to_unit_range(_to_numpy(model.translate(source, direction))),

@@ -10,8 +10,9 @@ not gan_mri. Signatures (see docs/serving.md):
 Each takes one float32 tensor ``image`` of shape ``(batch, H, W, C)`` (the model's image shape and
 channels) with intensities in [-1, 1] (values outside are clipped to it; an empty batch or NaN/Inf input is
 refused with an InvalidArgumentError), and returns ``{"translated": float32 (batch, H, W, C) in
-[-1, 1]}``. A ``serving_info.json`` next to ``saved_model.pb`` records the same facts and the
-model config, for clients.
+[-1, 1]}``. A ``serving_info.json`` next to ``saved_model.pb`` records the same facts, the
+model config and, for a model trained on standardized volumes, the standardization a client applies
+to each volume's slices before sending them (its reference landmarks; `gan_mri.standardization`).
 
 Example:
     >>> from gan_mri.export import export_saved_model
@@ -142,6 +143,14 @@ def _write_serving_info(path: Path, model, input_shape) -> None:
         "outputs": {OUTPUT_NAME: {"dtype": "float32", "shape": list(input_shape), "range": [-1.0, 1.0]}},
         "config": config.to_dict() if hasattr(config, "to_dict") else None,
     }
+    standardization = getattr(model, "standardization", None)
+    if standardization is not None:
+        info["standardization"] = {
+            **standardization.to_dict(),
+            "note": "inputs are standardized per volume before translation: the percentiles of a volume's "
+                    "brain voxels (its landmarks) mapped piecewise-linearly onto this reference of its "
+                    "contrast (A = T1w, B = T2w), -1 and 1 fixed (gan_mri.standardization)",
+        }
     path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
 

@@ -1,11 +1,13 @@
 """Translate slices, whole volumes and folders with a trained model.
 
 A volume is cut into all its axial slices (after reorientation to RAS, padding and intensity
-normalization by `gan_mri.data.volumes.volume_to_slices(..., keep_all=True)`), translated in
+normalization by `gan_mri.data.volumes.volume_to_slices(..., keep_all=True)`; then, for a model
+trained on standardized volumes, the intensity standardization of `gan_mri.standardization`), translated in
 batches, restacked and mapped back by `SliceStack.to_volume`, so the written NIfTI has the input's
 affine, shape and orientation. PNG slices (the GAN-MRI folder layout) are fitted into the model's
 image shape like volume slices, translated in batches, fitted back onto their own size and written
-as 8-bit gray PNGs (colour inputs are read as luminance, as `gan_mri.data.png` does).
+as 8-bit gray PNGs (colour inputs are read as luminance, as `gan_mri.data.png` does); single slices
+have no volume to standardize by, so they go in as they are.
 
 Files are written atomically: every output is first written under a temporary name in the output
 folder and renamed into place only when all outputs of the call are complete, so an error (an
@@ -31,6 +33,7 @@ import numpy as np
 
 from gan_mri.data import png, resize, volumes
 from gan_mri.fileutil import partial_dir
+from gan_mri.standardization import landmarks
 
 logger = logging.getLogger(__name__)
 
@@ -211,6 +214,10 @@ def translate_volume(
         A `nibabel.Nifti1Image` with the input's affine, shape and orientation, holding the
         translated contrast in the input's intensity range.
 
+    A model trained on standardized volumes (``model.standardization``, see `gan_mri.standardization`)
+    gets this volume standardized the same way: the landmarks of its brain voxels (on the slices
+    `prepare` would keep) mapped onto the model's reference for the source contrast.
+
     Raises:
         FileNotFoundError: if a path does not exist.
         ValueError: for a bad direction or a volume that cannot be read (naming the file).
@@ -230,7 +237,15 @@ def translate_volume(
     except ValueError as err:  # brain mask, contrast: name the file they are about
         name = path_or_image if isinstance(path_or_image, (str, os.PathLike)) else "volume"
         raise ValueError(f"{name}: {err}") from err
-    translated = translate_slices(model, stack.slices, direction, batch_size=batch_size)
+    slices = stack.slices
+    standardization = getattr(model, "standardization", None)
+    if standardization is not None:
+        # The slices prepare keeps (brain area >= min_brain_fraction of the largest): the landmarks of
+        # the training volumes came from those.
+        kept = volumes.select_slices(np.moveaxis(stack.brain_mask, 0, -1), volumes.DEFAULT_MIN_BRAIN_FRACTION)
+        marks = landmarks(slices[kept, ..., 0], stack.brain_mask[kept])
+        slices = standardization.apply(slices, direction[0], marks)
+    translated = translate_slices(model, slices, direction, batch_size=batch_size)
     return stack.to_volume(translated)
 
 

@@ -45,8 +45,11 @@ def evaluate_to_folder(model, dataset, out_dir, *, max_batches: int | None = Non
             raise ValueError(f"evaluation folder {out} already exists; pass --overwrite to replace it")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    test_set = dataset.test_dataset(batch_size=batch_size, channels=model.channels)
-    results = evaluate(model, test_set, max_batches=max_batches, baseline=IntensityRemap.from_dataset(dataset))
+    # The model's own standardization (None for a model trained without), on this dataset's volumes.
+    standardization = getattr(model, "standardization", None)
+    test_set = dataset.test_dataset(batch_size=batch_size, channels=model.channels, standardization=standardization)
+    results = evaluate(model, test_set, max_batches=max_batches,
+                       baseline=IntensityRemap.from_dataset(dataset, standardization))
     save_results(results, out / "metrics.csv")
     save_results(results, out / "metrics.json")
     plots.translation_grid(translation_examples(model, test_set), out / "translation_grid.png")

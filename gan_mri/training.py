@@ -40,6 +40,7 @@ from gan_mri.config import config_from_dict
 from gan_mri.data.dataset import PreparedDataset
 from gan_mri.evaluation import EvaluationCallback
 from gan_mri.models import build_model
+from gan_mri.standardization import IntensityStandardization
 
 logger = logging.getLogger(__name__)
 
@@ -227,7 +228,7 @@ def restore_checkpoint(model: keras.Model, run: RunFolder) -> int:
 
 
 def epoch_datasets(dataset, *, first_epoch: int, epochs: int, batch_size: int, seed: int,
-                   channels: int, flip: bool) -> tf.data.Dataset:
+                   channels: int, flip: bool, standardization=None) -> tf.data.Dataset:
     """Training batches for epochs ``first_epoch .. epochs - 1``, one seeded order per epoch.
 
     Seeding by (seed, epoch) rather than reshuffling one dataset is what makes a resumed run
@@ -240,7 +241,7 @@ def epoch_datasets(dataset, *, first_epoch: int, epochs: int, batch_size: int, s
     def one_epoch(epoch: int) -> tf.data.Dataset:
         def make(_):
             return dataset.train_dataset(batch_size, shuffle=True, flip=flip, seed=seed * 100_003 + epoch,
-                                         channels=channels)
+                                         channels=channels, standardization=standardization)
 
         return tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).flat_map(make)
 
@@ -308,7 +309,8 @@ def _fit_verbosity(verbose):
 
 def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume: bool = False,
           overwrite: bool = False, eval_epochs=(), max_eval_batches: int | None = None,
-          seed: int = 0, flip: bool = False, verbose="auto", callbacks=(), distribute: str = "none"):
+          seed: int = 0, flip: bool = False, standardize: bool = True, verbose="auto", callbacks=(),
+          distribute: str = "none"):
     """Trains a model on a prepared dataset into a run folder.
 
     Args:
@@ -325,6 +327,11 @@ def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume:
         max_eval_batches: limit on test batches per evaluation.
         seed: seed of weights, data order and noise.
         flip: random left-right flips of training images.
+        standardize: train on intensity-standardized volumes (`gan_mri.standardization`: each
+            volume's brain-intensity landmarks mapped onto the training volumes' mean), with the
+            dataset's reference; the model keeps it (``model.standardization``) for evaluation and
+            translation. A dataset without landmarks (PNG folders) trains without. Ignored with
+            ``resume``: the run's own setting is used.
         verbose: `fit`'s verbosity; "auto" is the progress bar (1) on a terminal and one line per
             epoch (2) otherwise, so that Slurm logs and pipes get no carriage-return redraws.
         callbacks: extra Keras callbacks.
@@ -355,6 +362,13 @@ def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume:
         info = source.read_run_info()
         seed, flip = info["seed"], info["flip"]
         batch_size, eval_epochs = info["batch_size"], info["eval_epochs"]
+        standardization = info.get("standardization")
+    else:
+        standardization = dataset.standardization if standardize else None
+        if standardize and standardization is None:
+            logger.info("%s has no intensity landmarks (PNG folders, or prepared by an older gan-mri): "
+                        "training without standardization", dataset.path)
+        standardization = standardization.to_dict() if standardization is not None else None
     check_dataset_fits(config, dataset)
     # Before any other TensorFlow op: a multi-worker strategy configures collectives at start-up.
     distribution = resolve_distribution(distribute, batch_size)
@@ -366,7 +380,8 @@ def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume:
             with distribution.scope():
                 model = _fit(config, dataset, RunFolder(scratch), source=RunFolder(Path(run_dir)) if resume else None,
                              epochs=epochs, batch_size=batch_size, eval_epochs=(), max_eval_batches=None,
-                             seed=seed, flip=flip, verbose=0, callbacks=callbacks, distribution=distribution)
+                             seed=seed, flip=flip, standardization=standardization, verbose=0,
+                             callbacks=callbacks, distribution=distribution)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return model, RunFolder(Path(run_dir))
@@ -376,12 +391,13 @@ def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume:
         run = create_run(run_dir, config, {
             "dataset": str(Path(dataset.path).resolve()), "epochs": int(epochs),
             "batch_size": int(batch_size), "seed": int(seed), "flip": bool(flip),
-            "eval_epochs": sorted(int(e) for e in eval_epochs),
+            "eval_epochs": sorted(int(e) for e in eval_epochs), "standardization": standardization,
         }, overwrite=overwrite)
     with distribution.scope():
         model = _fit(config, dataset, run, source=run if resume else None, epochs=epochs, batch_size=batch_size,
                      eval_epochs=eval_epochs, max_eval_batches=max_eval_batches, seed=seed, flip=flip,
-                     verbose=verbose, callbacks=callbacks, distribution=distribution)
+                     standardization=standardization, verbose=verbose, callbacks=callbacks,
+                     distribution=distribution)
     if run.history_file.is_file():
         plots.loss_curves(run.history_file, run.figures_dir / "loss_curves.png")
     logger.info("run written to %s", run.root)
@@ -389,11 +405,12 @@ def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume:
 
 
 def _fit(config, dataset, run: RunFolder, *, source: RunFolder | None, epochs, batch_size, eval_epochs,
-         max_eval_batches, seed, flip, verbose, callbacks, distribution) -> keras.Model:
+         max_eval_batches, seed, flip, standardization, verbose, callbacks, distribution) -> keras.Model:
     """Builds, compiles, restores (from ``source``'s checkpoint) and fits the model, writing into
     ``run``; runs under ``distribution``'s scope. Returns the model, saved as ``run``'s model.keras."""
     keras.utils.set_random_seed(seed)
     model = build_model(config)
+    model.standardization = IntensityStandardization.from_dict(standardization) if standardization else None
     steps = dataset.steps_per_epoch(batch_size)
     # Every family's compile takes total_steps: both decay their learning rates over the planned run.
     model.compile(total_steps=int(epochs) * steps if steps > 0 else None)
@@ -407,15 +424,18 @@ def _fit(config, dataset, run: RunFolder, *, source: RunFolder | None, epochs, b
             raise ValueError(f"batch_size: {batch_size} is larger than the training set of {dataset.path} "
                              f"({dataset.counts})")
         batches = epoch_datasets(dataset, first_epoch=initial_epoch, epochs=epochs, batch_size=batch_size,
-                                 seed=seed, channels=config.channels, flip=flip)
+                                 seed=seed, channels=config.channels, flip=flip,
+                                 standardization=model.standardization)
         run_callbacks = [StopOnNonFiniteLoss(), *callbacks]
         if eval_epochs:
-            test_set = dataset.test_dataset(batch_size=16, channels=config.channels)
+            test_set = dataset.test_dataset(batch_size=16, channels=config.channels,
+                                            standardization=model.standardization)
             # Before the loggers: it adds val_ssim_* to the logs they write.
             run_callbacks.insert(0, EvaluationCallback(test_set, eval_epochs, run.metrics_dir,
                                                        figures_dir=run.figures_dir,
                                                        max_batches=max_eval_batches,
-                                                       baseline=IntensityRemap.from_dataset(dataset)))
+                                                       baseline=IntensityRemap.from_dataset(
+                                                           dataset, model.standardization)))
         run_callbacks += [
             keras.callbacks.CSVLogger(str(run.history_file), append=source is not None),
             keras.callbacks.TensorBoard(log_dir=str(run.logs_dir), write_graph=False),

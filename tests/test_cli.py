@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import zipfile
 
 import nibabel as nib
 import numpy as np
@@ -249,3 +250,16 @@ def test_invalid_precision_is_named_by_the_config(demo, tmp_path):
     assert_fails(result, f"gan-mri train: error: UNITConfig.precision must be one of {list(PRECISIONS)}; found 'bf16'")
     assert not (tmp_path / "r").exists()
     assert "float32" in gan_mri("train", "--help").stdout
+
+
+def test_train_without_standardization_keeps_none_in_the_run_and_the_model(demo, tmp_path):
+    out, _ = demo
+    result = gan_mri("train", "--data", out / "dataset", "--out", tmp_path / "r", "--epochs", 1, "--width", 8,
+                     "--batch-size", 16, "--eval-epochs", "none", "--no-standardize")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["standardization"] is None
+    config = json.loads(zipfile.ZipFile(tmp_path / "r" / "model.keras").read("config.json"))
+    assert config["config"]["standardization"] is None
+    # The demo's own run trained standardized, with the dataset's reference.
+    manifest = json.loads((out / "dataset" / "manifest.json").read_text())
+    assert json.loads((out / "run" / "run.json").read_text())["standardization"] == manifest["standardization"]

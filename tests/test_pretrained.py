@@ -30,3 +30,23 @@ def test_readme_reports_the_measured_ssim():
         assert row, label
         assert float(row.group(1)) == round(measured[direction]["ssim"], 4)
         assert float(row.group(2)) == round(measured[direction]["ssim_brain"], 4)
+
+
+def test_shipped_model_gives_the_real_mni152_t1_template_t2_contrast():
+    """Real anatomy, not the phantom: nilearn's 1 mm MNI152 T1 template translated T1w -> T2w
+    (standardized with the model's reference) must come out with CSF > grey > white matter."""
+    from nilearn import datasets
+
+    from gan_mri.inference import translate_volume
+
+    model = load_model(pretrained_model_path())
+    assert model.standardization is not None
+    t2w = np.asarray(translate_volume(model, datasets.load_mni152_template(resolution=1), "A2B").dataobj)
+    grey, white, brain = (np.asarray(image.dataobj) for image in (
+        datasets.load_mni152_gm_template(resolution=1), datasets.load_mni152_wm_template(resolution=1),
+        datasets.load_mni152_brain_mask(resolution=1)))
+    low, high = np.percentile(t2w[brain > 0], [1, 99])
+    scaled = (t2w - low) / (high - low)
+    csf = (brain > 0) & (grey < 0.1) & (white < 0.1)
+    means = [float(scaled[region].mean()) for region in (csf, grey > 0.6, white > 0.6)]
+    assert means[0] > means[1] + 0.15 and means[1] > means[2] + 0.15, means

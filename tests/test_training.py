@@ -49,6 +49,9 @@ def test_training_writes_a_complete_run_folder(tiny_dataset, tmp_path):
 
     info = json.loads(run.run_file.read_text())
     assert info["epochs"] == 2 and info["batch_size"] == BATCH and info["seed"] == SEED
+    # Trained on standardized volumes: the run and the model keep the dataset's reference.
+    assert info["standardization"] == tiny_dataset.standardization.to_dict()
+    assert model.standardization == tiny_dataset.standardization
     assert json.loads(run.config_file.read_text())["name"] == "sa-enc-cl-sn"
     assert run.epochs_done() == 2
 
@@ -76,6 +79,7 @@ def test_training_writes_a_complete_run_folder(tiny_dataset, tmp_path):
     reloaded = keras.models.load_model(run.model_file)
     x = next(iter(tiny_dataset.test_dataset(batch_size=4)))["a"]
     np.testing.assert_array_equal(reloaded.translate(x, "A2B"), model.translate(x, "A2B"))
+    assert reloaded.standardization == tiny_dataset.standardization
 
 
 def test_existing_run_folder_is_refused_without_overwrite(tiny_dataset, tmp_path):

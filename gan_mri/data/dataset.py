@@ -10,6 +10,10 @@ pipelines are in :mod:`gan_mri.data.prepared`, re-exported here as :class:`Prepa
   only one contrast (half A, half B) so that not even the same anatomy appears in both domains.
 - Every training slice has its brain mask (``train_a_mask``, ``train_b_mask``), so statistics of the
   training brains (e.g. the intensity-remap baseline of :mod:`gan_mri.baseline`) need no test data.
+- Every volume's record holds its intensity landmarks (percentiles of its brain voxels, from its own
+  image and mask), and the manifest's ``standardization`` the training volumes' mean landmarks per
+  contrast (:mod:`gan_mri.standardization`). The arrays stay as normalized; the pipelines
+  apply the standardization when asked. PNG folders (single slices, no volumes) have none.
 - The test set is paired by subject and slice: the same canonical axial slices of a co-registered
   T1w/T2w pair, a brain mask (union of the two estimated masks) and, when the layout has them,
   tissue labels.
@@ -25,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..standardization import IntensityStandardization, landmarks
 from .layouts import PNG_FOLDERS, VolumeSet, detect_layout, discover, split_subjects
 from .manifest import MANIFEST_NAME, SCHEMA_VERSION, ArrayWriter, atomic_output_dir, dumps_manifest, sha256_file
 from .png import read_png_folder
@@ -104,6 +109,7 @@ class _Collector:
             "normalization": stack.normalization, "plane_fit": stack.plane_fit.to_dict(),
             "slice_indices": [int(i) for i in stack.slice_indices],
             "file": f"{split}_{contrast.lower()}.npy", "rows": list(rows),
+            "landmarks": [float(v) for v in landmarks(stack.slices, stack.brain_mask)],
         })
 
 
@@ -244,6 +250,13 @@ def _prepare_png(collector: _Collector) -> tuple[str, dict]:
     return "png", subjects
 
 
+def _training_standardization(records: list[dict]) -> IntensityStandardization:
+    """The reference landmarks of each contrast: the mean over its training volumes."""
+    return IntensityStandardization.fit({
+        domain: [r["landmarks"] for r in records if r["split"] == "train" and r["contrast"] == domain]
+        for domain in ("A", "B")})
+
+
 def prepare(
     source,
     out_dir,
@@ -335,6 +348,8 @@ def prepare(
         }
         if manifest["has_labels"]:
             manifest["label_names"] = LABEL_NAMES
+        if layout != "png":  # PNG folders hold single slices: no volume to take landmarks from
+            manifest["standardization"] = _training_standardization(collector.records).to_dict()
         (folder / MANIFEST_NAME).write_text(dumps_manifest(manifest), encoding="utf-8")
         logger.info("prepared %s: %s", out_dir, manifest["counts"])
     return PreparedDataset.open(out_dir, verify_checksums=False)  # checksums were just computed

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fileutil import naming_write_errors, partial_dir
+from ..standardization import LANDMARK_PERCENTILES, IntensityStandardization
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +131,9 @@ class ArrayWriter:
         return {"shape": list(shape), "dtype": self.dtype.str, "sha256": sha256_file(path)}
 
 
+STANDARDIZED_FILES = ("train_a.npy", "train_b.npy", "test_a.npy", "test_b.npy")
+"""Array files whose volumes carry intensity landmarks (:mod:`gan_mri.standardization`)."""
+
 ARRAY_NAMES = ("train_a", "train_b", "train_a_mask", "train_b_mask", "test_a", "test_b", "test_mask")
 """Arrays every prepared dataset holds; ``test_labels`` is added when ``has_labels`` is true."""
 
@@ -208,6 +212,35 @@ def manifest_problems(manifest) -> list[str]:
                 problems.append(f"test_index.{key}: expected a list of {kind.__name__}, found {_short(values)}")
             elif is_int(rows) and len(values) != rows:
                 problems.append(f"test_index.{key}: expected {rows} entries (test_a.npy rows), found {len(values)}")
+    if "standardization" in manifest:
+        problems += _standardization_problems(manifest, is_int)
+    return problems
+
+
+def _standardization_problems(manifest: dict, is_int) -> list[str]:
+    """The reference landmarks and, for every volume of an image array, its landmarks and rows."""
+    try:
+        IntensityStandardization.from_dict(manifest["standardization"])
+        problems = []
+    except ValueError as error:
+        problems = [str(error)]
+    volumes = manifest.get("volumes")
+    if not isinstance(volumes, list):
+        return problems + [f"volumes: expected a list of volume records, found {_short(volumes)}"]
+    counts = manifest.get("counts") if isinstance(manifest.get("counts"), dict) else {}
+    for position, record in enumerate(volumes):
+        if not isinstance(record, dict) or record.get("file") not in STANDARDIZED_FILES:
+            continue
+        marks, rows = record.get("landmarks"), record.get("rows")
+        if not (isinstance(marks, list) and len(marks) == len(LANDMARK_PERCENTILES)
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in marks)):
+            problems.append(f"volumes[{position}].landmarks: expected {len(LANDMARK_PERCENTILES)} numbers, "
+                            f"found {_short(marks)}")
+        total = counts.get(record["file"].removesuffix(".npy"))
+        if not (isinstance(rows, list) and len(rows) == 2 and all(is_int(r) for r in rows)
+                and 0 <= rows[0] <= rows[1] and (not is_int(total) or rows[1] <= total)):
+            problems.append(f"volumes[{position}].rows: expected [start, stop] within the {total} rows of "
+                            f"{record['file']}, found {_short(rows)}")
     return problems
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..standardization import IntensityStandardization
 from .manifest import MANIFEST_NAME, manifest_problems, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -110,6 +111,46 @@ class PreparedDataset:
         return self._arrays[name]
 
     @property
+    def standardization(self) -> IntensityStandardization | None:
+        """The training volumes' reference landmarks per contrast, or None for a dataset prepared
+        without them (PNG folders, or an older gan-mri)."""
+        data = self.manifest.get("standardization")
+        return None if data is None else IntensityStandardization.from_dict(data)
+
+    def images(self, name: str, standardization: IntensityStandardization | None = None):
+        """The slices of ``train_a``, ``train_b``, ``test_a`` or ``test_b``, as a model sees them.
+
+        Without ``standardization``: :meth:`array` (the percentile-normalized slices). With it: a
+        read-only view whose rows come out standardized, each volume's landmarks (from the manifest)
+        mapped onto ``standardization``'s reference (:mod:`gan_mri.standardization`); it supports
+        ``len``, ``shape`` and indexing by a slice or an integer array, reading only those rows.
+
+        Raises:
+            ValueError: for another array name, or a standardization asked of a dataset whose manifest
+                has no volume landmarks.
+        """
+        if name not in ("train_a", "train_b", "test_a", "test_b"):
+            raise ValueError(f"images: expected train_a, train_b, test_a or test_b, found {name!r}")
+        array = self.array(name)
+        if standardization is None:
+            return array
+        if self.manifest.get("standardization") is None:
+            raise ValueError(f"{self.path}: prepared without intensity landmarks (PNG folders, or an older "
+                             "gan-mri): prepare it again, or train with standardize=False (--no-standardize)")
+        volume_of_row = np.full(len(array), -1, dtype=np.int64)
+        marks = []
+        for record in self.manifest["volumes"]:
+            if record.get("file") == f"{name}.npy":
+                start, stop = record["rows"]
+                volume_of_row[start:stop] = len(marks)
+                marks.append(np.asarray(record["landmarks"], dtype=np.float64))
+        orphans = np.flatnonzero(volume_of_row < 0)
+        if orphans.size:
+            raise ValueError(f"{self.path / MANIFEST_NAME}: volumes: rows {orphans[:5].tolist()} of {name}.npy "
+                             "belong to no volume record")
+        return _StandardizedRows(array, volume_of_row, marks, standardization, name[-1].upper())
+
+    @property
     def has_labels(self) -> bool:
         """Whether the test set has tissue labels."""
         return bool(self.manifest.get("has_labels"))
@@ -140,7 +181,8 @@ class PreparedDataset:
         """Training batches per epoch: ``max(len(train_a), len(train_b)) // batch_size``."""
         return max(self.counts["train_a"], self.counts["train_b"]) // int(batch_size)
 
-    def train_dataset(self, batch_size: int, shuffle: bool = True, flip: bool = False, seed=None, channels=None):
+    def train_dataset(self, batch_size: int, shuffle: bool = True, flip: bool = False, seed=None, channels=None,
+                      standardization: IntensityStandardization | None = None):
         """Unpaired training batches ``(x_a, x_b)``, float32 ``(batch_size, H, W, C)`` in [-1, 1].
 
         One epoch has :meth:`steps_per_epoch` batches: the larger domain is seen once, the smaller
@@ -152,19 +194,21 @@ class PreparedDataset:
             flip: random left-right flips, independently per image.
             seed: seed of the shuffles and flips (``None``: not reproducible).
             channels: 1 or 3 (replicated gray); default: the manifest's.
+            standardization: map each volume onto this reference as it is read (:meth:`images`).
 
         Returns:
             A ``tf.data.Dataset``.
 
         Raises:
-            ValueError: for a bad batch size or channels, or fewer slices than one batch.
+            ValueError: for a bad batch size or channels, fewer slices than one batch, or a
+                standardization the dataset has no landmarks for.
         """
         import tensorflow as tf
 
         channels = self._channels(channels)
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size: expected an integer >= 1, found {batch_size!r}")
-        train_a, train_b = self.array("train_a"), self.array("train_b")
+        train_a, train_b = (self.images(name, standardization) for name in ("train_a", "train_b"))
         length = max(len(train_a), len(train_b))
         if length < batch_size:
             raise ValueError(f"batch_size: expected at most {length} (training slices), found {batch_size}")
@@ -182,7 +226,7 @@ class PreparedDataset:
         dataset = dataset.take(length).batch(int(batch_size), drop_remainder=True)
 
         def gather(index_a, index_b, bits):
-            x_a, x_b = np.take(train_a, index_a, axis=0), np.take(train_b, index_b, axis=0)
+            x_a, x_b = np.array(train_a[index_a]), np.array(train_b[index_b])
             if flip:
                 flip_a, flip_b = (bits & 1).astype(bool), (bits & 2).astype(bool)
                 x_a[flip_a] = x_a[flip_a, :, ::-1]
@@ -197,15 +241,18 @@ class PreparedDataset:
 
         return dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
-    def test_dataset(self, batch_size: int, channels=None):
+    def test_dataset(self, batch_size: int, channels=None, standardization: IntensityStandardization | None = None):
         """Paired test batches as dicts, in manifest order (every slice once, last batch may be short).
 
         Keys: ``"a"``, ``"b"`` float32 ``(B, H, W, C)``; ``"brain_mask"`` bool ``(B, H, W)``;
         ``"subject"`` string ``(B,)``; ``"slice"`` int32 ``(B,)`` (canonical axial index); and
         ``"labels"`` int32 ``(B, H, W)`` (0 background, 1 CSF, 2 GM, 3 WM) when the layout has tissue labels.
+        With a ``standardization`` also ``"a_input"``, ``"b_input"``: the same slices standardized
+        (:meth:`images`), which a model translates, while ``"a"`` and ``"b"`` stay the ground truth.
 
         Raises:
-            ValueError: for a bad batch size or channels, or an empty test set.
+            ValueError: for a bad batch size or channels, an empty test set, or a standardization the
+                dataset has no landmarks for.
         """
         import tensorflow as tf
 
@@ -214,6 +261,8 @@ class PreparedDataset:
             raise ValueError(f"batch_size: expected an integer >= 1, found {batch_size!r}")
         names = ["test_a", "test_b", "test_mask"] + (["test_labels"] if self.has_labels else [])
         arrays = [self.array(name) for name in names]
+        if standardization is not None:
+            arrays += [self.images(name, standardization) for name in ("test_a", "test_b")]
         if len(arrays[0]) == 0:
             raise ValueError(f"{self.path}: the test set is empty (prepared with test_fraction=0?)")
         index = self.manifest["test_index"]
@@ -222,9 +271,10 @@ class PreparedDataset:
             (tf.constant(index["subject"], tf.string), tf.constant(index["slice"], tf.int32)))
         dataset = tf.data.Dataset.zip((rows, ids)).batch(int(batch_size))
         dtypes = [tf.float32, tf.float32, tf.bool] + ([tf.int32] if self.has_labels else [])
+        dtypes += [tf.float32, tf.float32] if standardization is not None else []
 
         def gather(row_index):
-            taken = [np.take(array, row_index, axis=0) for array in arrays]
+            taken = [np.asarray(array[row_index]) for array in arrays]
             return [value.astype(dtype.as_numpy_dtype) for value, dtype in zip(taken, dtypes)]
 
         def load(row_index, subject_slice):
@@ -235,9 +285,34 @@ class PreparedDataset:
                      "subject": subject_slice[0], "slice": subject_slice[1]}
             if self.has_labels:
                 batch["labels"] = tf.ensure_shape(values[3], shape)
+            if standardization is not None:
+                batch["a_input"], batch["b_input"] = (_with_channels(v, shape, channels) for v in values[-2:])
             return batch
 
         return dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+
+class _StandardizedRows:
+    """Read-only rows of an array of slices, each volume's rows standardized as they are read."""
+
+    def __init__(self, array, volume_of_row, landmarks, standardization: IntensityStandardization, domain: str):
+        self.array, self.volume_of_row, self.landmarks = array, volume_of_row, landmarks
+        self.standardization, self.domain = standardization, domain
+        self.shape, self.dtype = array.shape, np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __getitem__(self, rows) -> np.ndarray:
+        images = np.asarray(self.array[rows], dtype=np.float32)
+        volumes = np.atleast_1d(self.volume_of_row[rows])
+        single = images.ndim == len(self.shape) - 1
+        batch = images[None] if single else images
+        out = np.empty_like(batch)
+        for volume in np.unique(volumes):
+            chosen = volumes == volume
+            out[chosen] = self.standardization.apply(batch[chosen], self.domain, self.landmarks[volume])
+        return out[0] if single else out
 
 
 def _raise_problems(where: Path, problems: list[str], what: str, error=ValueError) -> None:

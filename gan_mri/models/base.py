@@ -23,6 +23,7 @@ from keras import ops
 from gan_mri import DIRECTIONS, DOMAINS
 from gan_mri.models import backend_steps
 from gan_mri.precision import resolve_precision
+from gan_mri.standardization import IntensityStandardization
 
 logger = logging.getLogger(__name__)
 
@@ -87,9 +88,13 @@ class TranslationGAN(keras.Model):
         channels: image channels.
         precision_policy: the concrete Keras dtype policy of the networks.
         g_optimizer, d_optimizer: the two players' optimizers (None until `compile`).
+        standardization: the intensity standardization its inputs went through in training
+            (`gan_mri.standardization.IntensityStandardization`; None: none). Saved with the
+            model; `gan_mri.inference.translate_volume` applies it to every volume it translates.
 
     Args:
         config: a `config_class` instance or its dict form.
+        standardization: an `IntensityStandardization`, its dict form, or None.
         **kwargs: `keras.Model` arguments (e.g. name; default: the config's name).
     """
 
@@ -103,13 +108,16 @@ class TranslationGAN(keras.Model):
     discriminator_scales: int = 1
     """Scales per discriminator (a family may read it from its config)."""
 
-    def __init__(self, config, **kwargs):
+    def __init__(self, config, standardization=None, **kwargs):
         if isinstance(config, dict):
             config = self.config_class.from_dict(config)
+        if isinstance(standardization, dict):
+            standardization = IntensityStandardization.from_dict(standardization)
         if not kwargs.get("name"):
             kwargs["name"] = config.name.replace("-", "_")
         super().__init__(**kwargs)
         self.config = config
+        self.standardization = standardization
         self.image_shape = tuple(config.image_shape)
         self.channels = config.channels
         self.g_optimizer = None
@@ -381,8 +389,10 @@ class TranslationGAN(keras.Model):
 
     # ------------------------------------------------------------------ serialization
     def get_config(self):
-        return {"config": self.config.to_dict(), "name": self.name}
+        standardization = self.standardization.to_dict() if self.standardization is not None else None
+        return {"config": self.config.to_dict(), "name": self.name, "standardization": standardization}
 
     @classmethod
     def from_config(cls, config):
-        return cls(cls.config_class.from_saved_dict(config["config"]), name=config.get("name"))
+        return cls(cls.config_class.from_saved_dict(config["config"]), name=config.get("name"),
+                   standardization=config.get("standardization"))
