@@ -5,6 +5,7 @@ stderr naming the file and the problem, no traceback, and no output left behind.
 """
 
 import errno
+import gzip
 import json
 import os
 import resource
@@ -21,7 +22,7 @@ import numpy as np
 import pytest
 
 from gan_mri.cli import describe_os_error
-from gan_mri.data.manifest import manifest_problems, sha256_file
+from gan_mri.data.manifest import READ_SCHEMA_VERSIONS, manifest_problems, sha256_file
 from gan_mri.data.prepared import PreparedDataset
 from gan_mri.data.volumes import load_volume
 
@@ -164,6 +165,66 @@ def test_voxel_limit_can_be_raised(tmp_path):
     assert load_volume(path, max_voxels=4096).shape == (16, 16, 16)
 
 
+# nibabel's own test files: a CIFTI-2 dense connectivity matrix and a GIFTI surface (vertices + triangles).
+CIFTI = Path(nib.__file__).parent / "tests" / "data" / "row_major.dconn.nii"
+GIFTI = Path(nib.__file__).parent / "gifti" / "tests" / "data" / "ascii.gii"
+CIFTI_FOUND = ("expected a 3D volume, found a CIFTI-2 file (intent ConnDense): data on surface vertices and "
+               "grayordinates, with no voxel grid or affine")
+GIFTI_FOUND = ("expected a 3D volume, found a GIFTI surface file (2 data arrays: pointset, triangle): data on "
+               "surface vertices, with no voxel grid or affine")
+
+
+def _gzipped(source: Path, path: Path) -> Path:
+    path.write_bytes(gzip.compress(source.read_bytes()))
+    return path
+
+
+SURFACE_FILES = {
+    # name: (nibabel's file, how it is written, message)
+    "row_major.dconn.nii": (CIFTI, shutil.copyfile, CIFTI_FOUND),
+    "sub-01_T1w.nii": (CIFTI, shutil.copyfile, CIFTI_FOUND),
+    "sub-01_T1w.nii.gz": (CIFTI, _gzipped, CIFTI_FOUND),  # read from the gzip bytes as NIfTI-2, not as a 6D volume
+    "ascii.gii": (GIFTI, shutil.copyfile, GIFTI_FOUND),
+    "sub-01_T2w.nii": (GIFTI, shutil.copyfile, GIFTI_FOUND),  # nibabel does not read GIFTI under a volume's name
+    "sub-01_T2w.nii.gz": (GIFTI, _gzipped, GIFTI_FOUND),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SURFACE_FILES))
+def test_surface_file_is_refused_naming_what_it_is(name, tmp_path):
+    source, write, message = SURFACE_FILES[name]
+    path = tmp_path / name
+    write(source, path)
+    with pytest.raises(ValueError) as error:
+        load_volume(path)
+    assert str(error.value) == f"{path}: {message}"
+
+
+def test_prepare_names_surface_files_in_a_bids_tree(bids, tmp_path):
+    source = tmp_path / "bids"
+    shutil.copytree(bids, source)
+    t1w = source / "sub-01" / "anat" / "sub-01_T1w.nii"
+    t2w = source / "sub-02" / "anat" / "sub-02_T2w.nii"
+    for volume, surface in ((t1w, CIFTI), (t2w, GIFTI)):
+        Path(f"{volume}.gz").unlink()
+        shutil.copyfile(surface, volume)
+    out = tmp_path / "data"
+    result = gan_mri("prepare", source, "--out", out, "--size", 32)
+    assert_one_line_error(result, f"gan-mri prepare: error: prepare: found 2 problem(s) in {source}:")
+    assert f"\n  - {t1w}: {CIFTI_FOUND}\n" in result.stderr, result.stderr
+    assert f"\n  - {t2w}: {GIFTI_FOUND}\n" in result.stderr, result.stderr
+    assert not out.exists() and partials(tmp_path) == []
+
+
+def test_translate_refuses_a_surface_file_in_one_line(model_file, tmp_path):
+    source = tmp_path / "sub-01_T1w.dconn.nii"
+    shutil.copyfile(CIFTI, source)
+    out = tmp_path / "out"
+    result = gan_mri("translate", source, "--direction", "T1toT2", "--out", out / "x.nii.gz", "--model", model_file)
+    assert_one_line_error(result, f"gan-mri translate: error: {source}: {CIFTI_FOUND}")
+    assert not out.exists() and partials(tmp_path) == []
+
+
 def test_translate_refuses_a_hostile_header_in_one_line(model_file, tmp_path):
     source = _header_claiming(tmp_path / "huge.nii", (30000, 30000, 30000), 1000)
     out = tmp_path / "out"
@@ -204,6 +265,38 @@ def test_manifest_problems_are_listed_at_once():
     assert problems == ["files: expected an object of array files, found []",
                         "counts: missing (expected an object of slice counts)",
                         'test_index: missing (expected an object with "subject" and "slice" lists)']
+
+
+NEWER_SCHEMA = ("schema_version: found 3, newer than this gan-mri reads (schema version 2): upgrade gan-mri, or "
+                "prepare the dataset again with this one")
+
+
+@pytest.mark.parametrize("version, message", [
+    (3, NEWER_SCHEMA),
+    (1, "schema_version: found 1, a retired schema this gan-mri no longer reads (it reads schema version 2; "
+        "version 1 has no train_a_mask/train_b_mask, which training's remap baseline needs): prepare the "
+        "dataset again"),
+    ("2", "schema_version: expected a version this gan-mri reads (schema version 2), found '2'"),
+    (2.0, "schema_version: expected a version this gan-mri reads (schema version 2), found 2.0"),
+], ids=["newer", "retired", "string", "float"])
+def test_unreadable_schema_version_is_the_only_problem_named(version, message):
+    # The other fields belong to a schema this code does not know: listing them would only mislead.
+    manifest = {"schema_version": version, "image_shape": [32, 32], "channels": 1, "has_labels": False, "files": []}
+    assert manifest_problems(manifest) == [message]
+
+
+def test_every_schema_version_read_opens(prepared):
+    manifest = json.loads((prepared / "manifest.json").read_text())
+    for version in READ_SCHEMA_VERSIONS:
+        assert manifest_problems(dict(manifest, schema_version=version)) == [], version
+
+
+def test_newer_schema_is_refused_before_the_run_folder_exists(dataset_copy, tmp_path):
+    _rewrite_manifest(dataset_copy, lambda m: m.update(schema_version=3))
+    run = tmp_path / "run"
+    result = gan_mri("train", "--preset", "unit", "--data", dataset_copy, "--out", run, "--epochs", 1, "--width", 4)
+    assert_one_line_error(result, f"gan-mri train: error: {dataset_copy / 'manifest.json'}: {NEWER_SCHEMA}")
+    assert not run.exists()
 
 
 def test_corrupt_manifest_is_refused_before_the_run_folder_exists(dataset_copy, tmp_path):

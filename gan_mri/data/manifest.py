@@ -40,6 +40,11 @@ logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2  # 2: train_a_mask/train_b_mask
 MANIFEST_NAME = "manifest.json"
+READ_SCHEMA_VERSIONS = (2,)
+"""Manifest schema versions this library reads (``SCHEMA_VERSION`` is the one it writes). A version
+goes here only once the reading code handles its manifests."""
+RETIRED_SCHEMA_VERSIONS = {1: "has no train_a_mask/train_b_mask, which training's remap baseline needs"}
+"""Older schema versions this library no longer reads, and why."""
 
 
 def sha256_file(path, chunk_size: int = 1 << 20) -> str:
@@ -143,7 +148,9 @@ def manifest_problems(manifest) -> list[str]:
 
     Checks the fields that reading a dataset relies on (types, required arrays, counts that agree with
     the array shapes and the test index); the data files themselves are checked by
-    :meth:`gan_mri.data.PreparedDataset.open`.
+    :meth:`gan_mri.data.PreparedDataset.open`. A ``schema_version`` this library does not read (newer,
+    retired or not a version number) is the only problem reported: the other fields belong to a schema
+    this code does not know.
 
     Returns:
         The problems, empty for a valid manifest.
@@ -151,6 +158,10 @@ def manifest_problems(manifest) -> list[str]:
     if not isinstance(manifest, dict):
         return [f"expected a JSON object, found {type(manifest).__name__}"]
     problems = []
+    if "schema_version" not in manifest:
+        problems.append(f"schema_version: missing (expected {_versions_read()})")
+    elif version_problem := _schema_version_problem(manifest["schema_version"]):
+        return [version_problem]
 
     def expect(field, ok, expected):
         if field not in manifest:
@@ -164,7 +175,6 @@ def manifest_problems(manifest) -> list[str]:
     def is_int(value):
         return isinstance(value, int) and not isinstance(value, bool)
 
-    expect("schema_version", lambda v: v == SCHEMA_VERSION, SCHEMA_VERSION)
     shape_ok = expect("image_shape", lambda v: isinstance(v, list) and len(v) == 2
                       and all(is_int(s) and s > 0 for s in v), "[height, width] of positive integers")
     expect("channels", lambda v: v in (1, 3) and is_int(v), "1 or 3")
@@ -215,6 +225,29 @@ def manifest_problems(manifest) -> list[str]:
     if "standardization" in manifest:
         problems += _standardization_problems(manifest, is_int)
     return problems
+
+
+def _schema_version_problem(version) -> str | None:
+    """None for a version in ``READ_SCHEMA_VERSIONS``, else why it cannot be read, naming the versions read."""
+    reads = _versions_read()
+    if isinstance(version, int) and not isinstance(version, bool):
+        if version in READ_SCHEMA_VERSIONS:
+            return None
+        if version > max(READ_SCHEMA_VERSIONS):
+            return (f"schema_version: found {version}, newer than this gan-mri reads ({reads}): upgrade gan-mri, "
+                    f"or prepare the dataset again with this one")
+        if version in RETIRED_SCHEMA_VERSIONS:
+            return (f"schema_version: found {version}, a retired schema this gan-mri no longer reads (it reads "
+                    f"{reads}; version {version} {RETIRED_SCHEMA_VERSIONS[version]}): prepare the dataset again")
+    return f"schema_version: expected a version this gan-mri reads ({reads}), found {_short(version)}"
+
+
+def _versions_read() -> str:
+    """``"schema version 2"`` or ``"schema versions 1 and 2"``."""
+    names = [str(version) for version in READ_SCHEMA_VERSIONS]
+    if len(names) == 1:
+        return f"schema version {names[0]}"
+    return f"schema versions {', '.join(names[:-1])} and {names[-1]}"
 
 
 def _standardization_problems(manifest: dict, is_int) -> list[str]:

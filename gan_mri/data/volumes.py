@@ -68,7 +68,8 @@ def load_volume(path, max_voxels: int = DEFAULT_MAX_VOXELS) -> nib.spatialimages
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
-        ValueError: naming the file, if it is not a readable image, is truncated or corrupt (its
+        ValueError: naming the file, if it is not a readable image, is a surface file (CIFTI-2,
+            GIFTI) or another image without a voxel grid and affine, is truncated or corrupt (its
             header claims more voxel data than the file holds), claims more than ``max_voxels``
             voxels, has a singular affine, holds RGB or complex voxels, is not 3D, contains NaN/Inf
             voxels, or is all zero.
@@ -103,6 +104,7 @@ def load_volume(path, max_voxels: int = DEFAULT_MAX_VOXELS) -> nib.spatialimages
 
 def _check_header(path: Path, image, max_voxels: int) -> None:
     """Refuses a header that cannot describe a real MR volume, before any voxel is read."""
+    _refuse_non_volume(path, image)
     shape = tuple(int(v) for v in image.shape)
     voxels = int(np.prod(shape, dtype=np.int64)) if shape else 0
     if voxels > max_voxels:
@@ -132,6 +134,64 @@ def _check_header(path: Path, image, max_voxels: int) -> None:
                          f"one: fix the header's qform/sform or pixdim")
 
 
+_NO_GRID = "with no voxel grid or affine"
+_CIFTI_EXTENSION = 32  # NIfTI header extension code of the CIFTI-2 XML
+
+
+def _refuse_non_volume(path: Path, image) -> None:
+    """Refuses what nibabel reads but is no volume: CIFTI-2 and GIFTI surface files, images without an affine.
+
+    A CIFTI-2 ``.nii`` read from gzip bytes is a NIfTI-2 image (shape ``(1, 1, 1, 1, ...)``) that
+    carries the CIFTI extension; it is named as CIFTI too, not as a 6D volume.
+    """
+    if isinstance(image, nib.Cifti2Image) or _has_cifti_extension(image):
+        header = image.nifti_header if isinstance(image, nib.Cifti2Image) else image.header
+        raise ValueError(f"{path}: expected a 3D volume, found a CIFTI-2 file (intent {header.get_intent()[0]}): "
+                         f"data on surface vertices and grayordinates, {_NO_GRID}")
+    if isinstance(image, nib.GiftiImage):
+        _refuse_gifti(path, image)
+    if not isinstance(image, nib.spatialimages.SpatialImage) or image.affine is None:
+        raise ValueError(f"{path}: expected a 3D volume with a voxel-to-world affine, found a "
+                         f"{type(image).__name__} {_NO_GRID}")
+
+
+def _has_cifti_extension(image) -> bool:
+    extensions = getattr(getattr(image, "header", None), "extensions", None) or ()
+    return any(extension.get_code() == _CIFTI_EXTENSION for extension in extensions)
+
+
+def _refuse_gifti(path: Path, image=None) -> None:
+    """Refuses a GIFTI surface file, naming its data arrays' intents when ``image`` was parsed."""
+    found = "a GIFTI surface file"
+    if image is not None:
+        labels = nib.nifti1.intent_codes.label
+        intents = sorted({labels.get(array.intent, str(array.intent)) for array in image.darrays})
+        count = len(image.darrays)
+        found += f" ({count} data array{'s' if count != 1 else ''}: {', '.join(intents)})"
+    raise ValueError(f"{path}: expected a 3D volume, found {found}: data on surface vertices, {_NO_GRID}")
+
+
+def _refuse_gifti_bytes(path: Path, data: bytes | None = None) -> None:
+    """Refuses a GIFTI file that nibabel did not read because its name is a volume's (``*_T1w.nii``).
+
+    Args:
+        path: the file.
+        data: its (decompressed) bytes; default: read from ``path`` once its start looks like GIFTI.
+    """
+    if data is None:
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+    else:
+        head = data[:4096]
+    if not (head.lstrip().startswith(b"<?xml") and b"<GIFTI" in head):
+        return
+    try:
+        image = nib.GiftiImage.from_bytes(data if data is not None else path.read_bytes())
+    except Exception:  # an unreadable GIFTI is still a GIFTI: name it without its arrays
+        image = None
+    _refuse_gifti(path, image)
+
+
 def _read_image(path: Path):
     """nibabel image of ``path``; gzip files are decompressed to the end first.
 
@@ -149,14 +209,20 @@ def _read_image(path: Path):
                 raw = handle.read()
         except (EOFError, OSError, zlib.error) as error:
             raise ValueError(f"{path}: truncated or corrupt gzip data: {error}") from None
-        for image_class in (nib.Nifti1Image, nib.Nifti2Image):
+        # The header size says the NIfTI flavour; trying the other one first makes nibabel log
+        # "sizeof_hdr should be ..." lines to stderr.
+        sizeof_hdr = {int.from_bytes(raw[:4], order) for order in ("little", "big")}
+        image_class = nib.Nifti1Image if 348 in sizeof_hdr else nib.Nifti2Image if 540 in sizeof_hdr else None
+        if image_class is not None:
             try:
                 return image_class.from_bytes(raw)
-            except Exception:  # not this NIfTI flavour: try the next, then nibabel's own loader
-                continue
+            except Exception:  # a damaged NIfTI header: nibabel's own loader below says what is wrong
+                pass
+        _refuse_gifti_bytes(path, raw)
     try:
         return nib.load(str(path))
     except Exception as error:  # nibabel raises several types for non-images
+        _refuse_gifti_bytes(path)
         raise ValueError(f"{path}: not a readable image (expected NIfTI or another nibabel format): {error}") from None
 
 
