@@ -165,6 +165,15 @@ def test_voxel_limit_can_be_raised(tmp_path):
     assert load_volume(path, max_voxels=4096).shape == (16, 16, 16)
 
 
+def test_compressed_mgz_is_not_taken_for_truncated(tmp_path):
+    # FreeSurfer's .mgz is gzip-compressed: the file holds fewer bytes than its voxels decode to.
+    data = np.linspace(10, 100, 16**3, dtype=np.float32).reshape(16, 16, 16)
+    path = tmp_path / "T1.mgz"
+    nib.save(nib.MGHImage(data, np.diag([1.0, 1.0, 1.0, 1.0])), path)
+    assert path.stat().st_size < data.nbytes
+    np.testing.assert_array_equal(np.asarray(load_volume(path).dataobj), data)
+
+
 # nibabel's own test files: a CIFTI-2 dense connectivity matrix and a GIFTI surface (vertices + triangles).
 CIFTI = Path(nib.__file__).parent / "tests" / "data" / "row_major.dconn.nii"
 GIFTI = Path(nib.__file__).parent / "gifti" / "tests" / "data" / "ascii.gii"

@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_PERCENTILES = (1.0, 99.5)
 DEFAULT_MIN_BRAIN_FRACTION = 0.25
 _RAS = orientations.axcodes2ornt(("R", "A", "S"))
+_COMPRESSED_SUFFIXES = tuple(ext for ext in nib.openers.ImageOpener.compress_ext_map if ext)  # .gz, .bz2, .zst, .mgz
 DEFAULT_MAX_VOXELS = 512**3
 """Largest volume :func:`load_volume` reads by default (0.5 GiB as float32); a hostile or broken
 header claiming more is refused before any voxel is read (raise it with ``max_voxels``)."""
@@ -120,8 +121,9 @@ def _check_header(path: Path, image, max_voxels: int) -> None:
     offset = getattr(image.dataobj, "offset", None)
     file_like = getattr(image.dataobj, "file_like", None)
     if offset is not None and file_like is not None:
-        if isinstance(file_like, (str, Path)):
-            size = Path(file_like).stat().st_size if not str(file_like).endswith(".gz") else None
+        if isinstance(file_like, (str, Path)):  # a compressed file (.mgz too) holds fewer bytes than it decodes to
+            compressed = str(file_like).lower().endswith(_COMPRESSED_SUFFIXES)
+            size = None if compressed else Path(file_like).stat().st_size
         else:  # in-memory bytes of a decompressed .nii.gz
             size = len(file_like.getbuffer()) if hasattr(file_like, "getbuffer") else None
         claimed = int(offset) + voxels * dtype.itemsize
