@@ -1,18 +1,28 @@
 """The embedded brain phantom: a simulated multi-contrast BIDS cohort built from MNI152 (no download).
 
-Design (DESIGN.md section 4):
+Design (DESIGN.md section 4; calibration and measurements in docs/phantom.md):
 
-- Anatomy: the MNI152 (ICBM 2009) grey- and white-matter probability maps and brain mask that nilearn
-  ships; CSF = clip(brain mask - GM - WM, 0, 1). The three maps give partial volume for free.
-- Physics: per tissue, the spin-echo magnitude ``S = PD (1 - exp(-TR/T1)) exp(-TE/T2)`` with
-  literature 3T values (WM T1 830 ms, T2 80 ms, PD 0.69; GM 1330/110/0.80; CSF 4000/2000/1.0).
-  T1w: short TR/TE (500/10 ms), or, with ``t1w_sequence="ir"``, an MPRAGE-like magnitude inversion
-  recovery ``|1 - 2 exp(-TI/T1) + exp(-TR/T1)|`` (TR 2300, TI 900, TE 3). T2w: long TR/TE (4000/100 ms).
-  A voxel's signal is the probability-weighted sum of its tissues' signals.
+- Anatomy: the MNI152 (ICBM 2009a) grey- and white-matter probability maps and brain mask that nilearn
+  ships; CSF = clip(brain mask - GM - WM, 0, 1). The three maps give partial volume for free. With
+  ``head=True`` (the default) a head is wrapped around the brain (:mod:`gan_mri.data.head`:
+  subarachnoid CSF, skull tables and diploë, muscle, fat and skin), so whole-head scans are in
+  distribution.
+- Physics (:mod:`gan_mri.data.sequences`): per tissue, the magnitude signal of the sequence with 3T
+  relaxation values. T1w: MPRAGE (TR 2300, TI 1100 ms, flip 10 deg) by default, as HCP, ADNI and the MNI
+  templates' kind of T1w, or the lineage's spin echo (TR 500 / TE 10 ms, ``t1w_sequence="se"``);
+  T2w: turbo spin echo (TR 4000, effective TE 80 ms) or spin echo (TR 4000 / TE 100 ms). The defaults
+  were calibrated on the real ICBM 2009c templates: grey matter, CSF and ventricles relative to white
+  matter agree within 15 % in both contrasts. A voxel's signal is the fraction-weighted sum of its
+  tissues' signals.
 - Population: each subject gets its own smooth random deformation (a few mm), a small affine
-  (rotation, scale, shift), tissue-parameter jitter (log-normal, a few %), a smooth multiplicative
-  bias field per contrast, Rician noise and a scanner gain, then is stored as int16 like scanner data.
-- Labels: ``sub-XX_dseg.nii.gz`` with 0 background, 1 CSF, 2 GM, 3 WM (the most probable class).
+  (rotation, scale, shift), head-layer thicknesses, tissue-parameter jitter (log-normal, a few %), its
+  own scanner protocol (sequence timings and flip angle jittered), a point-spread blur, a smooth
+  multiplicative bias field per contrast, Rician noise of its own level and a scanner gain, then is
+  stored as int16 like scanner data.
+- Files per subject: ``T1w`` and ``T2w`` (with a BIDS JSON sidecar naming the sequence and its
+  timings), ``dseg`` (0 background, 1 CSF, 2 GM, 3 WM: the most probable brain class) and
+  ``desc-brain_mask``. A share of the subjects (``skull_stripped``) is written brain-extracted
+  (T1w and T2w zero outside the brain mask), as skull-stripped data sets are.
 - Determinism: subject ``i`` draws from ``numpy.random.default_rng([seed, i])``, so it is the same
   whatever ``n_subjects`` is; nibabel writes gzip with mtime 0, so files are byte-identical per seed.
 """
@@ -29,23 +39,18 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from .head import HEAD_TISSUES, LAYERS, head_fractions, meninges_fraction
+from .sequences import SEQUENCES, TISSUES, jitter_timings, sequence
+
 logger = logging.getLogger(__name__)
 
-#: 3T tissue parameters: (T1 ms, T2 ms, proton density), in label order CSF, GM, WM.
-TISSUE_PARAMETERS = {
-    "CSF": (4000.0, 2000.0, 1.00),
-    "GM": (1330.0, 110.0, 0.80),
-    "WM": (830.0, 80.0, 0.69),
-}
+BRAIN_TISSUES = ("CSF", "GM", "WM")
+#: 3T tissue parameters of the brain: (T1 ms, T2 ms, proton density), in label order CSF, GM, WM.
+TISSUE_PARAMETERS = {name: TISSUES[name] for name in BRAIN_TISSUES}
 #: Label values written in ``*_dseg.nii.gz``.
 LABELS = {"background": 0, "CSF": 1, "GM": 2, "WM": 3}
-#: Sequence timings in ms.
-SEQUENCES = {
-    "T1w-se": {"TR": 500.0, "TE": 10.0},
-    "T1w-ir": {"TR": 2300.0, "TI": 900.0, "TE": 3.0},
-    "T2w": {"TR": 4000.0, "TE": 100.0},
-}
 CONTRASTS = ("T1w", "T2w")
+BRAIN_MASK_SUFFIX = "desc-brain_mask"
 
 
 @functools.lru_cache(maxsize=2)
@@ -97,18 +102,10 @@ def _downsample_by_two(volume: np.ndarray) -> np.ndarray:
     return smooth[::2, ::2, ::2]
 
 
-def tissue_signal(t1: float, t2: float, pd: float, sequence: str) -> float:
-    """Magnitude signal of one tissue under one of :data:`SEQUENCES`.
-
-    Spin echo: ``PD (1 - exp(-TR/T1)) exp(-TE/T2)``; inversion recovery:
-    ``PD |1 - 2 exp(-TI/T1) + exp(-TR/T1)| exp(-TE/T2)``.
-    """
-    timing = SEQUENCES[sequence]
-    if "TI" in timing:
-        recovery = abs(1.0 - 2.0 * np.exp(-timing["TI"] / t1) + np.exp(-timing["TR"] / t1))
-    else:
-        recovery = 1.0 - np.exp(-timing["TR"] / t1)
-    return float(pd * recovery * np.exp(-timing["TE"] / t2))
+def tissue_signal(t1: float, t2: float, pd: float, sequence_name: str) -> float:
+    """Magnitude signal of one tissue under the sequence ``sequence_name`` of :data:`SEQUENCES`
+    (e.g. ``"T1w-mprage"``)."""
+    return float(SEQUENCES[sequence_name].signal(t1, t2, pd))
 
 
 def _smooth_field(rng, shape, components: int, frequencies: int) -> np.ndarray:
@@ -162,7 +159,11 @@ def simulate_subject(
     bias_field: float = 0.1,
     noise: float = 0.02,
     tissue_jitter: float = 0.05,
-    t1w_sequence: str = "se",
+    t1w_sequence: str = "mprage",
+    t2w_sequence: str = "tse",
+    sequence_jitter: float = 0.08,
+    head: bool = True,
+    blur_mm: float = 1.0,
 ):
     """Simulate one subject in memory.
 
@@ -172,49 +173,82 @@ def simulate_subject(
         deformation_mm: standard deviation of the smooth displacement, mm.
         rotation_deg, scale_jitter, translation_mm: bounds of the uniform random affine.
         bias_field: standard deviation of the log bias field (0.1 ~ +-10 %).
-        noise: Rician noise standard deviation relative to the white-matter signal.
+        noise: largest Rician noise standard deviation relative to the white-matter signal; each
+            subject draws its own level uniformly between a quarter of it and it.
         tissue_jitter: log-normal standard deviation of T1, T2 and PD per tissue.
-        t1w_sequence: ``"se"`` (spin echo, short TR/TE) or ``"ir"`` (MPRAGE-like inversion recovery).
+        t1w_sequence: ``"mprage"`` or ``"se"`` (:data:`gan_mri.data.sequences.SEQUENCES`).
+        t2w_sequence: ``"tse"`` or ``"se"``.
+        sequence_jitter: log-normal standard deviation of each timing and flip angle of the subject's
+            protocol (:func:`gan_mri.data.sequences.jitter_timings`).
+        head: wrap a head (skull, scalp, extra-cerebral CSF) around the brain.
+        blur_mm: largest standard deviation of the subject's Gaussian point-spread blur (drawn uniformly
+            from 0 to it).
 
     Returns:
-        ``{"T1w": int16 array, "T2w": int16 array, "dseg": uint8 array, "affine": 4x4}``.
+        ``{"T1w": int16, "T2w": int16, "dseg": uint8, "brain_mask": bool, "affine": 4x4,
+        "protocols": {"T1w": sequence, "T2w": sequence}}``.
 
     Raises:
-        ValueError: for an unknown ``t1w_sequence`` or a negative variation parameter.
+        ValueError: for an unknown sequence or a negative variation parameter.
     """
-    if t1w_sequence not in ("se", "ir"):
-        raise ValueError(f"t1w_sequence: expected 'se' or 'ir', found {t1w_sequence!r}")
+    protocols = {"T1w": sequence("T1w", t1w_sequence), "T2w": sequence("T2w", t2w_sequence)}
     for name, value in (("deformation_mm", deformation_mm), ("rotation_deg", rotation_deg),
                         ("scale_jitter", scale_jitter), ("translation_mm", translation_mm),
-                        ("bias_field", bias_field), ("noise", noise), ("tissue_jitter", tissue_jitter)):
+                        ("bias_field", bias_field), ("noise", noise), ("tissue_jitter", tissue_jitter),
+                        ("sequence_jitter", sequence_jitter), ("blur_mm", blur_mm)):
         if not value >= 0:
             raise ValueError(f"{name}: expected a value >= 0, found {value!r}")
-    _, probabilities, _, affine = load_templates(resolution)
+    _, probabilities, template_mask, affine = load_templates(resolution)
     shape = probabilities.shape[1:]
+    meninges = meninges_fraction(probabilities[0], template_mask, float(resolution))
+    tissues = [*BRAIN_TISSUES, "meninges"]
+    maps = [probabilities[0] - meninges, probabilities[1], probabilities[2], meninges]
+    if head:
+        fractions = head_fractions(template_mask, float(resolution), _smooth_field(rng, shape, len(LAYERS), 3))
+        tissues += list(HEAD_TISSUES)
+        maps += [fractions[name] for name in HEAD_TISSUES]
     coords = _warp_coordinates(rng, shape, float(resolution), deformation_mm, rotation_deg, scale_jitter,
                                translation_mm)
-    warped = np.stack([
-        ndimage.map_coordinates(p, coords, order=1, mode="constant", cval=0.0).reshape(shape) for p in probabilities
-    ])
-    background = np.clip(1.0 - warped.sum(axis=0), 0.0, 1.0)
-    dseg = np.argmax(np.concatenate([background[None], warped]), axis=0).astype(np.uint8)
+    warped = np.stack([ndimage.map_coordinates(p, coords, order=1, mode="constant", cval=0.0).reshape(shape)
+                       for p in maps])
+    brain = warped[:len(BRAIN_TISSUES)].copy()
+    brain[0] += warped[len(BRAIN_TISSUES)]  # the meninges are labelled CSF
+    brain_mask = brain.sum(axis=0) > 0.5
+    background = np.clip(1.0 - brain.sum(axis=0), 0.0, 1.0)
+    dseg = np.argmax(np.concatenate([background[None], brain]), axis=0).astype(np.uint8)
 
-    jitter = np.exp(rng.normal(0.0, tissue_jitter, size=(3, 3)))
-    parameters = [np.asarray(TISSUE_PARAMETERS[name]) * jitter[row] for row, name in enumerate(("CSF", "GM", "WM"))]
+    jitter = np.exp(rng.normal(0.0, tissue_jitter, size=(len(tissues), 3)))
+    parameters = np.array([TISSUES[name] for name in tissues]) * jitter
+    blur = rng.uniform(0.0, blur_mm) / resolution
+    noise_level = noise * rng.uniform(0.25, 1.0)
     volumes = {}
     for contrast in CONTRASTS:
-        sequence = f"T1w-{t1w_sequence}" if contrast == "T1w" else "T2w"
-        signals = np.array([tissue_signal(*tissue, sequence) for tissue in parameters], dtype=np.float32)
+        protocols[contrast] = jitter_timings(rng, protocols[contrast], sequence_jitter)
+        signals = protocols[contrast].signal(*parameters.T).astype(np.float32)
         clean = np.tensordot(signals, warped, axes=1)
+        if blur > 0:
+            clean = ndimage.gaussian_filter(clean, blur)
         bias = np.exp(bias_field * _smooth_field(rng, shape, 1, frequencies=3)[0])
-        sigma = noise * float(signals[2])
+        sigma = noise_level * float(signals[tissues.index("WM")])
         real = clean * bias + rng.normal(0.0, sigma, size=shape).astype(np.float32)
         imaginary = rng.normal(0.0, sigma, size=shape).astype(np.float32)
         magnitude = np.sqrt(real * real + imaginary * imaginary)
-        # Scanner gain: the brightest tissue lands near 1000 +- 20 % of the int16 range.
-        gain = 1000.0 * rng.uniform(0.8, 1.2) / float(signals.max())
+        # Scanner gain: the brightest brain tissue lands near 1000 +- 20 % of the int16 range.
+        gain = 1000.0 * rng.uniform(0.8, 1.2) / float(signals[:len(BRAIN_TISSUES)].max())
         volumes[contrast] = np.clip(np.round(magnitude * gain), 0, np.iinfo(np.int16).max).astype(np.int16)
-    return {"T1w": volumes["T1w"], "T2w": volumes["T2w"], "dseg": dseg, "affine": affine}
+    return {"T1w": volumes["T1w"], "T2w": volumes["T2w"], "dseg": dseg, "brain_mask": brain_mask,
+            "affine": affine, "protocols": protocols}
+
+
+def bids_sidecar(protocol) -> dict:
+    """BIDS JSON sidecar fields of a sequence (times in seconds, as BIDS wants)."""
+    fields = {"RepetitionTime": protocol.TR / 1000.0}
+    if hasattr(protocol, "TI"):
+        fields.update(PulseSequenceType="MPRAGE", InversionTime=protocol.TI / 1000.0, FlipAngle=protocol.flip,
+                      EchoTime=protocol.TE / 1000.0)
+    else:
+        fields.update(PulseSequenceType=type(protocol).__name__, EchoTime=protocol.TE / 1000.0)
+    return {key: round(value, 6) if isinstance(value, float) else value for key, value in fields.items()}
 
 
 def mni_t1_correlation(t1w: np.ndarray, resolution: int = 2) -> float:
@@ -236,13 +270,15 @@ def mni_t1_correlation(t1w: np.ndarray, resolution: int = 2) -> float:
     return float(np.corrcoef(np.asarray(t1w, dtype=np.float64)[mask], template[mask])[0, 1])
 
 
-def _save_atomically(image, path: Path) -> None:
+def save_atomically(image, path: Path) -> None:
+    """Writes a nibabel image to ``path`` under a hidden temporary name, then renames it into place."""
     temporary = path.with_name(f".{path.name}.partial.nii.gz")
     nib.save(image, str(temporary))
     os.replace(temporary, path)
 
 
-def _nifti(array: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
+def nifti_image(array: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
+    """A NIfTI-1 image of ``array`` with ``affine`` as its sform and qform (scanner space) and mm units."""
     image = nib.Nifti1Image(array, affine)
     image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)
@@ -250,8 +286,9 @@ def _nifti(array: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
     return image
 
 
-def simulate(n_subjects: int, out_dir, seed: int = 0, resolution: int = 2, overwrite: bool = False, **variation):
-    """Write a simulated BIDS cohort: ``sub-XX/anat/sub-XX_{T1w,T2w,dseg}.nii.gz``.
+def simulate(n_subjects: int, out_dir, seed: int = 0, resolution: int = 2, overwrite: bool = False,
+             skull_stripped: float = 0.5, **variation):
+    """Write a simulated BIDS cohort: ``sub-XX/anat/sub-XX_{T1w,T2w,dseg,desc-brain_mask}.nii.gz``.
 
     Args:
         n_subjects: number of subjects (>= 1).
@@ -259,18 +296,23 @@ def simulate(n_subjects: int, out_dir, seed: int = 0, resolution: int = 2, overw
         seed: cohort seed; subject ``i`` uses ``default_rng([seed, i])``.
         resolution: voxel size in mm (2 is fast; 1 for detail).
         overwrite: replace existing subject files instead of raising.
+        skull_stripped: share of the subjects written brain-extracted (T1w and T2w set to 0 outside the
+            brain mask); which ones is drawn from ``default_rng([seed, i, 1])``. Ignored without a head.
         **variation: keyword arguments of :func:`simulate_subject` (deformation_mm, rotation_deg,
-            scale_jitter, translation_mm, bias_field, noise, tissue_jitter, t1w_sequence).
+            scale_jitter, translation_mm, bias_field, noise, tissue_jitter, t1w_sequence, t2w_sequence,
+            sequence_jitter, head, blur_mm).
 
     Returns:
         List of the subject folders written.
 
     Raises:
-        ValueError: for ``n_subjects < 1``, unknown variation keywords, or an existing non-empty
-            ``out_dir`` without ``overwrite``.
+        ValueError: for ``n_subjects < 1``, ``skull_stripped`` outside [0, 1], unknown variation keywords,
+            or an existing non-empty ``out_dir`` without ``overwrite``.
     """
     if not isinstance(n_subjects, (int, np.integer)) or n_subjects < 1:
         raise ValueError(f"n_subjects: expected an integer >= 1, found {n_subjects!r}")
+    if not 0.0 <= skull_stripped <= 1.0:
+        raise ValueError(f"skull_stripped: expected a share in [0, 1], found {skull_stripped!r}")
     allowed = set(simulate_subject.__code__.co_varnames[1:simulate_subject.__code__.co_argcount]) - {"resolution"}
     unknown = sorted(set(variation) - allowed)
     if unknown:
@@ -280,20 +322,30 @@ def simulate(n_subjects: int, out_dir, seed: int = 0, resolution: int = 2, overw
         raise ValueError(f"{out_dir}: expected an empty or new folder (or overwrite=True), found existing files")
     out_dir.mkdir(parents=True, exist_ok=True)
     width = max(2, len(str(int(n_subjects))))
-    subjects = []
+    subjects, stripped_ids = [], []
     for index in range(int(n_subjects)):
         subject = f"sub-{index + 1:0{width}d}"
         volumes = simulate_subject(np.random.default_rng([int(seed), index]), resolution=resolution, **variation)
+        stripped = variation.get("head", True) and np.random.default_rng([int(seed), index, 1]).random() < skull_stripped
         anat = out_dir / subject / "anat"
         anat.mkdir(parents=True, exist_ok=True)
-        for suffix in ("T1w", "T2w", "dseg"):
-            _save_atomically(_nifti(volumes[suffix], volumes["affine"]), anat / f"{subject}_{suffix}.nii.gz")
+        for suffix in CONTRASTS:
+            image = volumes[suffix] * volumes["brain_mask"] if stripped else volumes[suffix]
+            save_atomically(nifti_image(image.astype(np.int16), volumes["affine"]), anat / f"{subject}_{suffix}.nii.gz")
+            sidecar = dict(bids_sidecar(volumes["protocols"][suffix]), SkullStripped=bool(stripped))
+            (anat / f"{subject}_{suffix}.json").write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
+        save_atomically(nifti_image(volumes["dseg"], volumes["affine"]), anat / f"{subject}_dseg.nii.gz")
+        save_atomically(nifti_image(volumes["brain_mask"].astype(np.uint8), volumes["affine"]),
+                         anat / f"{subject}_{BRAIN_MASK_SUFFIX}.nii.gz")
         subjects.append(out_dir / subject)
-        logger.info("simulated %s", subject)
+        if stripped:
+            stripped_ids.append(subject)
+        logger.info("simulated %s%s", subject, " (skull-stripped)" if stripped else "")
     description = {"Name": "gan-mri MNI152 brain phantom", "BIDSVersion": "1.8.0", "DatasetType": "raw",
                    "GeneratedBy": [{"Name": "gan-mri phantom", "Description": f"seed={int(seed)}"}]}
     (out_dir / "dataset_description.json").write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
     (out_dir / "participants.tsv").write_text(
-        "participant_id\n" + "".join(f"{path.name}\n" for path in subjects))
+        "participant_id\tskull_stripped\n"
+        + "".join(f"{path.name}\t{'yes' if path.name in stripped_ids else 'no'}\n" for path in subjects))
     (out_dir / "dseg.tsv").write_text("index\tname\n" + "".join(f"{v}\t{k}\n" for k, v in LABELS.items()))
     return subjects
