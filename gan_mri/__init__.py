@@ -9,3 +9,4 @@ __version__ = "0.1.0"
 
 DOMAINS = ("A", "B")
 DIRECTIONS = ("A2B", "B2A")
+CONTRAST_OF_DOMAIN = {"A": "T1w", "B": "T2w"}

@@ -31,7 +31,9 @@ import keras
 import nibabel as nib
 import numpy as np
 
+from gan_mri import CONTRAST_OF_DOMAIN
 from gan_mri.data import png, resize, volumes
+from gan_mri.data.brain_mask import brain_mask as find_brain_mask
 from gan_mri.fileutil import partial_dir
 from gan_mri.standardization import landmarks
 
@@ -199,7 +201,8 @@ def translate_slices(model, slices, direction: str, batch_size: int = 16) -> np.
 
 
 def translate_volume(
-    model, path_or_image, direction: str, batch_size: int = 16, max_voxels: int = volumes.DEFAULT_MAX_VOXELS
+    model, path_or_image, direction: str, batch_size: int = 16, max_voxels: int = volumes.DEFAULT_MAX_VOXELS,
+    brain_mask=None,
 ) -> nib.Nifti1Image:
     """Translates every axial slice of a volume and restacks them into a volume.
 
@@ -209,10 +212,15 @@ def translate_volume(
         direction: any spelling accepted by `parse_direction`.
         batch_size: slices per call to the model.
         max_voxels: refuse volumes whose header claims more voxels (a hostile or broken header).
+        brain_mask: the volume's brain mask (a path, nibabel image or array on its grid); found as
+            `prepare` finds it when ``None`` (`gan_mri.data.brain_mask.brain_mask`: the imaged object of a
+            brain-extracted volume, a registered template brain for a whole head).
 
     Returns:
         A `nibabel.Nifti1Image` with the input's affine, shape and orientation, holding the
-        translated contrast in the input's intensity range.
+        translated contrast in the input's intensity range. The intensity normalization and
+        standardization use the brain, so a whole-head scan and its brain-extracted copy give the
+        same brain.
 
     A model trained on standardized volumes (``model.standardization``, see `gan_mri.standardization`)
     gets this volume standardized the same way: the landmarks of its brain voxels (on the slices
@@ -231,11 +239,14 @@ def translate_volume(
         raise ValueError(
             f"path_or_image: expected a volume path or a nibabel image, found {type(path_or_image).__name__}"
         )
+    name = path_or_image if isinstance(path_or_image, (str, os.PathLike)) else "volume"
+    if isinstance(brain_mask, (str, os.PathLike)):
+        brain_mask = _load_volume(Path(brain_mask), max_voxels)
     height, width, channels = model_input_shape(model)
     try:
-        stack = volumes.volume_to_slices(image, (height, width), channels=channels, keep_all=True)
+        mask, _ = find_brain_mask(image, CONTRAST_OF_DOMAIN[direction[0]], given=brain_mask)
+        stack = volumes.volume_to_slices(image, (height, width), channels=channels, keep_all=True, brain_mask=mask)
     except ValueError as err:  # brain mask, contrast: name the file they are about
-        name = path_or_image if isinstance(path_or_image, (str, os.PathLike)) else "volume"
         raise ValueError(f"{name}: {err}") from err
     slices = stack.slices
     standardization = getattr(model, "standardization", None)

@@ -15,6 +15,8 @@ import numpy as np
 from scipy import ndimage
 from skimage.filters import threshold_multiotsu
 
+from gan_mri import CONTRAST_OF_DOMAIN
+
 logger = logging.getLogger(__name__)
 
 SSIM_SIGMA = 1.5
@@ -32,7 +34,6 @@ TISSUE_ORDER = {
     "T1w": ("csf", "gm", "wm"),
     "T2w": ("wm", "gm", "csf"),
 }
-CONTRAST_OF_DOMAIN = {"A": "T1w", "B": "T2w"}
 OTSU_BINS = 256
 
 

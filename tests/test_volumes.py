@@ -4,7 +4,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from gan_mri.data import SliceStack, estimate_brain_mask, load_volume, volume_to_slices
+from gan_mri.data import SliceStack, intensity_mask, load_volume, volume_to_slices
 from gan_mri.data.resize import fit_plane, plan_plane_fit, unfit_plane
 from gan_mri.data.volumes import apply_normalization, invert_normalization, normalize_intensities
 
@@ -149,7 +149,7 @@ def test_given_brain_mask_is_used_and_checked():
 
 def test_estimated_mask_matches_the_true_brain():
     data, truth = blob_volume(seed=3)
-    mask = estimate_brain_mask(data)
+    mask = intensity_mask(data)
     dice = 2 * (mask & truth).sum() / (mask.sum() + truth.sum())
     assert dice > 0.95
 

@@ -14,9 +14,14 @@ pipelines are in :mod:`gan_mri.data.prepared`, re-exported here as :class:`Prepa
   image and mask), and the manifest's ``standardization`` the training volumes' mean landmarks per
   contrast (:mod:`gan_mri.standardization`). The arrays stay as normalized; the pipelines
   apply the standardization when asked. PNG folders (single slices, no volumes) have none.
+- Brain masks (:func:`gan_mri.data.brain_mask.brain_mask`): the layout's mask file when there is one
+  (BIDS ``*_desc-brain_mask``), else the imaged object of a brain-extracted volume, else, for a whole
+  head, the registered template brain. Normalization percentiles, landmarks and slice selection all
+  come from the brain, so a whole-head scan and its brain-extracted copy give the same brain
+  intensities. Each volume record says where its mask came from (``brain_mask``).
 - The test set is paired by subject and slice: the same canonical axial slices of a co-registered
-  T1w/T2w pair, a brain mask (union of the two estimated masks) and, when the layout has them,
-  tissue labels.
+  T1w/T2w pair, a brain mask (the layout's, or the union of the two found masks) and, when the layout
+  has them, tissue labels.
 - Every problem found in every file is collected; ``prepare`` then raises one ``ValueError`` listing
   them all and leaves nothing behind.
 - Same inputs and seed -> byte-identical folder (no timestamps, no absolute paths, sorted JSON).
@@ -29,7 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import CONTRAST_OF_DOMAIN
 from ..standardization import IntensityStandardization, landmarks
+from .brain_mask import brain_mask, intensity_mask
 from .layouts import PNG_FOLDERS, VolumeSet, detect_layout, discover, split_subjects
 from .manifest import MANIFEST_NAME, SCHEMA_VERSION, ArrayWriter, atomic_output_dir, dumps_manifest, sha256_file
 from .png import read_png_folder
@@ -39,7 +46,6 @@ from .volumes import (
     DEFAULT_MAX_VOXELS,
     DEFAULT_MIN_BRAIN_FRACTION,
     DEFAULT_PERCENTILES,
-    estimate_brain_mask,
     label_slices,
     load_volume,
     select_slices,
@@ -101,26 +107,45 @@ class _Collector:
             return None
         return stack
 
-    def record(self, volume_set: VolumeSet, contrast: str, split: str, path: Path, stack, rows) -> None:
+    def mask(self, volume_set: VolumeSet, contrast: str, path: Path, image):
+        """The brain mask of one volume and its source, or ``(None, None)`` after recording a problem."""
+        given = None
+        if volume_set.brain_mask is not None:
+            given = self.load(volume_set.brain_mask)
+            if given is None:
+                return None, None
+            if not np.allclose(given.affine, image.affine, atol=1e-3):
+                self.problems.append(f"{volume_set.brain_mask}: expected the affine of {path} (a brain mask on the "
+                                     f"image's grid), found another one")
+                return None, None
+        try:
+            return brain_mask(image, CONTRAST_OF_DOMAIN[contrast], given=given)
+        except ValueError as error:
+            self.problems.append(f"{volume_set.brain_mask or path}: {error}")
+            return None, None
+
+    def record(self, volume_set: VolumeSet, contrast: str, split: str, path: Path, stack, rows,
+               mask_source: str) -> None:
         self.records.append({
             "subject": volume_set.subject, "session": volume_set.session, "name": volume_set.name,
             "contrast": contrast, "split": split, **self.source_record(path),
             "shape": list(stack.shape), "orientation": "".join(stack.orientation),
             "normalization": stack.normalization, "plane_fit": stack.plane_fit.to_dict(),
             "slice_indices": [int(i) for i in stack.slice_indices],
-            "file": f"{split}_{contrast.lower()}.npy", "rows": list(rows),
+            "file": f"{split}_{contrast.lower()}.npy", "rows": list(rows), "brain_mask": mask_source,
             "landmarks": [float(v) for v in landmarks(stack.slices, stack.brain_mask)],
         })
 
 
 def _add_train_volume(collector: _Collector, volume_set: VolumeSet, contrast: str, path: Path) -> None:
     image = collector.load(path)
-    stack = None if image is None else collector.slices(path, image)
+    mask, source = (None, None) if image is None else collector.mask(volume_set, contrast, path, image)
+    stack = None if mask is None else collector.slices(path, image, brain_mask=mask)
     if stack is None or collector.problems:
         return  # keep checking the other files, but write nothing once something is wrong
     rows = collector.writers[f"train_{contrast.lower()}"].append(stack.slices[..., 0])
     collector.writers[f"train_{contrast.lower()}_mask"].append(stack.brain_mask)
-    collector.record(volume_set, contrast, "train", path, stack, rows)
+    collector.record(volume_set, contrast, "train", path, stack, rows, source)
 
 
 def _check_same_grid(collector: _Collector, name: str, image_a, path_a, other, path_other, what: str) -> bool:
@@ -155,8 +180,10 @@ def _add_test_pair(collector: _Collector, volume_set: VolumeSet) -> None:
                 f"{volume_set.labels}: expected tissue labels 0 (background), 1 (CSF), 2 (GM), 3 (WM), "
                 f"found values {unexpected[:10]}")
             labels = None
-    mask_a = estimate_brain_mask(np.asarray(image_a.dataobj))
-    mask_b = estimate_brain_mask(np.asarray(image_b.dataobj))
+    mask_a, source_a = collector.mask(volume_set, "A", volume_set.a, image_a)
+    mask_b, source_b = collector.mask(volume_set, "B", volume_set.b, image_b)
+    if mask_a is None or mask_b is None:
+        return
     union = mask_a | mask_b
     indices = select_slices(to_canonical(image_a, union), collector.settings["min_brain_fraction"])
     stack_a = collector.slices(volume_set.a, image_a, brain_mask=mask_a, slice_indices=indices)
@@ -173,8 +200,8 @@ def _add_test_pair(collector: _Collector, volume_set: VolumeSet) -> None:
                                   "contrast": "labels", "split": "test",
                                   **collector.source_record(volume_set.labels), "file": "test_labels.npy",
                                   "rows": list(rows)})
-    collector.record(volume_set, "A", "test", volume_set.a, stack_a, rows)
-    collector.record(volume_set, "B", "test", volume_set.b, stack_b, rows)
+    collector.record(volume_set, "A", "test", volume_set.a, stack_a, rows, source_a)
+    collector.record(volume_set, "B", "test", volume_set.b, stack_b, rows, source_b)
     collector.test_subjects += [name] * len(indices)
     collector.test_slices += [int(i) for i in indices]
 
@@ -233,12 +260,12 @@ def _prepare_png(collector: _Collector) -> tuple[str, dict]:
     for folder_name, key in (("trainA", "train_a"), ("trainB", "train_b")):
         images = arrays[folder_name][..., 0]
         collector.writers[key].append(images)
-        collector.writers[f"{key}_mask"].append(np.stack([estimate_brain_mask(image) for image in images]))
+        collector.writers[f"{key}_mask"].append(np.stack([intensity_mask(image) for image in images]))
     for index_a, index_b in pairs:
         a, b = arrays["testA"][index_a, ..., 0], arrays["testB"][index_b, ..., 0]
         collector.writers["test_a"].append(a[None])
         collector.writers["test_b"].append(b[None])
-        collector.writers["test_mask"].append((estimate_brain_mask(a) | estimate_brain_mask(b))[None])
+        collector.writers["test_mask"].append((intensity_mask(a) | intensity_mask(b))[None])
         collector.test_subjects.append(names["testA"][index_a])
         collector.test_slices.append(0)
     for folder_name in sorted(arrays):

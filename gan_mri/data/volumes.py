@@ -6,7 +6,8 @@ The forward path (:func:`volume_to_slices`):
    (LPS DICOM conversions, sagittal IXI T1s), gives the same axial slices;
 2. take axial slices (RAS axis 2) and show them radiologist-style: anterior at the top, the
    subject's left on the image's left (array ``canonical[:, ::-1, k].T``);
-3. estimate a brain mask when none is given (:func:`estimate_brain_mask`) and keep the slices whose
+3. take the brain mask given (callers find it with :func:`gan_mri.data.brain_mask.brain_mask`; without
+   one, the imaged object of :func:`gan_mri.data.brain_mask.intensity_mask`) and keep the slices whose
    brain area is at least ``min_brain_fraction`` of the largest axial brain cross-section (or all of
    them with ``keep_all=True``, as whole-volume inference needs);
 4. normalize intensities to [-1, 1]: ``low`` is a low percentile of the whole volume (the background
@@ -17,16 +18,6 @@ The forward path (:func:`volume_to_slices`):
 :class:`SliceStack` keeps the normalization, the kept slice indices, the in-plane fit and the input's
 affine, shape, orientation and header, so :meth:`SliceStack.to_volume` writes translated slices
 back on the input's grid and intensity scale.
-
-Mask estimation: Otsu's threshold (scikit-image) of the lightly smoothed volume, halved so that dark
-tissue that is still brighter than the background (CSF on T1w) stays inside, applied to the
-unsmoothed volume (smoothing would dilate the edge by a voxel), then a closing, hole filling and the
-largest connected component (scipy.ndimage). Measured Dice with the phantom's true brain: 0.986
-(T1w) and 0.974 (T2w). This suits the skull-stripped inputs of
-the supported layouts (HCP ``*_restore_brain``, BraTS, the phantom); on a volume with skull it gives a
-head mask, which is still a sound region for the intensity percentiles. nilearn's
-``compute_background_mask`` assumes an exactly constant background and fails on Rician noise, so it is
-not used.
 """
 
 from __future__ import annotations
@@ -40,9 +31,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from nibabel import orientations
-from scipy import ndimage
-from skimage.filters import threshold_otsu
 
+from .brain_mask import intensity_mask
 from .resize import PlaneFit, fit_plane, plan_plane_fit, unfit_plane, validate_image_shape
 
 logger = logging.getLogger(__name__)
@@ -228,33 +218,6 @@ def _read_image(path: Path):
         raise ValueError(f"{path}: not a readable image (expected NIfTI or another nibabel format): {error}") from None
 
 
-def estimate_brain_mask(data: np.ndarray) -> np.ndarray:
-    """Estimate a brain (or head) mask of a 3D volume.
-
-    Half the Otsu threshold of the smoothed volume, applied to ``data``; closing; hole filling;
-    largest connected component.
-
-    Args:
-        data: 3D array.
-
-    Returns:
-        Boolean array of ``data``'s shape.
-    """
-    smooth = ndimage.gaussian_filter(np.asarray(data, dtype=np.float32), sigma=1.0)
-    low, high = float(smooth.min()), float(smooth.max())
-    if high <= low:
-        return np.ones(smooth.shape, dtype=bool)
-    mask = np.asarray(data) > 0.5 * (threshold_otsu(smooth) - low) + low
-    mask = ndimage.binary_closing(mask, iterations=2)
-    mask = ndimage.binary_fill_holes(mask)
-    labels, count = ndimage.label(mask)
-    if count > 1:
-        sizes = np.bincount(labels.ravel())
-        sizes[0] = 0
-        mask = labels == int(np.argmax(sizes))
-    return mask
-
-
 def normalize_intensities(data: np.ndarray, mask: np.ndarray, percentiles=DEFAULT_PERCENTILES):
     """Map intensities to [-1, 1] robustly.
 
@@ -425,7 +388,8 @@ def volume_to_slices(
         image: a nibabel image (e.g. from :func:`load_volume`).
         image_shape: ``(H, W)`` of the output slices.
         channels: 1, or 3 to replicate the gray channel for RGB presets.
-        brain_mask: optional mask (image or array, input voxel order); estimated when ``None``.
+        brain_mask: optional mask (image or array, input voxel order); the imaged object
+            (:func:`gan_mri.data.brain_mask.intensity_mask`) when ``None``.
         min_brain_fraction: keep slices whose brain area is at least this fraction of the largest one.
         keep_all: keep every axial slice (whole-volume inference).
         percentiles: ``(p_low, p_high)`` for :func:`normalize_intensities`.
@@ -448,7 +412,7 @@ def volume_to_slices(
     if data.ndim != 3:
         raise ValueError(f"image: expected a 3D volume, found shape {data.shape}")
     if brain_mask is None:
-        mask = estimate_brain_mask(data)
+        mask = intensity_mask(data)
     else:
         given = np.asarray(_as_array(brain_mask, "brain_mask"))
         if given.ndim == 4 and given.shape[3] == 1:
