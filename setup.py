@@ -20,7 +20,9 @@ setup(
     # saved_models/ (the shipped pretrained run folder) installs as gan_mri/pretrained_models/.
     packages=find_packages(include=["gan_mri", "gan_mri.*"]) + ["gan_mri.pretrained_models"],
     package_dir={"gan_mri.pretrained_models": "saved_models"},
-    package_data={"gan_mri.pretrained_models": ["README.md", "phantom-sa-enc-cl-sn/*", "phantom-sa-enc-cl-sn/*/*"]},
+    package_data={"gan_mri.pretrained_models": ["README.md", "phantom-sa-enc-cl-sn/*", "phantom-sa-enc-cl-sn/*/*"],
+                  # The real ICBM 2009c T1w/T2w pair (gan_mri.data.icbm152) and its McGill notice.
+                  "gan_mri.data": ["icbm152/*.nii.xz", "icbm152/COPYING"]},
     install_requires=[
         "tensorflow>=2.16",
         "tensorboard",  # TensorFlow 2.21 no longer pulls it in; the TensorBoard callback needs it
@@ -31,6 +33,7 @@ setup(
         "nilearn",
         "scikit-image",
         "matplotlib",
+        "dipy",  # affine registration: brain masks of whole-head scans (gan_mri.data.brain_mask)
     ],
     extras_require={"test": ["pytest", "pytest-xdist", "jax[cpu]"]},
     entry_points={"console_scripts": ["gan-mri=gan_mri.cli:main"]},
