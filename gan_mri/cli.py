@@ -2,6 +2,7 @@
 
     gan-mri demo                              simulate -> prepare -> train -> evaluate -> export
     gan-mri simulate --subjects 20 --out phantom/
+    gan-mri icbm152 --out real/                 the real ICBM 2009c T1w/T2w pair, as BIDS
     gan-mri prepare phantom/ --out data/ --size 64
     gan-mri train --preset sa-enc-cl-sn --data data/ --epochs 5 --out saved_models/run1
     gan-mri train --model cyclegan --data data/ --epochs 5 --out saved_models/cyclegan1
@@ -72,8 +73,16 @@ def cmd_simulate(args) -> None:
     from gan_mri.data.phantom import simulate
 
     folders = simulate(args.subjects, args.out, seed=args.seed, resolution=args.resolution,
-                       overwrite=args.overwrite)
-    print(f"wrote {len(folders)} simulated subjects (T1w, T2w, dseg) to {args.out}")
+                       overwrite=args.overwrite, skull_stripped=args.skull_stripped, t1w_sequence=args.t1w_sequence,
+                       t2w_sequence=args.t2w_sequence, head=args.head)
+    print(f"wrote {len(folders)} simulated subjects (T1w, T2w, dseg, brain mask) to {args.out}")
+
+
+def cmd_icbm152(args) -> None:
+    from gan_mri.data.icbm152 import write_bids
+
+    root = write_bids(args.out, overwrite=args.overwrite)
+    print(f"wrote the real ICBM 2009c T1w/T2w pair as a BIDS subject (sessions brain and head) to {root}")
 
 
 def cmd_prepare(args) -> None:
@@ -126,8 +135,14 @@ def cmd_evaluate(args) -> None:
         out = Path(args.model) / "evaluation"
     else:
         raise ValueError("--out is required when the model is a .keras file")
-    results = evaluate_to_folder(model, dataset, out, max_batches=args.max_batches, overwrite=args.overwrite)
+    results, real = evaluate_to_folder(model, dataset, out, max_batches=args.max_batches, overwrite=args.overwrite,
+                                       real=args.real)
     print(format_results(results))
+    if real is not None:
+        from gan_mri.sim_to_real import format_sim_to_real
+
+        print()
+        print(format_sim_to_real(real))
     print(f"metrics and figures written to {out}")
 
 
@@ -146,7 +161,7 @@ def cmd_translate(args) -> None:
 
     model = load_model(args.model or pretrained_model_path())
     written = translate_path(model, args.input, args.out, args.direction, overwrite=args.overwrite,
-                             batch_size=args.batch_size, max_voxels=args.max_voxels)
+                             batch_size=args.batch_size, max_voxels=args.max_voxels, brain_mask=args.brain_mask)
     for path in written:
         print(path)
 
@@ -181,6 +196,7 @@ def cmd_ablation(args) -> None:
 
 def cmd_demo(args) -> None:
     from gan_mri.demo import DemoSettings, run_demo
+    from gan_mri.sim_to_real import format_sim_to_real
 
     settings = DemoSettings(out_dir=Path(args.out), subjects=args.subjects, image_size=args.size,
                             epochs=args.epochs, base_width=args.width, batch_size=args.batch_size,
@@ -192,6 +208,8 @@ def cmd_demo(args) -> None:
         print(f"  {name:<18} {path}")
     print()
     print(format_results(summary["results"]))
+    print()
+    print(format_sim_to_real(summary["sim_to_real"]))
     print()
     print("SSIM per epoch (the paper's Table 7(b): T1 = T2w -> T1w output, T2 = T1w -> T2w output):")
     print(Path(summary["paths"]["ssim table"]).read_text(encoding="utf-8"))
@@ -245,8 +263,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="BIDS folder to write")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resolution", type=int, choices=(1, 2), default=2, help="voxel size in mm (default 2)")
+    # Sequence names: gan_mri.data.sequences.SEQUENCES, written out so --help needs no numpy.
+    p.add_argument("--t1w-sequence", choices=("mprage", "se"), default="mprage",
+                   help="T1w sequence: mprage (default, as HCP, ADNI, the MNI templates) or se (spin echo TR 500/TE 10)")
+    p.add_argument("--t2w-sequence", choices=("tse", "se"), default="tse",
+                   help="T2w sequence: tse (default, turbo spin echo) or se (spin echo TR 4000/TE 100)")
+    p.add_argument("--skull-stripped", type=float, default=0.5, metavar="SHARE",
+                   help="share of subjects written brain-extracted (default 0.5; the rest with the head on)")
+    p.add_argument("--no-head", dest="head", action="store_false",
+                   help="no head around the brain (every subject is then a brain floating in noise)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("icbm152", help="write the real ICBM 2009c T1w/T2w pair that ships with gan-mri as BIDS")
+    p.add_argument("--out", required=True, help="BIDS folder to write (subject sub-icbm152, sessions brain, head)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_icbm152)
 
     p = sub.add_parser("prepare", help="turn volumes (BIDS/HCP/IXI/BraTS/globs/PNG folders) into a dataset")
     p.add_argument("source", help="folder holding the volumes")
@@ -255,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", default="auto", choices=("auto", "bids", "hcp", "ixi", "brats", "glob", "png"))
     p.add_argument("--a-glob", help="glob of T1w volumes under SOURCE (layout glob)")
     p.add_argument("--b-glob", help="glob of T2w volumes under SOURCE (layout glob)")
-    p.add_argument("--test-fraction", type=float, default=0.2, help="share of subjects in the test split")
+    p.add_argument("--test-fraction", type=float, default=0.2, help="share of subjects in the test split (1: a test-only dataset, to evaluate a model on)")
     p.add_argument("--seed", type=int, default=0, help="seed of the subject split")
     p.add_argument("--overwrite", action="store_true")
     _add_max_voxels_flag(p)
@@ -298,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: RUN/evaluation)")
     p.add_argument("--max-batches", type=_positive_int)
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--no-real", dest="real", action="store_false",
+                   help="skip the sim-to-real score on the real ICBM 2009c pair that ships with gan-mri "
+                        "(sim_to_real.json/.png; about half a minute)")
     _add_verify_flag(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -311,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'T1->T2' or 'T2->T1' (quote the arrow in a shell), also T1toT2, T2toT1, A2B, B2A")
     p.add_argument("--out", required=True, help="output file or folder")
     p.add_argument("--model", help="run folder or .keras file (default: the shipped pretrained model)")
+    p.add_argument("--brain-mask", help="brain mask NIfTI of a single input volume (default: found as prepare "
+                                        "finds it: the object of a brain-extracted scan, a registered template "
+                                        "brain for a whole head)")
     p.add_argument("--batch-size", type=_positive_int, default=16)
     p.add_argument("--overwrite", action="store_true")
     _add_max_voxels_flag(p)

@@ -86,7 +86,8 @@ def run_demo(settings: DemoSettings, progress: Callable[[str], None] = _noop) ->
         progress: called with one line per step (the CLI prints them).
 
     Returns:
-        dict with ``paths`` (name -> path of each output), ``results`` (the final
+        dict with ``paths`` (name -> path of each output), ``sim_to_real`` (the scores on the real pair,
+        :func:`gan_mri.sim_to_real.sim_to_real` without volumes), ``results`` (the final
         `gan_mri.evaluation.evaluate` results), ``seconds`` (step -> wall time).
 
     Raises:
@@ -135,8 +136,10 @@ def run_demo(settings: DemoSettings, progress: Callable[[str], None] = _noop) ->
 
     progress("[4/5] evaluating on the test subjects")
     from gan_mri.report import evaluate_to_folder
+    from gan_mri.sim_to_real import sim_to_real_line
 
-    results = evaluate_to_folder(model, dataset, run.root / "evaluation")
+    results, real = evaluate_to_folder(model, dataset, run.root / "evaluation")
+    progress("      " + sim_to_real_line(real))
     step_done("evaluate")
 
     progress("[5/5] exporting a SavedModel for TF Serving")
@@ -152,8 +155,9 @@ def run_demo(settings: DemoSettings, progress: Callable[[str], None] = _noop) ->
         "metrics per epoch": run.metrics_dir / "metrics.csv",
         "ssim table": run.metrics_dir / "ssim_table.md",
         "translation grid": run.root / "evaluation" / "translation_grid.png",
+        "sim-to-real": run.root / "evaluation" / "sim_to_real.png",
         "loss curves": run.figures_dir / "loss_curves.png",
         "ssim curves": run.figures_dir / "ssim_curves.png",
         "savedmodel": export_dir,
     }
-    return {"paths": paths, "results": results, "seconds": seconds}
+    return {"paths": paths, "results": results, "sim_to_real": real, "seconds": seconds}

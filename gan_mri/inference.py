@@ -282,6 +282,7 @@ def translate_path(
     overwrite: bool = False,
     batch_size: int = 16,
     max_voxels: int = volumes.DEFAULT_MAX_VOXELS,
+    brain_mask: str | os.PathLike | None = None,
 ) -> list[Path]:
     """Translates a NIfTI file, a PNG slice, or a folder of them, and writes the results.
 
@@ -298,6 +299,8 @@ def translate_path(
         overwrite: replace outputs that already exist.
         batch_size: slices per call to the model.
         max_voxels: refuse volumes whose header claims more voxels (a hostile or broken header).
+        brain_mask: a NIfTI brain mask on the grid of a single NIfTI ``input`` (e.g. a BIDS
+            ``*_desc-brain_mask.nii.gz``); found for each volume when ``None`` (see `translate_volume`).
 
     Returns:
         The paths written, in input order.
@@ -311,6 +314,8 @@ def translate_path(
     input, output = Path(input), Path(output)
     if not input.exists():
         raise FileNotFoundError(f"input {input} does not exist")
+    if brain_mask is not None and not (input.is_file() and _is_nifti(input)):
+        raise ValueError(f"brain mask {brain_mask}: a brain mask goes with a single NIfTI input, found {input}")
     plan = _plan_outputs(input, output, direction)
     for source, target in plan:
         if target.resolve() == source.resolve():
@@ -341,8 +346,8 @@ def translate_path(
         slices = [(s, t) for (s, _), t in zip(plan, staged) if s.name.lower().endswith(PNG_SUFFIX)]
         for source, target in nifti:
             logger.info("translating %s (%s)", source, direction)
-            nib.save(translate_volume(model, source, direction, batch_size=batch_size, max_voxels=max_voxels),
-                     target)
+            nib.save(translate_volume(model, source, direction, batch_size=batch_size, max_voxels=max_voxels,
+                                      brain_mask=brain_mask), target)
         if slices:
             _translate_pngs(model, slices, direction, batch_size)
         # Every output is complete: move them into place (same filesystem, so each is a rename).

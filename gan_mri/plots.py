@@ -284,3 +284,61 @@ def ssim_curves(metrics_csv, path, metrics=("ssim", "ssim_brain"), dpi=100):
         axis.set_xlabel("epoch")
         axis.legend(fontsize=7)
     return _save(figure, path, dpi)
+
+
+SIM_TO_REAL_COLUMNS = (("source", "input"), ("model", "translation"), ("truth", "real target"))
+SIM_TO_REAL_ROWS = (("", "brain-extracted"), ("_whole_head", "whole head"))
+SIM_TO_REAL_HEIGHTS = (0.45, 0.65)
+"""Axial slices of the sim-to-real figure, as fractions of the brain's height: the lateral ventricles,
+and the centrum semiovale above them."""
+
+
+def sim_to_real_grid(volumes, path, dpi=80):
+    """Input / translation / real target on two axial slices, per direction, brain-extracted and whole-head.
+
+    Rows: direction x (brain-extracted, whole head); columns: (input, translation, real target) for each of
+    :data:`SIM_TO_REAL_HEIGHTS`. Each image is scaled by its brain's 1st-99th percentiles (as scored).
+    Size: ``6 * 2`` by ``rows * 2`` inches.
+
+    Args:
+        volumes: direction -> arrays as in ``gan_mri.sim_to_real.sim_to_real(...)["volumes"]``.
+        path: PNG file to write.
+        dpi: dots per inch.
+
+    Returns:
+        pathlib.Path of the PNG.
+
+    Raises:
+        ValueError: no directions or a missing array.
+    """
+    from gan_mri.sim_to_real import scale_to_unit
+
+    if not volumes:
+        raise ValueError("volumes: expected at least one direction, found none")
+    needed = ["brain_mask"] + [key + suffix for key, _ in SIM_TO_REAL_COLUMNS for suffix, _ in SIM_TO_REAL_ROWS]
+    rows = []
+    for direction, arrays in volumes.items():
+        missing = [key for key in needed if key not in arrays]
+        if missing:
+            raise ValueError(f"volumes[{direction!r}]: missing {missing}")
+        mask = np.asarray(arrays["brain_mask"], dtype=bool)
+        extent = np.flatnonzero(mask.any(axis=(0, 1)))
+        heights = [int(round(extent[0] + h * (extent[-1] - extent[0]))) for h in SIM_TO_REAL_HEIGHTS]
+        for suffix, label in SIM_TO_REAL_ROWS:
+            rows.append((f"{DIRECTION_TITLES.get(direction, direction)}\n{label}",
+                         [scale_to_unit(np.asarray(arrays[key + suffix], dtype=np.float32), mask)
+                          for key, _ in SIM_TO_REAL_COLUMNS], heights))
+    n_columns = len(SIM_TO_REAL_COLUMNS) * len(SIM_TO_REAL_HEIGHTS)
+    figure, axes = plt.subplots(len(rows), n_columns, figsize=(n_columns * CELL_INCHES, len(rows) * CELL_INCHES),
+                                squeeze=False, layout="constrained")
+    for row_axes, (label, images, heights) in zip(axes, rows):
+        for index, axis in enumerate(row_axes):
+            height = heights[index // len(SIM_TO_REAL_COLUMNS)]
+            column = index % len(SIM_TO_REAL_COLUMNS)
+            # RAS voxels: x right, y anterior; rotate so anterior is up and the patient's right on the right.
+            axis.imshow(np.rot90(images[column][:, :, height]), cmap="gray", vmin=0.0, vmax=1.0)
+            axis.set_title(f"{SIM_TO_REAL_COLUMNS[column][1]} (z {height})", fontsize=8)
+            axis.set_xticks([])
+            axis.set_yticks([])
+        row_axes[0].set_ylabel(label, fontsize=8)
+    return _save(figure, path, dpi)

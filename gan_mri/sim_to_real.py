@@ -31,12 +31,16 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
+from pathlib import Path
 
 import numpy as np
 
 from gan_mri import CONTRAST_OF_DOMAIN, DIRECTIONS, metrics
 from gan_mri.data import volumes
+from gan_mri.data.brain_mask import brain_mask as find_brain_mask
 from gan_mri.data.icbm152 import load_icbm152
 
 logger = logging.getLogger(__name__)
@@ -122,6 +126,18 @@ def resolution_ceiling(target_image, image_shape) -> np.ndarray:
     return np.asarray(stack.to_volume(stack.slices).dataobj, dtype=np.float32)
 
 
+@functools.lru_cache(maxsize=1)
+def whole_head_brain_mask() -> np.ndarray:
+    """The brain of the whole-head T1w as ``gan-mri translate`` finds it (registration of the phantom's
+    template, :func:`gan_mri.data.brain_mask.brain_mask`), once per process; both directions use it, as a
+    user with a T1w/T2w pair of one session would."""
+    pair = load_icbm152()
+    mask, source = find_brain_mask(pair.image("T1w", skull_stripped=False), "T1w")
+    logger.info("whole-head ICBM 2009c T1w: brain mask by %s, Dice %.3f with the template's", source,
+                2.0 * np.sum(mask & pair.brain_mask) / (np.sum(mask) + np.sum(pair.brain_mask)))
+    return mask
+
+
 def sim_to_real(model, directions=DIRECTIONS, batch_size: int = 16) -> dict:
     """Scores ``model`` on the shipped real ICBM 2009c pair beside the references (module docstring).
 
@@ -134,13 +150,14 @@ def sim_to_real(model, directions=DIRECTIONS, batch_size: int = 16) -> dict:
         direction -> ``{"model": scores, "model_whole_head": scores, "remap": ..., "lookup_table": ...,
         "ceiling": ..., "truth_ventricle_ratio": float, "image_shape": [H, W]}``, each ``scores`` a dict
         with ``ssim_brain``, ``psnr_brain`` and ``ventricle_ratio``; plus ``"volumes"``: direction ->
-        ``{"source", "source_whole_head", "model", "model_whole_head", "truth", "truth_whole_head"}``
-        arrays for figures (not for JSON).
+        ``{"source", "source_whole_head", "model", "model_whole_head", "truth", "truth_whole_head",
+        "brain_mask"}`` arrays for figures (not for JSON).
     """
     from gan_mri.inference import translate_volume
 
     pair = load_icbm152()
     mask, ventricles = pair.brain_mask, pair.ventricles
+    head_mask = whole_head_brain_mask()
     white_matter = pair.dseg == 3
     image_shape = tuple(int(v) for v in model.image_shape)
     results, arrays = {}, {}
@@ -151,8 +168,8 @@ def sim_to_real(model, directions=DIRECTIONS, batch_size: int = 16) -> dict:
             "model": np.asarray(translate_volume(model, pair.image(source_contrast), direction,
                                                  batch_size=batch_size).dataobj, dtype=np.float32),
             "model_whole_head": np.asarray(translate_volume(model, pair.image(source_contrast, skull_stripped=False),
-                                                            direction, batch_size=batch_size).dataobj,
-                                           dtype=np.float32),
+                                                            direction, batch_size=batch_size,
+                                                            brain_mask=head_mask).dataobj, dtype=np.float32),
             "remap": inverse_quantile_remap(source, truth, mask),
             "lookup_table": lookup_table(source, truth, mask),
             "ceiling": resolution_ceiling(pair.image(target_contrast), image_shape),
@@ -172,3 +189,52 @@ def sim_to_real(model, directions=DIRECTIONS, batch_size: int = 16) -> dict:
                     entry["ceiling"]["ssim_brain"])
     results["volumes"] = arrays
     return results
+
+
+def scores_only(results: dict) -> dict:
+    """``results`` of :func:`sim_to_real` without the ``"volumes"`` arrays (what JSON holds)."""
+    return {key: value for key, value in results.items() if key != "volumes"}
+
+
+def save_sim_to_real(results: dict, out_dir) -> dict:
+    """Writes ``sim_to_real.json`` (the scores) and ``sim_to_real.png`` (:func:`gan_mri.plots.sim_to_real_grid`)
+    into ``out_dir``; returns name -> path."""
+    from gan_mri import plots
+    from gan_mri.results import atomic_write_text
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    scores = scores_only(results)
+    atomic_write_text(out / "sim_to_real.json", json.dumps(scores, indent=2, sort_keys=True) + "\n")
+    figure = plots.sim_to_real_grid(results["volumes"], out / "sim_to_real.png")
+    return {"sim-to-real scores": out / "sim_to_real.json", "sim-to-real figure": figure}
+
+
+def format_sim_to_real(results: dict) -> str:
+    """The sim-to-real table as the CLI prints it: per direction the model (brain-extracted and whole-head
+    input) and the three references, brain SSIM, PSNR and the ventricle/white-matter ratio beside the truth's."""
+    header = f"{'real ICBM 2009c pair':<24}{'SSIM brain':>11}{'PSNR dB':>9}{'vent/WM':>9}"
+    lines = [header, "-" * len(header)]
+    names = {"model": "model", "model_whole_head": "model, whole head", "remap": "remap (no learning)",
+             "lookup_table": "lookup table (fit)", "ceiling": "ceiling {size} px"}
+    for direction, entry in scores_only(results).items():
+        size = "x".join(str(v) for v in entry["image_shape"])
+        lines.append(f"{CONTRAST_OF_DOMAIN[direction[0]]} -> {CONTRAST_OF_DOMAIN[direction[2]]}"
+                     f"{'truth':>{len(header) - 12}}{entry['truth_ventricle_ratio']:>9.2f}")
+        for key in RESULTS:
+            row = entry[key]
+            lines.append(f"  {names[key].format(size=size):<22}{row['ssim_brain']:>11.4f}{row['psnr_brain']:>9.2f}"
+                         f"{row['ventricle_ratio']:>9.2f}")
+    return "\n".join(lines)
+
+
+def sim_to_real_line(scores: dict) -> str:
+    """One line: the model's brain SSIM on the real pair per direction, beside the best no-learning reference
+    (the better of the remap and the lookup table) and the resolution ceiling."""
+    parts = []
+    for direction, entry in scores_only(scores).items():
+        best = max(entry["remap"]["ssim_brain"], entry["lookup_table"]["ssim_brain"])
+        parts.append(f"{CONTRAST_OF_DOMAIN[direction[0]]}->{CONTRAST_OF_DOMAIN[direction[2]]} "
+                     f"{entry['model']['ssim_brain']:.3f} (whole head {entry['model_whole_head']['ssim_brain']:.3f}, "
+                     f"intensity map {best:.3f}, ceiling {entry['ceiling']['ssim_brain']:.3f})")
+    return "sim-to-real, brain SSIM on the real ICBM 2009c pair: " + "; ".join(parts)

@@ -268,6 +268,14 @@ def create_run(run_dir: str | os.PathLike, config, run_info: dict, *, overwrite:
     return run
 
 
+def check_dataset_trains(dataset) -> None:
+    """Raises ValueError if a prepared dataset has no training slices of a contrast (a test-only dataset)."""
+    empty = [name for name in ("train_a", "train_b") if dataset.counts[name] == 0]
+    if empty:
+        raise ValueError(f"dataset {dataset.path}: no training slices ({', '.join(empty)} empty; a test-only "
+                         f"dataset, prepared with test_fraction=1, is for evaluation)")
+
+
 def check_dataset_fits(config, dataset) -> None:
     """Raises ValueError if a prepared dataset's image shape differs from the model's."""
     found = tuple(dataset.image_shape)
@@ -370,6 +378,7 @@ def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume:
                         "training without standardization", dataset.path)
         standardization = standardization.to_dict() if standardization is not None else None
     check_dataset_fits(config, dataset)
+    check_dataset_trains(dataset)
     # Before any other TensorFlow op: a multi-worker strategy configures collectives at start-up.
     distribution = resolve_distribution(distribute, batch_size)
     if not distribution.is_chief:

@@ -232,7 +232,9 @@ def test_the_model_keeps_its_standardization_in_the_keras_file_and_the_export(ti
 
 
 def test_translate_volume_standardizes_the_volume_for_a_model_that_was_trained_so(tiny_dataset, tiny_phantom):
-    path = sorted(tiny_phantom.glob("sub-*/anat/*_T1w.nii.gz"))[0]
+    # A brain-extracted subject, so that the voxels above the background are the brain.
+    path = next(p for p in sorted(tiny_phantom.glob("sub-*/anat/*_T1w.nii.gz"))
+                if json.loads(p.with_name(p.name.replace(".nii.gz", ".json")).read_text())["SkullStripped"])
     standardization = tiny_dataset.standardization
     standardized, plain = Identity(standardization=standardization), Identity()
     translate_volume(standardized, path, "A2B")

@@ -111,7 +111,7 @@ def template_mask(image: nib.spatialimages.SpatialImage, contrast: str) -> np.nd
     static = resample_to_output(nib.Nifti1Image(data, image.affine), voxel_sizes=REGISTRATION_MM, order=1)
     static_data = np.asarray(static.dataobj, dtype=np.float32)
     moving = np.asarray(template.dataobj, dtype=np.float32)
-    registration = AffineRegistration(metric=MutualInformationMetric(32, None), level_iters=[200, 50],
+    registration = AffineRegistration(metric=MutualInformationMetric(nbins=32, sampling_proportion=None), level_iters=[200, 50],
                                       sigmas=[2.0, 0.0], factors=[2, 1], verbosity=0)
     transform = transform_centers_of_mass(static_data, static.affine, moving, template.affine).affine
     for kind in (TranslationTransform3D(), RigidTransform3D(), AffineTransform3D()):

@@ -308,7 +308,8 @@ def prepare(
         out_dir: folder to create (atomically).
         image_shape: ``(H, W)`` of the stored slices (demo 64x64 or 96x96; lineage 256x256).
         layout: ``"auto"`` or a name of :data:`gan_mri.data.layouts.LAYOUTS`.
-        test_fraction: fraction of subjects in the paired test set (ignored for PNG folders).
+        test_fraction: fraction of subjects in the paired test set (ignored for PNG folders); 1 makes a
+            test-only dataset, to evaluate a model on (no training slices, no standardization reference).
         seed: seed of the subject split.
         channels: default channel count of the pipelines (1, or 3 for RGB presets); slices are stored
             with one channel and replicated when read.
@@ -335,8 +336,8 @@ def prepare(
         raise ValueError(f"resize: expected one of {RESIZE_METHODS}, found {resize!r}")
     if train_pairing not in TRAIN_PAIRINGS:
         raise ValueError(f"train_pairing: expected one of {TRAIN_PAIRINGS}, found {train_pairing!r}")
-    if not 0.0 <= float(test_fraction) < 1.0:
-        raise ValueError(f"test_fraction: expected a value in [0, 1), found {test_fraction!r}")
+    if not 0.0 <= float(test_fraction) <= 1.0:
+        raise ValueError(f"test_fraction: expected a value in [0, 1], found {test_fraction!r}")
     source, out_dir = Path(source), Path(out_dir)
     if not source.is_dir():
         raise FileNotFoundError(f"{source}: source folder not found")
@@ -344,6 +345,7 @@ def prepare(
         raise ValueError(f"{out_dir}: output folder already exists (pass overwrite=True to replace it)")
     if layout == "auto" and not (a_glob or b_glob):
         layout = detect_layout(source)
+    test_only = float(test_fraction) == 1.0 and layout != "png"
     settings = {"image_shape": target, "min_brain_fraction": float(min_brain_fraction),
                 "percentiles": [float(p) for p in percentiles], "resize": resize, "train_pairing": train_pairing}
     with atomic_output_dir(out_dir, overwrite) as folder:
@@ -353,7 +355,7 @@ def prepare(
         else:
             layout, split = _prepare_volumes(collector, layout, a_glob, b_glob, float(test_fraction), seed,
                                              train_pairing)
-        for key in ("train_a", "train_b"):
+        for key in () if test_only else ("train_a", "train_b"):
             if not collector.problems and collector.writers[key].rows == 0:
                 collector.problems.append(f"{source}: expected training slices for {key}, found none")
         if collector.problems:
@@ -375,7 +377,7 @@ def prepare(
         }
         if manifest["has_labels"]:
             manifest["label_names"] = LABEL_NAMES
-        if layout != "png":  # PNG folders hold single slices: no volume to take landmarks from
+        if layout != "png" and not test_only:  # PNG folders hold single slices: no volume to take landmarks from
             manifest["standardization"] = _training_standardization(collector.records).to_dict()
         (folder / MANIFEST_NAME).write_text(dumps_manifest(manifest), encoding="utf-8")
         logger.info("prepared %s: %s", out_dir, manifest["counts"])

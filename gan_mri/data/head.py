@@ -102,10 +102,10 @@ def head_fractions(brain_mask: np.ndarray, voxel_mm: float, thickness_fields: np
 
     fractions = {tissue: np.zeros(mask.shape, dtype=np.float32) for tissue in HEAD_TISSUES}
     outside = distance > 0
-    boundary = np.zeros(mask.shape, dtype=np.float32)
-    # Share of each voxel inside a boundary: linear over one voxel across it; the envelope itself is
-    # the boundary at distance 0.
-    inside_previous = np.clip(0.5 - distance / voxel_mm, 0.0, 1.0)
+    # The envelope's surface lies half a voxel out from the centres of its outermost voxels (distance 0);
+    # a voxel's share inside a boundary is linear over the voxel across it.
+    boundary = np.full(mask.shape, 0.5 * voxel_mm, dtype=np.float32)
+    inside_previous = np.zeros(mask.shape, dtype=np.float32)
     for index, (name, tissue, mean_mm) in enumerate(LAYERS):
         thickness = np.full(mask.shape, mean_mm, dtype=np.float32)
         if thickness_fields is not None:

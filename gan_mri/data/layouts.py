@@ -217,7 +217,8 @@ def split_subjects(subjects, test_fraction: float, seed: int, pairable=None) -> 
 
     Args:
         subjects: subject ids (duplicates are merged).
-        test_fraction: fraction of subjects for the test set, in [0, 1).
+        test_fraction: fraction of subjects for the test set, in [0, 1]; 1 puts every pairable subject in
+            the test set (a test-only dataset, to evaluate on).
         seed: seed of the permutation.
         pairable: subject ids that have both contrasts (only these can be test subjects);
             default: all.
@@ -228,12 +229,17 @@ def split_subjects(subjects, test_fraction: float, seed: int, pairable=None) -> 
     Raises:
         ValueError: for a bad fraction, or too few pairable subjects for a non-empty test set.
     """
-    if not 0.0 <= test_fraction < 1.0:
-        raise ValueError(f"test_fraction: expected a value in [0, 1), found {test_fraction!r}")
+    if not 0.0 <= test_fraction <= 1.0:
+        raise ValueError(f"test_fraction: expected a value in [0, 1], found {test_fraction!r}")
     unique = sorted(set(subjects))
     candidates = sorted(set(unique if pairable is None else pairable) & set(unique))
     if test_fraction == 0.0:
         return unique, []
+    if test_fraction == 1.0:
+        if not candidates:
+            raise ValueError(f"test_fraction=1.0: expected subjects with both T1w and T2w, found none of "
+                             f"{len(unique)}")
+        return sorted(set(unique) - set(candidates)), candidates
     n_test = max(1, int(round(test_fraction * len(unique))))
     n_test = min(n_test, len(candidates))
     if n_test == 0 or len(unique) - n_test < 1:

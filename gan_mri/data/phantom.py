@@ -214,8 +214,8 @@ def simulate_subject(
     brain = warped[:len(BRAIN_TISSUES)].copy()
     brain[0] += warped[len(BRAIN_TISSUES)]  # the meninges are labelled CSF
     brain_mask = brain.sum(axis=0) > 0.5
-    background = np.clip(1.0 - brain.sum(axis=0), 0.0, 1.0)
-    dseg = np.argmax(np.concatenate([background[None], brain]), axis=0).astype(np.uint8)
+    # The most probable brain class inside the brain mask, so that the labels and the mask agree.
+    dseg = np.where(brain_mask, 1 + np.argmax(brain, axis=0), 0).astype(np.uint8)
 
     jitter = np.exp(rng.normal(0.0, tissue_jitter, size=(len(tissues), 3)))
     parameters = np.array([TISSUES[name] for name in tissues]) * jitter
@@ -240,6 +240,9 @@ def simulate_subject(
             "affine": affine, "protocols": protocols}
 
 
+SEQUENCE_TYPES = {"SpinEcho": "SE", "TurboSpinEcho": "TSE"}
+
+
 def bids_sidecar(protocol) -> dict:
     """BIDS JSON sidecar fields of a sequence (times in seconds, as BIDS wants)."""
     fields = {"RepetitionTime": protocol.TR / 1000.0}
@@ -247,7 +250,7 @@ def bids_sidecar(protocol) -> dict:
         fields.update(PulseSequenceType="MPRAGE", InversionTime=protocol.TI / 1000.0, FlipAngle=protocol.flip,
                       EchoTime=protocol.TE / 1000.0)
     else:
-        fields.update(PulseSequenceType=type(protocol).__name__, EchoTime=protocol.TE / 1000.0)
+        fields.update(PulseSequenceType=SEQUENCE_TYPES[type(protocol).__name__], EchoTime=protocol.TE / 1000.0)
     return {key: round(value, 6) if isinstance(value, float) else value for key, value in fields.items()}
 
 
@@ -297,7 +300,7 @@ def simulate(n_subjects: int, out_dir, seed: int = 0, resolution: int = 2, overw
         resolution: voxel size in mm (2 is fast; 1 for detail).
         overwrite: replace existing subject files instead of raising.
         skull_stripped: share of the subjects written brain-extracted (T1w and T2w set to 0 outside the
-            brain mask); which ones is drawn from ``default_rng([seed, i, 1])``. Ignored without a head.
+            brain mask), evenly spread (0.5: every second subject, from ``sub-02``). Ignored without a head.
         **variation: keyword arguments of :func:`simulate_subject` (deformation_mm, rotation_deg,
             scale_jitter, translation_mm, bias_field, noise, tissue_jitter, t1w_sequence, t2w_sequence,
             sequence_jitter, head, blur_mm).
@@ -326,7 +329,8 @@ def simulate(n_subjects: int, out_dir, seed: int = 0, resolution: int = 2, overw
     for index in range(int(n_subjects)):
         subject = f"sub-{index + 1:0{width}d}"
         volumes = simulate_subject(np.random.default_rng([int(seed), index]), resolution=resolution, **variation)
-        stripped = variation.get("head", True) and np.random.default_rng([int(seed), index, 1]).random() < skull_stripped
+        # Evenly spread, whatever n_subjects: subject i is stripped when (i + 1) * share passes an integer.
+        stripped = variation.get("head", True) and int((index + 1) * skull_stripped) > int(index * skull_stripped)
         anat = out_dir / subject / "anat"
         anat.mkdir(parents=True, exist_ok=True)
         for suffix in CONTRASTS:

@@ -134,16 +134,16 @@ class PreparedDataset:
         array = self.array(name)
         if standardization is None:
             return array
-        if self.manifest.get("standardization") is None:
+        records = [r for r in self.manifest["volumes"] if r.get("file") == f"{name}.npy"]
+        if len(array) and (not records or any("landmarks" not in r for r in records)):
             raise ValueError(f"{self.path}: prepared without intensity landmarks (PNG folders, or an older "
                              "gan-mri): prepare it again, or train with standardize=False (--no-standardize)")
         volume_of_row = np.full(len(array), -1, dtype=np.int64)
         marks = []
-        for record in self.manifest["volumes"]:
-            if record.get("file") == f"{name}.npy":
-                start, stop = record["rows"]
-                volume_of_row[start:stop] = len(marks)
-                marks.append(np.asarray(record["landmarks"], dtype=np.float64))
+        for record in records:
+            start, stop = record["rows"]
+            volume_of_row[start:stop] = len(marks)
+            marks.append(np.asarray(record["landmarks"], dtype=np.float64))
         orphans = np.flatnonzero(volume_of_row < 0)
         if orphans.size:
             raise ValueError(f"{self.path / MANIFEST_NAME}: volumes: rows {orphans[:5].tolist()} of {name}.npy "
