@@ -118,11 +118,9 @@ def test_small_object_mask_comes_from_intensities():
     assert _dice(mask, truth) > 0.98
 
 
-@pytest.mark.xfail(strict=True, reason="library gap: brain_mask does not validate `contrast` (it is only read for a "
-                   "whole head, where an unknown one fails with KeyError deep in registration_template)")
 def test_unknown_contrast_is_refused_at_the_boundary():
     data, _ = _sphere()
-    with pytest.raises(ValueError, match="contrast"):
+    with pytest.raises(ValueError, match=r"^brain_mask: contrast: expected 'T1w' or 'T2w', found 'PD'$"):
         brain_mask(_image(data), "PD")
 
 

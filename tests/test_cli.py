@@ -15,7 +15,7 @@ import pytest
 
 # A user's environment: conftest.py quiets TensorFlow for the test process; the CLI must do it itself.
 ENV = {key: value for key, value in os.environ.items() if key not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}
-SUBCOMMANDS = ("demo", "simulate", "prepare", "train", "evaluate", "verify", "translate", "export")
+SUBCOMMANDS = ("demo", "simulate", "icbm152", "prepare", "train", "evaluate", "verify", "translate", "export")
 
 
 def gan_mri(*args, timeout=600, env=None):
@@ -92,6 +92,12 @@ def test_demo_writes_every_output_and_prints_the_ssim_table(demo):
         assert found, epoch_lines[0]
         assert float(found.group(1)) == pytest.approx(brain[direction], abs=1e-4)
     assert "\x1b[" not in stdout and "━" not in stdout
+    # The sim-to-real score on the real ICBM 2009c pair: a progress line, the table, the figure.
+    real = json.loads((run / "evaluation" / "sim_to_real.json").read_text())
+    assert set(real) == {"A2B", "B2A"} and (run / "evaluation" / "sim_to_real.png").is_file()
+    assert re.search(r"sim-to-real, brain SSIM on the real ICBM 2009c pair: T1w->T2w [0-9.]+ \(whole head", stdout)
+    model_row = next(line for line in stdout.splitlines() if line.startswith("  model "))
+    assert model_row.split()[1] == f"{real['A2B']['model']['ssim_brain']:.4f}", stdout
 
 
 def test_evaluate_translate_export_on_a_run(demo, tmp_path):
@@ -101,6 +107,13 @@ def test_evaluate_translate_export_on_a_run(demo, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert foreign_lines(result) == []
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["B2A"]["n_slices"] > 0
+    real = json.loads((tmp_path / "eval" / "sim_to_real.json").read_text())
+    for direction in ("A2B", "B2A"):
+        assert real[direction]["image_shape"] == [32, 32]
+        # The references do not depend on the model: the ceiling of 32-px slices is low, the remap high.
+        assert real[direction]["ceiling"]["ssim_brain"] < real[direction]["remap"]["ssim_brain"]
+        assert 0.0 < real[direction]["model"]["ssim_brain"] < 1.0
+    assert "real ICBM 2009c pair" in result.stdout and "lookup table (fit)" in result.stdout
 
     t1w = out / "phantom" / "sub-01" / "anat" / "sub-01_T1w.nii.gz"
     result = gan_mri("translate", t1w, "--direction", "T1->T2", "--model", run, "--out", tmp_path / "t2w.nii.gz")
@@ -263,3 +276,37 @@ def test_train_without_standardization_keeps_none_in_the_run_and_the_model(demo,
     # The demo's own run trained standardized, with the dataset's reference.
     manifest = json.loads((out / "dataset" / "manifest.json").read_text())
     assert json.loads((out / "run" / "run.json").read_text())["standardization"] == manifest["standardization"]
+
+
+def test_the_real_pair_as_a_bids_subject_prepared_test_only_evaluated_and_translated(demo, tmp_path):
+    out, _ = demo
+    result = gan_mri("icbm152", "--out", tmp_path / "real")
+    assert result.returncode == 0, result.stderr[-2000:]
+    anat = tmp_path / "real" / "sub-icbm152" / "ses-head" / "anat"
+    assert (tmp_path / "real" / "COPYING").is_file()
+    assert_fails(gan_mri("icbm152", "--out", tmp_path / "real"), "expected an empty or new folder")
+
+    result = gan_mri("prepare", tmp_path / "real", "--out", tmp_path / "data", "--size", 32, "--test-fraction", 1)
+    assert result.returncode == 0, result.stderr[-2000:]
+    manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
+    assert manifest["split"] == {"train": [], "test": ["sub-icbm152"]}
+    assert manifest["counts"]["train_a"] == 0 and manifest["counts"]["test_a"] > 100
+    assert {v["session"] for v in manifest["volumes"]} == {"ses-brain", "ses-head"}
+    assert {v["brain_mask"] for v in manifest["volumes"] if v["contrast"] in "AB"} == {"given"}
+
+    result = gan_mri("evaluate", out / "run", "--data", tmp_path / "data", "--out", tmp_path / "eval", "--no-real")
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["A2B"]["n_slices"] == manifest["counts"]["test_a"]
+    assert not any(key.startswith("baseline_") for key in metrics["A2B"])  # no training slices to fit it on
+    assert not (tmp_path / "eval" / "sim_to_real.json").exists() and "remap baseline" not in result.stdout
+    assert_fails(gan_mri("train", "--data", tmp_path / "data", "--out", tmp_path / "r", "--epochs", 1),
+                 "no training slices (train_a, train_b empty; a test-only dataset")
+
+    t1w, mask = anat / "sub-icbm152_ses-head_T1w.nii.gz", anat / "sub-icbm152_ses-head_desc-brain_mask.nii.gz"
+    result = gan_mri("translate", t1w, "--direction", "T1->T2", "--model", out / "run", "--brain-mask", mask,
+                     "--out", tmp_path / "t2w.nii.gz")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert nib.load(tmp_path / "t2w.nii.gz").shape == nib.load(t1w).shape
+    assert_fails(gan_mri("translate", anat, "--direction", "T1->T2", "--model", out / "run", "--brain-mask", mask,
+                         "--out", tmp_path / "folder"), "a brain mask goes with a single NIfTI input")

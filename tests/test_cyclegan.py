@@ -348,7 +348,8 @@ def test_cyclegan_goes_through_train_evaluate_translate_and_export(tiny_dataset,
 
     slices = next(iter(test_set))["a"].numpy()
     translated = translate_slices(loaded, slices, "A2B", batch_size=3)
-    np.testing.assert_array_equal(translated, np.asarray(model.translate(slices, "A2B")))
+    # Batches of 3 against one of 8: oneDNN may pick other kernels per batch size (measured 1.3e-6 apart).
+    np.testing.assert_allclose(translated, np.asarray(model.translate(slices, "A2B")), rtol=0, atol=1e-5)
 
     path = export_saved_model(loaded, tmp_path / "export" / "1")
     served = tf.saved_model.load(str(path))

@@ -119,7 +119,11 @@ def test_split_draws_test_subjects_only_from_pairable_ones():
         train, test = split_subjects(subjects, 0.5, seed=seed, pairable=["c"])
         assert test == ["c"] and train == ["a", "b", "d"]
     assert split_subjects(subjects, 0.0, seed=0) == (subjects, [])
+    # 1.0: a test-only dataset, every pairable subject tested, the others left to train on.
+    assert split_subjects(subjects, 1.0, seed=0, pairable=["b", "c"]) == (["a", "d"], ["b", "c"])
+    with pytest.raises(ValueError, match="test_fraction=1.0: expected subjects with both T1w and T2w, found none of 4"):
+        split_subjects(subjects, 1.0, seed=0, pairable=[])
     with pytest.raises(ValueError, match="test_fraction: expected a value in"):
-        split_subjects(subjects, 1.0, seed=0)
+        split_subjects(subjects, 1.5, seed=0)
     with pytest.raises(ValueError, match="found 1 subjects"):
         split_subjects(["a"], 0.5, seed=0)

@@ -135,8 +135,11 @@ def brain_mask(image: nib.spatialimages.SpatialImage, contrast: str, given=None)
         ``(bool mask on the image's grid, source)``.
 
     Raises:
-        ValueError: if ``given`` does not have the image's shape, or holds no voxel.
+        ValueError: for a contrast other than T1w or T2w, or a ``given`` mask without the image's shape
+            or without a voxel.
     """
+    if contrast not in ("T1w", "T2w"):
+        raise ValueError(f"brain_mask: contrast: expected 'T1w' or 'T2w', found {contrast!r}")
     shape = tuple(int(v) for v in image.shape[:3])
     if given is not None:
         array = np.asarray(given.dataobj if hasattr(given, "dataobj") else given)
