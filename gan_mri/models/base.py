@@ -168,8 +168,8 @@ class TranslationGAN(keras.Model):
                 Adam(config.g_learning_rate, config.beta_1, config.beta_2).
             d_optimizer: optimizer of the discriminators; default Adam(config.d_learning_rate, ...).
             total_steps: training steps (epochs x steps per epoch), for families that schedule
-                the default optimizers' learning rates over the run (`_learning_rate`): CycleGAN
-                decays them linearly; UNIT ignores it (its learning rates are constant).
+                the default optimizers' learning rates over the run (`_learning_rate`): UNIT and
+                CycleGAN decay them linearly to 0 after ``config.decay_start`` of the run.
                 None keeps them constant.
             **kwargs: `keras.Model.compile` arguments (e.g. `jit_compile`, `steps_per_execution`);
                 `optimizer` and `loss` are not accepted (the losses come from the config).

@@ -8,8 +8,9 @@ used by both domains. With z_d the shared latent code of x_d:
     x_do  = G_o(dec(z_d))                    translation into the other domain o
     x_dod = G_d(dec(shared(E_o(x_do))))      cycle reconstruction
 
-`fit` runs one discriminator update, then one generator update, per batch (or the reverse, on
-the generator's own translations, with `update_order="g_then_d"`).
+`fit` runs one generator update, then one discriminator update on the generator's own
+translations, per batch (`update_order="g_then_d"`, the default recipe's), or the lineage's order,
+a discriminator update on fresh translations first (`update_order="d_then_g"`).
 
 Example:
     >>> from gan_mri.config import get_preset
