@@ -295,3 +295,18 @@ def test_fit_learns_reconstruction_and_is_reproducible(tmp_path):
     loaded = keras.models.load_model(path)
     np.testing.assert_array_equal(np.asarray(loaded.translate(x_a[:2], "A2B")),
                                   np.asarray(model.translate(x_a[:2], "A2B")))
+
+
+@pytest.mark.parametrize("backend", ["torch", "numpy"])
+def test_training_on_another_backend_is_refused_by_name_while_translation_works(monkeypatch, backend):
+    model = tiny()
+    x = images(2)
+    expected = np.asarray(model.translate(x, "A2B"))
+    monkeypatch.setattr(keras.config, "backend", lambda: backend)
+    with pytest.raises(RuntimeError) as info:
+        model.compile()
+    assert str(info.value) == (f"UNIT.compile: training runs on the TensorFlow or JAX backend, found "
+                               f"KERAS_BACKEND={backend!r}; set KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax "
+                               "(translation works on any backend)")
+    assert model.g_optimizer is None
+    np.testing.assert_array_equal(np.asarray(model.translate(x, "A2B")), expected)

@@ -159,6 +159,22 @@ def jax_test_step(model, state, data):
     return logs, tuple(new_state)
 
 
+TRAINING_BACKENDS = ("tensorflow", "jax")
+"""Keras backends with a train step here; inference (`compile_inference`) runs on any backend."""
+
+
+def require_training_backend(owner: str) -> None:
+    """Refuses to train on a Keras backend without a train step here.
+
+    Raises:
+        RuntimeError: naming the active backend and how to pick a supported one.
+    """
+    backend = keras.config.backend()
+    if backend not in TRAINING_BACKENDS:
+        raise RuntimeError(f"{owner}: training runs on the TensorFlow or JAX backend, found KERAS_BACKEND={backend!r}; "
+                           "set KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax (translation works on any backend)")
+
+
 def compile_inference(model, source: str, target: str):
     """A compiled `images -> model._inference(images, source, target)` for the backend, with a
     free batch size; it reads the model's current weights at every call."""

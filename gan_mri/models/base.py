@@ -177,10 +177,12 @@ class TranslationGAN(keras.Model):
         Raises:
             ValueError: for `optimizer`/`loss` arguments or a `total_steps` that is not a
                 positive integer or None.
+            RuntimeError: on a Keras backend other than TensorFlow or JAX (no train step there).
 
         Under the mixed_float16 policy both optimizers are wrapped in `LossScaleOptimizer`.
         Both are built at once so checkpoints can restore their state before the first step.
         """
+        backend_steps.require_training_backend(f"{type(self).__name__}.compile")
         for forbidden in ("optimizer", "loss"):
             if forbidden in kwargs:
                 raise ValueError(f"{type(self).__name__}.compile takes g_optimizer/d_optimizer and no {forbidden!r}")
