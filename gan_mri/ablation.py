@@ -26,6 +26,7 @@ from pathlib import Path
 from gan_mri import training
 from gan_mri.config import all_preset_names, get_preset
 from gan_mri.results import BASELINE_ROW, atomic_write_text, read_metrics_csv, ssim_table
+from gan_mri.run_files import CONFIG_FILE, RUN_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def _train_preset(preset, config, dataset, run_dir: Path, *, epochs, eval_epochs
                   max_eval_batches, standardize, verbose) -> str:
     """Trains, resumes or skips one preset; returns "trained", "resumed" or "skipped"."""
     common = dict(epochs=epochs, eval_epochs=eval_epochs, max_eval_batches=max_eval_batches, verbose=verbose)
-    if run_dir.is_dir() and (run_dir / training.RUN_FILE).is_file():
+    if run_dir.is_dir() and (run_dir / RUN_FILE).is_file():
         run = training.RunFolder.open(run_dir)
         standardization = dataset.standardization if standardize else None
         _check_existing_run(run, config, {"dataset": str(Path(dataset.path).resolve()), "batch_size": batch_size,
@@ -141,7 +142,7 @@ def _train_preset(preset, config, dataset, run_dir: Path, *, epochs, eval_epochs
         return "resumed"
     # A folder holding only config.json is a run killed between writing its two files.
     leftovers = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
-    if leftovers and leftovers != [training.CONFIG_FILE]:
+    if leftovers and leftovers != [CONFIG_FILE]:
         raise ValueError(f"{run_dir}: exists but is not a gan-mri run folder (found {leftovers[:5]}); "
                          "remove it or use another output folder")
     logger.info("preset %s: training %d epochs into %s", preset, epochs, run_dir)

@@ -35,13 +35,10 @@ from gan_mri import CONTRAST_OF_DOMAIN
 from gan_mri.data import png, resize, volumes
 from gan_mri.data.brain_mask import brain_mask as find_brain_mask
 from gan_mri.fileutil import partial_dir
+from gan_mri.run_files import CONFIG_FILE, MODEL_FILE
 from gan_mri.standardization import landmarks
 
 logger = logging.getLogger(__name__)
-
-# The run-folder files this module relies on (written by gan_mri.training; see docs/architecture.md).
-CONFIG_FILE = "config.json"
-MODEL_FILE = "model.keras"
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 PNG_SUFFIX = ".png"

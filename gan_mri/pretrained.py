@@ -10,6 +10,8 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from gan_mri.run_files import MODEL_FILE
+
 PRETRAINED_NAME = "phantom-sa-enc-cl-sn"
 
 
@@ -24,7 +26,7 @@ def pretrained_model_path(name: str = PRETRAINED_NAME) -> Path:
     installed = Path(str(resources.files("gan_mri"))) / "pretrained_models" / name
     checkout = Path(__file__).resolve().parent.parent / "saved_models" / name
     for candidate in (installed, checkout):
-        if (candidate / "model.keras").is_file():
+        if (candidate / MODEL_FILE).is_file():
             return candidate
     raise FileNotFoundError(f"pretrained model {name!r} not found in {installed} or {checkout}; "
                             "pass --model with a run folder or .keras file")

@@ -40,13 +40,11 @@ from gan_mri.config import config_from_dict
 from gan_mri.data.dataset import PreparedDataset
 from gan_mri.evaluation import EvaluationCallback
 from gan_mri.models import build_model
+from gan_mri.run_files import CONFIG_FILE, MODEL_FILE, RUN_FILE
 from gan_mri.standardization import IntensityStandardization
 
 logger = logging.getLogger(__name__)
 
-RUN_FILE = "run.json"
-CONFIG_FILE = "config.json"
-MODEL_FILE = "model.keras"
 
 
 @dataclasses.dataclass(frozen=True)
