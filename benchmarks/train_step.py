@@ -7,7 +7,9 @@ Usage:
 
 Prints one JSON object. FLOPs come from TensorFlow's graph profiler on the traced train step
 (forward and backward ops of both updates, the attention's batched matmuls included), `null` if
-the profiler cannot count them.
+the profiler cannot count them. Memory: the process's peak resident set (`peak_rss_mib`) and, on a
+GPU, the device's peak allocation (`peak_device_mib`). `cpu` names the CPU and the flags that decide
+low-precision speed (AMX-BF16, AVX512-BF16, AVX512-FP16, AVX-512, AVX2), from /proc/cpuinfo.
 """
 
 from __future__ import annotations
@@ -15,11 +17,40 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
+import resource
 import time
 
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+PRECISION_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512_fp16", "avx512f", "avx2")
+"""/proc/cpuinfo flags that decide how fast float32, bfloat16 and float16 convolutions run on a CPU."""
+
+
+def cpu_info(cpuinfo: str | None = None) -> dict:
+    """The CPU's model name and which of `PRECISION_FLAGS` it has (from /proc/cpuinfo on Linux;
+    the model name from `platform` and no flags elsewhere)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as stream:
+                cpuinfo = stream.read()
+        except OSError:
+            cpuinfo = ""
+    fields = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    return {"model": fields.get("model name") or platform.processor() or platform.machine(),
+            "cores": os.cpu_count(), "flags": [flag for flag in PRECISION_FLAGS if flag in flags]}
+
+
+def peak_rss_mib() -> float:
+    """The process's peak resident set size, MiB (Linux reports ru_maxrss in KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def parse_args(argv=None):
@@ -111,6 +142,8 @@ def main(argv=None):
     elapsed = time.perf_counter() - start
 
     devices = [d.device_type for d in tf.config.list_physical_devices()]
+    peak_device = (round(tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20, 1)
+                   if "GPU" in devices else None)
     result = {
         "backend": "tensorflow",
         "preset": args.preset,
@@ -129,6 +162,9 @@ def main(argv=None):
         "flops_per_step": flops,
         "flops_note": "TF graph profiler, forward+backward of both updates",
         "gflops_per_s": round(flops * args.steps / elapsed / 1e9, 1) if flops else None,
+        "peak_rss_mib": peak_rss_mib(),
+        "peak_device_mib": peak_device,
+        "cpu": cpu_info(),
         "losses": {k: round(float(v), 4) for k, v in logs.items()},
     }
     print(json.dumps(result, indent=2))
@@ -150,14 +186,20 @@ def main_jax(args):
         logs, state = step(state)
     float(logs["g_loss"])
     elapsed = time.perf_counter() - start
+    device = jax.devices()[0]
+    stats = (device.memory_stats() or {}) if device.platform != "cpu" else {}
+    peak_device = round(stats["peak_bytes_in_use"] / 2**20, 1) if "peak_bytes_in_use" in stats else None
     result = {
         "backend": "jax", "preset": args.preset, "image_size": args.size, "batch": args.batch,
         "base_width": config.base_width, "precision": model.precision_policy,
-        "device": jax.devices()[0].platform.upper(),
+        "device": device.platform.upper(),
         "trainable_parameters": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
         "warmup_s": round(warmup_s, 2), "timed_steps": args.steps,
         "seconds_per_step": round(elapsed / args.steps, 4),
         "images_per_s": round(args.batch * args.steps / elapsed, 3),
+        "peak_rss_mib": peak_rss_mib(),
+        "peak_device_mib": peak_device,
+        "cpu": cpu_info(),
         "losses": {k: round(float(v), 4) for k, v in logs.items()},
     }
     print(json.dumps(result, indent=2))
