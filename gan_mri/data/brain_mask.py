@@ -24,6 +24,8 @@ import numpy as np
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
+from gan_mri import CONTRAST_OF_DOMAIN
+
 logger = logging.getLogger(__name__)
 
 WHOLE_HEAD_ML = 2600.0
@@ -138,7 +140,7 @@ def brain_mask(image: nib.spatialimages.SpatialImage, contrast: str, given=None)
         ValueError: for a contrast other than T1w or T2w, or a ``given`` mask without the image's shape
             or without a voxel.
     """
-    if contrast not in ("T1w", "T2w"):
+    if contrast not in CONTRAST_OF_DOMAIN.values():
         raise ValueError(f"brain_mask: contrast: expected 'T1w' or 'T2w', found {contrast!r}")
     shape = tuple(int(v) for v in image.shape[:3])
     if given is not None:
