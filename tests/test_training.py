@@ -18,7 +18,7 @@ from gan_mri.models import build_model
 from gan_mri.training import RunFolder, train
 
 EPOCHS = 3
-BATCH = 16
+BATCH = 36
 SEED = 3
 
 
@@ -35,12 +35,6 @@ def load_checkpoint(run_dir, dataset):
     model.compile(total_steps=info["epochs"] * dataset.steps_per_epoch(info["batch_size"]))
     model.load_weights(run.checkpoint_weights())
     return model
-
-
-class StopAfterTwoEpochs(keras.callbacks.Callback):
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == 1:
-            self.model.stop_training = True
 
 
 def test_training_writes_a_complete_run_folder(tiny_dataset, tmp_path):
@@ -130,18 +124,9 @@ def test_sigkilled_training_resumes_to_the_uninterrupted_result(tiny_dataset, tm
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     run = RunFolder.open(tmp_path / "killed")
     assert run.epochs_done() == 2 and not run.model_file.exists()
-    interrupted_state = load_checkpoint(run.root, tiny_dataset)
-
-    # The same run, stopped cleanly after the same two epochs (same planned length, so the same
-    # learning-rate schedule), has the same weights and optimizer state.
-    train(tiny_config(), tiny_dataset, tmp_path / "two", epochs=EPOCHS, batch_size=BATCH, seed=SEED, verbose=0,
-          callbacks=[StopAfterTwoEpochs()])
-    reference_state = load_checkpoint(tmp_path / "two", tiny_dataset)
+    interrupted = load_checkpoint(run.root, tiny_dataset)
     for optimizer in ("g_optimizer", "d_optimizer"):
-        assert int(getattr(interrupted_state, optimizer).iterations) == 2 * tiny_dataset.steps_per_epoch(BATCH)
-    for ours, theirs in zip(interrupted_state.weights + interrupted_state.g_optimizer.variables,
-                            reference_state.weights + reference_state.g_optimizer.variables):
-        np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-5, atol=1e-6, err_msg=ours.path)
+        assert int(getattr(interrupted, optimizer).iterations) == 2 * tiny_dataset.steps_per_epoch(BATCH)
 
     resumed = subprocess.run(
         [sys.executable, "-m", "gan_mri.cli", "train", "--data", str(tiny_dataset.path), "--out", str(run.root),
@@ -153,9 +138,12 @@ def test_sigkilled_training_resumes_to_the_uninterrupted_result(tiny_dataset, tm
 
     _, full = train(tiny_config(), tiny_dataset, tmp_path / "full", epochs=EPOCHS, batch_size=BATCH, seed=SEED,
                     verbose=0)
+    # Weights, optimizer moments and the random state all came back from the checkpoint: resuming ends where
+    # the uninterrupted run ends (a lost moment or a restarted schedule would show here).
     resumed_model, full_model = load_checkpoint(run.root, tiny_dataset), load_checkpoint(full.root, tiny_dataset)
     assert int(resumed_model.d_optimizer.iterations) == EPOCHS * tiny_dataset.steps_per_epoch(BATCH)
-    for ours, theirs in zip(resumed_model.weights, full_model.weights):
+    for ours, theirs in zip(resumed_model.weights + resumed_model.g_optimizer.variables,
+                            full_model.weights + full_model.g_optimizer.variables):
         np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-4, atol=1e-5, err_msg=ours.path)
 
 
