@@ -90,7 +90,8 @@ def cmd_prepare(args) -> None:
 
     dataset = prepare(args.source, args.out, image_shape=args.size, layout=args.layout,
                       a_glob=args.a_glob, b_glob=args.b_glob, test_fraction=args.test_fraction,
-                      seed=args.seed, overwrite=args.overwrite, max_voxels=args.max_voxels)
+                      seed=args.seed, overwrite=args.overwrite, max_voxels=args.max_voxels, pair=args.pair,
+                      spacing=args.spacing)
     print(f"prepared dataset {dataset.path}: {dataset.describe()}")
 
 
@@ -289,6 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--b-glob", help="glob of T2w volumes under SOURCE (layout glob)")
     p.add_argument("--test-fraction", type=float, default=0.2, help="share of subjects in the test split (1: a test-only dataset, to evaluate a model on)")
     p.add_argument("--seed", type=int, default=0, help="seed of the subject split")
+    p.add_argument("--pair", default="auto", choices=("auto", "grid", "world", "register"),
+                   help="how a test subject's T2w meets its T1w: grid (co-registered on one grid), world (resampled "
+                        "onto the T1w's grid through the affines), register (rigid mutual-information registration, "
+                        "then resampled: scans acquired apart); auto: register for IXI, grid otherwise")
+    p.add_argument("--spacing", type=float, metavar="MM",
+                   help="slice pixels of MM millimetres, centred on the brain (default: the volumes' own voxel size)")
     p.add_argument("--overwrite", action="store_true")
     _add_max_voxels_flag(p)
     p.set_defaults(func=cmd_prepare)

@@ -104,25 +104,13 @@ def template_mask(image: nib.spatialimages.SpatialImage, contrast: str) -> np.nd
     Returns:
         Boolean brain mask on the image's grid.
     """
-    from dipy.align.imaffine import AffineMap, AffineRegistration, MutualInformationMetric, transform_centers_of_mass
-    from dipy.align.transforms import AffineTransform3D, RigidTransform3D, TranslationTransform3D
-    from nibabel.processing import resample_to_output
+    from .registration import register, resample_onto
 
     template, template_brain, template_head = registration_template(contrast)
-    data = np.asarray(image.dataobj, dtype=np.float32).reshape(image.shape[:3])
-    static = resample_to_output(nib.Nifti1Image(data, image.affine), voxel_sizes=REGISTRATION_MM, order=1)
-    static_data = np.asarray(static.dataobj, dtype=np.float32)
-    moving = np.asarray(template.dataobj, dtype=np.float32)
-    registration = AffineRegistration(metric=MutualInformationMetric(nbins=32, sampling_proportion=None), level_iters=[200, 50],
-                                      sigmas=[2.0, 0.0], factors=[2, 1], verbosity=0)
-    transform = transform_centers_of_mass(static_data, static.affine, moving, template.affine).affine
-    for kind in (TranslationTransform3D(), RigidTransform3D(), AffineTransform3D()):
-        transform = registration.optimize(static_data, moving, kind, None, static_grid2world=static.affine,
-                                          moving_grid2world=template.affine, starting_affine=transform,
-                                          moving_mask=template_head.astype(np.int32)).affine
-    warp = AffineMap(transform, domain_grid_shape=image.shape[:3], domain_grid2world=image.affine,
-                     codomain_grid_shape=template_brain.shape, codomain_grid2world=template.affine)
-    return warp.transform(template_brain.astype(np.float32), interpolation="linear") > 0.5
+    transform = register(image, template, stages=("translation", "rigid", "affine"), working_mm=REGISTRATION_MM,
+                         moving_mask=template_head, level_iters=(200, 50), sigmas=(2.0, 0.0), factors=(2, 1),
+                         sampling=None)
+    return resample_onto(nib.Nifti1Image(template_brain.astype(np.float32), template.affine), image, transform) > 0.5
 
 
 def brain_mask(image: nib.spatialimages.SpatialImage, contrast: str, given=None) -> tuple[np.ndarray, str]:

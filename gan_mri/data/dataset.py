@@ -19,9 +19,18 @@ pipelines are in :mod:`gan_mri.data.prepared`, re-exported here as :class:`Prepa
   head, the registered template brain. Normalization percentiles, landmarks and slice selection all
   come from the brain, so a whole-head scan and its brain-extracted copy give the same brain
   intensities. Each volume record says where its mask came from (``brain_mask``).
-- The test set is paired by subject and slice: the same canonical axial slices of a co-registered
-  T1w/T2w pair, a brain mask (the layout's, or the union of the two found masks) and, when the layout
-  has them, tissue labels.
+- The test set is paired by subject and slice: the same axial slices of a T1w/T2w pair, a brain mask
+  (the layout's, or the union of the two found masks) and, when the layout has them, tissue labels.
+  ``pair`` says how the two scans are brought onto one grid: ``"grid"`` requires them co-registered on
+  the same grid; ``"world"`` resamples the T2w onto the T1w's grid through the two affines; ``"register"``
+  first registers the T2w to the T1w (rigid, mutual information, :mod:`gan_mri.data.registration`), as
+  scans acquired apart need (IXI's, whose layout uses it by default). Every test pair's record holds its
+  alignment: normalized mutual information before and after, and a shift probe
+  (:func:`gan_mri.data.registration.misalignment`); a pair the probe finds misaligned is refused after
+  registration and warned about otherwise, naming the subject.
+- Slices come from the volumes' own voxels, or, where those are oblique or not square in the axial plane,
+  or where ``spacing`` (mm per pixel) is given, from a world-aligned grid in millimetres
+  (:func:`gan_mri.data.volumes.slice_grid`); each record keeps the grid.
 - Every problem found in every file is collected; ``prepare`` then raises one ``ValueError`` listing
   them all and leaves nothing behind.
 - Same inputs and seed -> byte-identical folder (no timestamps, no absolute paths, sorted JSON).
@@ -32,6 +41,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 
 from .. import CONTRAST_OF_DOMAIN
@@ -40,6 +50,7 @@ from .brain_mask import brain_mask, intensity_mask
 from .layouts import PNG_FOLDERS, VolumeSet, detect_layout, discover, split_subjects
 from .manifest import MANIFEST_NAME, SCHEMA_VERSION, ArrayWriter, atomic_output_dir, dumps_manifest, sha256_file
 from .png import read_png_folder
+from .registration import misalignment, register, resample_onto
 from .prepared import PreparedDataset
 from .resize import RESIZE_METHODS, validate_image_shape
 from .volumes import (
@@ -49,7 +60,8 @@ from .volumes import (
     label_slices,
     load_volume,
     select_slices,
-    to_canonical,
+    slice_grid,
+    to_slice_grid,
     volume_to_slices,
 )
 
@@ -59,6 +71,9 @@ __all__ = ["DEFAULT_IMAGE_SHAPE", "PreparedDataset", "prepare"]
 
 DEFAULT_IMAGE_SHAPE = (128, 128)
 TRAIN_PAIRINGS = ("shuffled", "disjoint")
+PAIRINGS = ("auto", "grid", "world", "register")
+"""How a test subject's T2w meets its T1w (see the module docstring); "auto": "register" for the IXI layout,
+whose scans were acquired apart, "grid" for the others."""
 LABEL_NAMES = {"0": "background", "1": "CSF", "2": "GM", "3": "WM"}
 
 
@@ -98,7 +113,8 @@ class _Collector:
         s = self.settings
         try:
             stack = volume_to_slices(image, s["image_shape"], 1, min_brain_fraction=s["min_brain_fraction"],
-                                     percentiles=s["percentiles"], resize=s["resize"], **kwargs)
+                                     percentiles=s["percentiles"], resize=s["resize"], spacing=s["spacing"],
+                                     **kwargs)
         except ValueError as error:
             self.problems.append(f"{path}: {error}")
             return None
@@ -125,7 +141,7 @@ class _Collector:
             return None, None
 
     def record(self, volume_set: VolumeSet, contrast: str, split: str, path: Path, stack, rows,
-               mask_source: str) -> None:
+               mask_source: str, **extra) -> None:
         self.records.append({
             "subject": volume_set.subject, "session": volume_set.session, "name": volume_set.name,
             "contrast": contrast, "split": split, **self.source_record(path),
@@ -134,6 +150,7 @@ class _Collector:
             "slice_indices": [int(i) for i in stack.slice_indices],
             "file": f"{split}_{contrast.lower()}.npy", "rows": list(rows), "brain_mask": mask_source,
             "landmarks": [float(v) for v in landmarks(stack.slices, stack.brain_mask)],
+            "grid": None if stack.grid is None else stack.grid.to_dict(), **extra,
         })
 
 
@@ -149,17 +166,50 @@ def _add_train_volume(collector: _Collector, volume_set: VolumeSet, contrast: st
 
 
 def _check_same_grid(collector: _Collector, name: str, image_a, path_a, other, path_other, what: str) -> bool:
+    remedy = "; a test pair must be co-registered on the same grid"
+    if what == "T2w":
+        remedy += (" (prepare with --pair world to resample the T2w through the affines, or --pair register to "
+                   "register it first)")
     if tuple(image_a.shape) != tuple(other.shape):
         collector.problems.append(
             f"{name}: T1w {path_a} has shape {tuple(image_a.shape)} but {what} {path_other} has shape "
-            f"{tuple(other.shape)}; a test pair must be co-registered on the same grid")
+            f"{tuple(other.shape)}{remedy}")
         return False
     if not np.allclose(image_a.affine, other.affine, atol=1e-3):
-        collector.problems.append(
-            f"{name}: T1w {path_a} and {what} {path_other} have different affines; a test pair must be "
-            "co-registered on the same grid")
+        collector.problems.append(f"{name}: T1w {path_a} and {what} {path_other} have different affines{remedy}")
         return False
     return True
+
+
+def _pair(collector: _Collector, volume_set: VolumeSet, image_a, image_b):
+    """The T2w on the T1w's grid (as the pairing setting says) and the pair's alignment record, or
+    ``(None, None)`` after recording a problem."""
+    name, pairing = volume_set.name, collector.settings["pair"]
+    if pairing == "grid":
+        if not _check_same_grid(collector, name, image_a, volume_set.a, image_b, volume_set.b, "T2w"):
+            return None, None
+        paired = image_b
+    else:
+        transform = register(image_a, image_b) if pairing == "register" else None
+        paired = nib.Nifti1Image(resample_onto(image_b, image_a, transform), image_a.affine)
+    head = intensity_mask(np.asarray(image_a.dataobj))
+    after = misalignment(image_a, np.asarray(paired.dataobj), head)
+    record = {"pair": pairing, "nmi_after": after["nmi"], "shift_probe": after}
+    if pairing == "register":
+        record["nmi_before"] = misalignment(image_a, resample_onto(image_b, image_a), head)["nmi"]
+        record["transform"] = np.round(transform, 6).tolist()
+    else:
+        record["nmi_before"] = after["nmi"]
+    if not after["aligned"]:
+        shift = ", ".join(f"{v:+.0f}" for v in after["best_shift_mm"])
+        finding = (f"{name}: T2w {volume_set.b} and T1w {volume_set.a} are misaligned: moving the T2w by "
+                   f"({shift}) mm raises their normalized mutual information by {after['nmi_gain']:.4f}")
+        if pairing == "register":
+            collector.problems.append(f"{finding} even after registration; check the two scans, or leave the "
+                                      "subject out")
+            return None, None
+        logger.warning("%s; prepare with --pair register to register them", finding)
+    return paired, record
 
 
 def _add_test_pair(collector: _Collector, volume_set: VolumeSet) -> None:
@@ -168,7 +218,8 @@ def _add_test_pair(collector: _Collector, volume_set: VolumeSet) -> None:
     labels_image = collector.load(volume_set.labels) if volume_set.labels else None
     if image_a is None or image_b is None:
         return
-    if not _check_same_grid(collector, name, image_a, volume_set.a, image_b, volume_set.b, "T2w"):
+    image_b, alignment = _pair(collector, volume_set, image_a, image_b)
+    if image_b is None:
         return
     labels = None
     if labels_image is not None and _check_same_grid(collector, name, image_a, volume_set.a, labels_image,
@@ -185,9 +236,10 @@ def _add_test_pair(collector: _Collector, volume_set: VolumeSet) -> None:
     if mask_a is None or mask_b is None:
         return
     union = mask_a | mask_b
-    indices = select_slices(to_canonical(image_a, union), collector.settings["min_brain_fraction"])
-    stack_a = collector.slices(volume_set.a, image_a, brain_mask=mask_a, slice_indices=indices)
-    stack_b = collector.slices(volume_set.b, image_b, brain_mask=mask_b, slice_indices=indices)
+    grid = slice_grid(image_a, collector.settings["image_shape"], collector.settings["spacing"], union)
+    indices = select_slices(to_slice_grid(image_a, union, grid, order=0) > 0, collector.settings["min_brain_fraction"])
+    stack_a = collector.slices(volume_set.a, image_a, brain_mask=mask_a, slice_indices=indices, grid=grid)
+    stack_b = collector.slices(volume_set.b, image_b, brain_mask=mask_b, slice_indices=indices, grid=grid)
     if stack_a is None or stack_b is None or collector.problems:
         return
     writers = collector.writers
@@ -201,7 +253,7 @@ def _add_test_pair(collector: _Collector, volume_set: VolumeSet) -> None:
                                   **collector.source_record(volume_set.labels), "file": "test_labels.npy",
                                   "rows": list(rows)})
     collector.record(volume_set, "A", "test", volume_set.a, stack_a, rows, source_a)
-    collector.record(volume_set, "B", "test", volume_set.b, stack_b, rows, source_b)
+    collector.record(volume_set, "B", "test", volume_set.b, stack_b, rows, source_b, alignment=alignment)
     collector.test_subjects += [name] * len(indices)
     collector.test_slices += [int(i) for i in indices]
 
@@ -209,6 +261,8 @@ def _add_test_pair(collector: _Collector, volume_set: VolumeSet) -> None:
 def _prepare_volumes(collector: _Collector, layout: str, a_glob, b_glob, test_fraction: float, seed: int,
                      train_pairing: str) -> tuple[str, dict]:
     layout, sets = discover(collector.source, layout, a_glob, b_glob)
+    if collector.settings["pair"] == "auto":
+        collector.settings["pair"] = "register" if layout == "ixi" else "grid"
     pairable = [s.subject for s in sets if s.a is not None and s.b is not None]
     train_ids, test_ids = split_subjects([s.subject for s in sets], test_fraction, seed, pairable)
     domains = {subject: ("A", "B") for subject in train_ids}
@@ -300,6 +354,8 @@ def prepare(
     train_pairing: str = "shuffled",
     overwrite: bool = False,
     max_voxels: int = DEFAULT_MAX_VOXELS,
+    pair: str = "auto",
+    spacing: float | None = None,
 ) -> PreparedDataset:
     """Write a prepared dataset folder from a source folder.
 
@@ -320,6 +376,10 @@ def prepare(
         train_pairing: ``"shuffled"`` (both contrasts of every training subject) or ``"disjoint"``.
         overwrite: replace an existing ``out_dir``.
         max_voxels: refuse volumes whose header claims more voxels (a hostile or broken header).
+        pair: how a test subject's T2w meets its T1w: ``"grid"``, ``"world"``, ``"register"`` or ``"auto"``
+            (see :data:`PAIRINGS`).
+        spacing: slice pixels of this many millimetres, centred on the brain; default: the volumes' own
+            voxel size (see :func:`gan_mri.data.volumes.slice_grid`).
 
     Returns:
         The :class:`PreparedDataset` opened from ``out_dir``.
@@ -336,6 +396,10 @@ def prepare(
         raise ValueError(f"resize: expected one of {RESIZE_METHODS}, found {resize!r}")
     if train_pairing not in TRAIN_PAIRINGS:
         raise ValueError(f"train_pairing: expected one of {TRAIN_PAIRINGS}, found {train_pairing!r}")
+    if pair not in PAIRINGS:
+        raise ValueError(f"pair: expected one of {PAIRINGS}, found {pair!r}")
+    if spacing is not None and not (isinstance(spacing, (int, float)) and 0 < spacing < float("inf")):
+        raise ValueError(f"spacing: expected a positive number of millimetres, found {spacing!r}")
     if not 0.0 <= float(test_fraction) <= 1.0:
         raise ValueError(f"test_fraction: expected a value in [0, 1], found {test_fraction!r}")
     source, out_dir = Path(source), Path(out_dir)
@@ -347,7 +411,8 @@ def prepare(
         layout = detect_layout(source)
     test_only = float(test_fraction) == 1.0 and layout != "png"
     settings = {"image_shape": target, "min_brain_fraction": float(min_brain_fraction),
-                "percentiles": [float(p) for p in percentiles], "resize": resize, "train_pairing": train_pairing}
+                "percentiles": [float(p) for p in percentiles], "resize": resize, "train_pairing": train_pairing,
+                "pair": pair, "spacing": None if spacing is None else float(spacing)}
     with atomic_output_dir(out_dir, overwrite) as folder:
         collector = _Collector(source, folder, settings, max_voxels)
         if layout == "png":

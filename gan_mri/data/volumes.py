@@ -3,7 +3,11 @@
 The forward path (:func:`volume_to_slices`):
 
 1. reorient to the closest canonical orientation (RAS+) so every input, whatever its voxel order
-   (LPS DICOM conversions, sagittal IXI T1s), gives the same axial slices;
+   (LPS DICOM conversions, sagittal IXI T1s), gives the same axial slices. Where the voxel grid cannot
+   be sliced as it is (an oblique acquisition, or voxels that are not square in the axial plane, as an
+   IXI T1w's 1.2 x 0.94 mm), or where a slice spacing in millimetres is asked for, the volume is
+   resampled through its affine onto a world-aligned RAS grid (:class:`SliceGrid`, nibabel's
+   ``resample_from_to``), so that every acquisition of one head gives the same slices;
 2. take axial slices (RAS axis 2) and show them radiologist-style: anterior at the top, the
    subject's left on the image's left (array ``canonical[:, ::-1, k].T``);
 3. take the brain mask given (callers find it with :func:`gan_mri.data.brain_mask.brain_mask`; without
@@ -31,6 +35,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from nibabel import orientations
+from nibabel.processing import resample_from_to
 
 from .brain_mask import intensity_mask
 from .resize import PlaneFit, fit_plane, plan_plane_fit, unfit_plane, validate_image_shape
@@ -41,6 +46,10 @@ DEFAULT_PERCENTILES = (1.0, 99.5)
 DEFAULT_MIN_BRAIN_FRACTION = 0.25
 _RAS = orientations.axcodes2ornt(("R", "A", "S"))
 _COMPRESSED_SUFFIXES = tuple(ext for ext in nib.openers.ImageOpener.compress_ext_map if ext)  # .gz, .bz2, .zst, .mgz
+OBLIQUE_DEGREES = 0.5
+"""An affine whose voxel axes are further than this from the world axes is resampled, not reoriented."""
+ANISOTROPY = 0.01
+"""Axial-plane voxel sizes that differ by more than this fraction are resampled to square pixels."""
 DEFAULT_MAX_VOXELS = 512**3
 """Largest volume :func:`load_volume` reads by default (0.5 GiB as float32); a hostile or broken
 header claiming more is refused before any voxel is read (raise it with ``max_voxels``)."""
@@ -283,6 +292,122 @@ def _as_array(image_or_array, name: str) -> np.ndarray:
     raise ValueError(f"{name}: expected a nibabel image or a numpy array, found {type(image_or_array).__name__}")
 
 
+@dataclass(frozen=True)
+class SliceGrid:
+    """A world-aligned RAS voxel grid that axial slices are taken from: axis 0 runs to the right,
+    axis 1 to the front, axis 2 upwards, with square axial pixels.
+
+    Attributes:
+        shape: ``(x, y, z)`` voxel counts.
+        affine: 4x4 voxel-to-world affine, diagonal in its upper 3x3.
+    """
+
+    shape: tuple[int, int, int]
+    affine: np.ndarray = field(compare=False)
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel sizes in mm (in-plane, in-plane, between slices)."""
+        return tuple(float(v) for v in np.diag(self.affine)[:3])
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict."""
+        return {"shape": list(self.shape), "affine": np.round(self.affine, 6).tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SliceGrid":
+        """Inverse of :meth:`to_dict`."""
+        return cls(tuple(int(v) for v in data["shape"]), np.asarray(data["affine"], dtype=np.float64))
+
+    def resample(self, array: np.ndarray, affine: np.ndarray, order: int, fill: float) -> np.ndarray:
+        """``array`` (on the grid of ``affine``) resampled onto this grid (nibabel, spline ``order``)."""
+        source = nib.Nifti1Image(np.asarray(array, dtype=np.float32), np.asarray(affine, dtype=np.float64))
+        return np.asarray(resample_from_to(source, (self.shape, self.affine), order=order, cval=fill).dataobj)
+
+    def resample_back(self, array: np.ndarray, shape, affine: np.ndarray, order: int, fill: float) -> np.ndarray:
+        """Inverse of :meth:`resample`: ``array`` on this grid, resampled onto ``(shape, affine)``."""
+        source = nib.Nifti1Image(np.asarray(array, dtype=np.float32), self.affine)
+        target = (tuple(int(v) for v in shape), np.asarray(affine, dtype=np.float64))
+        return np.asarray(resample_from_to(source, target, order=order, cval=fill).dataobj)
+
+
+def _world_box(shape, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest and highest world coordinates of the voxel centres of a grid."""
+    corners = np.array(np.meshgrid(*[(0, int(n) - 1) for n in shape], indexing="ij")).reshape(3, -1)
+    world = nib.affines.apply_affine(affine, corners.T)
+    return world.min(axis=0), world.max(axis=0)
+
+
+def slice_grid(image, image_shape=None, spacing: float | None = None, brain_mask=None) -> SliceGrid | None:
+    """The grid a volume's axial slices are taken from, or ``None`` where its own voxel grid serves.
+
+    - ``spacing`` given (millimetres per pixel): ``image_shape`` pixels at ``spacing`` mm, centred on the
+      brain mask's centre of mass (``brain_mask``, else the whole volume), slices every
+      ``spacing`` mm through the volume's extent; pixels and slices lie on the world's ``spacing``-mm
+      lattice. Every acquisition of a head then gives the same slices,
+      whatever its voxel size, field of view or obliquity.
+    - ``spacing`` not given: ``None`` for an axis-aligned volume with square axial voxels (sliced as it is,
+      then fitted into the image shape); otherwise the volume's extent on a world-aligned grid whose
+      axial pixels are the smallest in-plane voxel size and whose slice spacing is the voxel size closest
+      to the superior axis (oblique: the smallest voxel size).
+
+    Args:
+        image: a 3D nibabel image.
+        image_shape: ``(H, W)`` of the slices; needed with ``spacing``.
+        spacing: in-plane and through-plane spacing in mm, or ``None``.
+        brain_mask: optional mask on the image's grid, to centre the slices on.
+
+    Raises:
+        ValueError: for a spacing that is not a positive number, or a spacing without ``image_shape``.
+    """
+    affine = np.asarray(image.affine, dtype=np.float64)
+    shape = tuple(int(v) for v in image.shape[:3])
+    low, high = _world_box(shape, affine)
+    if spacing is not None:
+        try:
+            step = float(spacing)
+        except (TypeError, ValueError):
+            step = float("nan")
+        if not step > 0 or not np.isfinite(step):
+            raise ValueError(f"spacing: expected a positive number of millimetres, found {spacing!r}")
+        if image_shape is None:
+            raise ValueError("spacing: needs the image shape of the slices")
+        height, width = validate_image_shape(image_shape)
+        if brain_mask is not None and np.any(brain_mask):
+            # The centre of mass moves with the head, whatever the grid (a bounding box of voxels does not).
+            centre = nib.affines.apply_affine(affine, np.argwhere(np.asarray(brain_mask) > 0).mean(axis=0))
+        else:
+            centre = (low + high) / 2.0
+        # Pixels and slices on the world's lattice of `step` mm, so that two acquisitions of a head in one
+        # world frame give the same planes even when their masks' centres differ by part of a voxel.
+        centre = np.round(centre / step) * step
+        bottom = np.ceil(low[2] / step - 1e-6) * step
+        count = int(np.floor((high[2] - bottom) / step)) + 1
+        origin = [centre[0] - (width - 1) / 2.0 * step, centre[1] - (height - 1) / 2.0 * step, bottom]
+        return SliceGrid((width, height, count), nib.affines.from_matvec(np.diag([step] * 3), origin))
+    sizes = nib.affines.voxel_sizes(affine)
+    ornt = orientations.io_orientation(affine)
+    axis_of = {int(world): voxel_axis for voxel_axis, world in enumerate(ornt[:, 0])}
+    oblique = float(np.degrees(np.max(nib.affines.obliquity(affine)))) > OBLIQUE_DEGREES
+    in_plane = (sizes[axis_of[0]], sizes[axis_of[1]])
+    if not oblique and abs(in_plane[0] - in_plane[1]) <= ANISOTROPY * max(in_plane):
+        return None
+    step = float(np.min(sizes)) if oblique else float(min(in_plane))
+    through = step if oblique else float(sizes[axis_of[2]])
+    counts = [int(np.floor((high[i] - low[i]) / size)) + 1 for i, size in enumerate((step, step, through))]
+    logger.debug("slicing on a %s grid of %.2f x %.2f x %.2f mm", "world-aligned" if oblique else "square-pixel",
+                 step, step, through)
+    return SliceGrid(tuple(counts), nib.affines.from_matvec(np.diag([step, step, through]), low))
+
+
+def to_slice_grid(image, array: np.ndarray, grid: SliceGrid | None, order: int = 1, fill: float = 0.0) -> np.ndarray:
+    """``array`` (the image's voxel order) as the RAS volume the axial slices are cut from: reoriented when
+    ``grid`` is ``None``, resampled onto ``grid`` (spline ``order``, ``fill`` outside) otherwise."""
+    if grid is None:
+        return to_canonical(image, array)
+    return grid.resample(array, image.affine, order, fill)
+
+
 @dataclass
 class SliceStack:
     """Axial slices of one volume, with everything needed to put translated slices back.
@@ -296,6 +421,8 @@ class SliceStack:
         affine: the input's 4x4 affine.
         shape: the input's 3D shape.
         header: the input's header (copied into the output of :meth:`to_volume`).
+        grid: the :class:`SliceGrid` the slices were resampled onto, or ``None`` (the input's own voxels,
+            reoriented).
     """
 
     slices: np.ndarray
@@ -306,6 +433,7 @@ class SliceStack:
     affine: np.ndarray
     shape: tuple[int, int, int]
     header: object = field(default=None, repr=False)
+    grid: SliceGrid | None = None
 
     @property
     def orientation(self) -> tuple[str, str, str]:
@@ -314,7 +442,9 @@ class SliceStack:
 
     @property
     def canonical_shape(self) -> tuple[int, int, int]:
-        """Shape of the input after reorientation to RAS."""
+        """Shape of the volume the slices are cut from: the slice grid, or the input reoriented to RAS."""
+        if self.grid is not None:
+            return self.grid.shape
         ornt = orientations.io_orientation(self.affine)
         return tuple(int(self.shape[int(axis)]) for axis in np.argsort(ornt[:, 0]))
 
@@ -341,12 +471,16 @@ class SliceStack:
             raise ValueError(
                 f"translated_slices: expected shape {expected} (+ channels), found {tuple(np.shape(translated_slices))}"
             )
-        canonical = np.full(self.canonical_shape, self.normalization["low"], dtype=np.float32)
+        low = self.normalization["low"]
+        canonical = np.full(self.canonical_shape, low, dtype=np.float32)
         for image, index in zip(array, self.slice_indices):
             plane = unfit_plane(image, self.plane_fit, order=1, fill=-1.0)
             canonical[:, :, int(index)] = _plane_to_axial(invert_normalization(plane, self.normalization))
-        to_input = orientations.ornt_transform(_RAS, orientations.io_orientation(self.affine))
-        data = orientations.apply_orientation(canonical, to_input).astype(np.float32)
+        if self.grid is not None:
+            data = self.grid.resample_back(canonical, self.shape, self.affine, order=1, fill=low).astype(np.float32)
+        else:
+            to_input = orientations.ornt_transform(_RAS, orientations.io_orientation(self.affine))
+            data = orientations.apply_orientation(canonical, to_input).astype(np.float32)
         header = self.header.copy() if isinstance(self.header, nib.Nifti1Header) else None
         output = nib.Nifti1Image(data, self.affine, header=header)
         output.set_data_dtype(np.float32)
@@ -381,6 +515,8 @@ def volume_to_slices(
     percentiles=DEFAULT_PERCENTILES,
     resize: str = "fit",
     slice_indices=None,
+    spacing: float | None = None,
+    grid: SliceGrid | None = None,
 ) -> SliceStack:
     """Turn one volume into normalized axial slices of ``image_shape``.
 
@@ -396,12 +532,15 @@ def volume_to_slices(
         resize: ``"fit"`` or ``"pad"`` (see :mod:`gan_mri.data.resize`).
         slice_indices: explicit canonical axial indices to keep (e.g. the same slices of a T1w/T2w
             pair); overrides ``min_brain_fraction`` and ``keep_all``.
+        spacing: slice pixels of this many millimetres, centred on the brain (:func:`slice_grid`); by
+            default the volume's own voxels, resampled only when oblique or not square in-plane.
+        grid: the :class:`SliceGrid` to slice on (e.g. the T1w's, for its T2w); overrides ``spacing``.
 
     Returns:
         A :class:`SliceStack`.
 
     Raises:
-        ValueError: for a bad ``channels``, ``image_shape``, mask shape or slice index.
+        ValueError: for a bad ``channels``, ``image_shape``, ``spacing``, mask shape or slice index.
     """
     if channels not in (1, 3):
         raise ValueError(f"channels: expected 1 or 3, found {channels!r}")
@@ -421,8 +560,9 @@ def volume_to_slices(
             raise ValueError(f"brain_mask: expected shape {data.shape} (the image's), found {given.shape}")
         mask = given > 0
     normalized, params = normalize_intensities(data, mask, percentiles)
-    canonical = to_canonical(image, normalized)
-    canonical_mask = to_canonical(image, mask)
+    grid = grid if grid is not None else slice_grid(image, target, spacing, mask)
+    canonical = to_slice_grid(image, normalized, grid, order=1, fill=-1.0)
+    canonical_mask = to_slice_grid(image, mask, grid, order=0) > 0
     if slice_indices is not None:
         indices = np.asarray(slice_indices, dtype=np.int64).reshape(-1)
         if indices.size and (indices.min() < 0 or indices.max() >= canonical.shape[2]):
@@ -450,6 +590,7 @@ def volume_to_slices(
         affine=np.asarray(image.affine, dtype=np.float64),
         shape=tuple(int(v) for v in data.shape),
         header=image.header.copy() if hasattr(image, "header") else None,
+        grid=grid,
     )
 
 
@@ -474,7 +615,10 @@ def label_slices(labels, stack: SliceStack, reference=None) -> np.ndarray:
     if tuple(array.shape) != tuple(stack.shape):
         raise ValueError(f"labels: expected shape {tuple(stack.shape)} (the image's), found {tuple(array.shape)}")
     affine = stack.affine if reference is None else reference.affine
-    canonical = orientations.apply_orientation(array, orientations.io_orientation(affine))
+    if stack.grid is not None:
+        canonical = stack.grid.resample(array, affine, order=0, fill=0).astype(array.dtype)
+    else:
+        canonical = orientations.apply_orientation(array, orientations.io_orientation(affine))
     out = np.empty((len(stack.slice_indices), *stack.plane_fit.target_shape), dtype=array.dtype)
     for row, index in enumerate(stack.slice_indices):
         out[row] = fit_plane(_axial_plane(canonical, int(index)), stack.plane_fit, order=0, fill=0)
