@@ -64,7 +64,10 @@ def parse_args(argv=None):
                         help='other config fields, e.g. \'{"attention_pool": 1}\'')
     parser.add_argument("--steps", type=int, default=10, help="timed steps")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps (the first traces)")
-    parser.add_argument("--precision", default="auto", choices=["auto", "float32", "mixed_float16"])
+    # No argparse choices: gan_mri.precision.PRECISIONS imports Keras, which must wait for --backend;
+    # the config rejects other values and names the valid ones.
+    parser.add_argument("--precision", default="auto",
+                        help="auto, float32, mixed_float16 or mixed_bfloat16 (gan_mri.precision.PRECISIONS)")
     parser.add_argument("--jit", action="store_true", help="compile the step with XLA (TensorFlow)")
     parser.add_argument("--backend", default="tensorflow", choices=["tensorflow", "jax"],
                         help="Keras backend (set before Keras is imported; JAX always compiles with XLA)")

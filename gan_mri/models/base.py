@@ -22,7 +22,7 @@ from keras import ops
 
 from gan_mri import DIRECTIONS, DOMAINS
 from gan_mri.models import backend_steps
-from gan_mri.precision import resolve_precision
+from gan_mri.precision import LOSS_SCALED, resolve_precision
 from gan_mri.standardization import IntensityStandardization
 
 logger = logging.getLogger(__name__)
@@ -91,10 +91,14 @@ class TranslationGAN(keras.Model):
         standardization: the intensity standardization its inputs went through in training
             (`gan_mri.standardization.IntensityStandardization`; None: none). Saved with the
             model; `gan_mri.inference.translate_volume` applies it to every volume it translates.
+        preprocessing: how its training slices were made from volumes (slice grid, normalization,
+            slice selection: `gan_mri.data.preprocessing`; None: the library's defaults). Saved with
+            the model; `translate_volume` slices with it and `evaluate` checks data against it.
 
     Args:
         config: a `config_class` instance or its dict form.
         standardization: an `IntensityStandardization`, its dict form, or None.
+        preprocessing: a preprocessing record (dict) or None.
         **kwargs: `keras.Model` arguments (e.g. name; default: the config's name).
     """
 
@@ -108,7 +112,7 @@ class TranslationGAN(keras.Model):
     discriminator_scales: int = 1
     """Scales per discriminator (a family may read it from its config)."""
 
-    def __init__(self, config, standardization=None, **kwargs):
+    def __init__(self, config, standardization=None, preprocessing=None, **kwargs):
         if isinstance(config, dict):
             config = self.config_class.from_dict(config)
         if isinstance(standardization, dict):
@@ -118,6 +122,7 @@ class TranslationGAN(keras.Model):
         super().__init__(**kwargs)
         self.config = config
         self.standardization = standardization
+        self.preprocessing = dict(preprocessing) if preprocessing else None
         self.image_shape = tuple(config.image_shape)
         self.channels = config.channels
         self.g_optimizer = None
@@ -196,7 +201,7 @@ class TranslationGAN(keras.Model):
         if d_optimizer is None:
             d_optimizer = keras.optimizers.Adam(self._learning_rate(cfg.d_learning_rate, total_steps),
                                                 cfg.beta_1, cfg.beta_2, name="d_adam")
-        if self.precision_policy == "mixed_float16":
+        if self.precision_policy in LOSS_SCALED:
             g_optimizer, d_optimizer = (
                 opt if isinstance(opt, keras.optimizers.LossScaleOptimizer)
                 else keras.optimizers.LossScaleOptimizer(opt, name=f"{opt.name}_loss_scale")
@@ -392,9 +397,10 @@ class TranslationGAN(keras.Model):
     # ------------------------------------------------------------------ serialization
     def get_config(self):
         standardization = self.standardization.to_dict() if self.standardization is not None else None
-        return {"config": self.config.to_dict(), "name": self.name, "standardization": standardization}
+        return {"config": self.config.to_dict(), "name": self.name, "standardization": standardization,
+                "preprocessing": self.preprocessing}
 
     @classmethod
     def from_config(cls, config):
         return cls(cls.config_class.from_saved_dict(config["config"]), name=config.get("name"),
-                   standardization=config.get("standardization"))
+                   standardization=config.get("standardization"), preprocessing=config.get("preprocessing"))
