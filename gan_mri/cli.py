@@ -316,8 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=_positive_int, help="override the base width (e.g. 16 on a CPU)")
     # No argparse choices: the list is gan_mri.precision.PRECISIONS, which imports Keras (slow for
     # --help); the config validates the value and names the valid ones (exit 2).
-    p.add_argument("--precision", help="auto (mixed_float16 on a GPU, float32 otherwise), float32 or "
-                                       "mixed_float16 (default: the preset's, auto)")
+    p.add_argument("--precision", help="auto (mixed_float16 on a GPU; on a CPU mixed_bfloat16 where a short probe "
+                                       "finds bfloat16 faster, float32 otherwise; -v logs the choice), float32, "
+                                       "mixed_float16 or mixed_bfloat16 (default: the preset's, auto)")
     p.add_argument("--eval-epochs", type=_epoch_list, help="1-based epochs to evaluate at, e.g. 1,25,50, or none (default: the last)")
     p.add_argument("--max-eval-batches", type=_positive_int, help="limit test batches per evaluation")
     p.add_argument("--flip", action="store_true", help="random left-right flips")
