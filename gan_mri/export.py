@@ -151,6 +151,10 @@ def _write_serving_info(path: Path, model, input_shape) -> None:
                     "brain voxels (its landmarks) mapped piecewise-linearly onto this reference of its "
                     "contrast (A = T1w, B = T2w), -1 and 1 fixed (gan_mri.standardization)",
         }
+    preprocessing = getattr(model, "preprocessing", None)
+    if preprocessing is not None:
+        # How a client makes the slices it sends from a volume (gan_mri.data.preprocessing).
+        info["preprocessing"] = preprocessing
     path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
 

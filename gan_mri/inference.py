@@ -34,6 +34,7 @@ import numpy as np
 from gan_mri import CONTRAST_OF_DOMAIN
 from gan_mri.data import png, resize, volumes
 from gan_mri.data.brain_mask import brain_mask as find_brain_mask
+from gan_mri.data.preprocessing import slice_settings
 from gan_mri.fileutil import partial_dir
 from gan_mri.run_files import CONFIG_FILE, MODEL_FILE
 from gan_mri.standardization import landmarks
@@ -219,6 +220,8 @@ def translate_volume(
         standardization use the brain, so a whole-head scan and its brain-extracted copy give the
         same brain.
 
+    The volume is sliced as the model's training volumes were (``model.preprocessing``: slice grid,
+    normalization percentiles, slice selection; the library's defaults for a model without one).
     A model trained on standardized volumes (``model.standardization``, see `gan_mri.standardization`)
     gets this volume standardized the same way: the landmarks of its brain voxels (on the slices
     `prepare` would keep) mapped onto the model's reference for the source contrast.
@@ -240,9 +243,13 @@ def translate_volume(
     if isinstance(brain_mask, (str, os.PathLike)):
         brain_mask = _load_volume(Path(brain_mask), max_voxels)
     height, width, channels = model_input_shape(model)
+    # Sliced as the model's training volumes were (slice grid, normalization, slice selection).
+    settings = slice_settings(getattr(model, "preprocessing", None))
     try:
         mask, _ = find_brain_mask(image, CONTRAST_OF_DOMAIN[direction[0]], given=brain_mask)
-        stack = volumes.volume_to_slices(image, (height, width), channels=channels, keep_all=True, brain_mask=mask)
+        stack = volumes.volume_to_slices(image, (height, width), channels=channels, keep_all=True, brain_mask=mask,
+                                         spacing=settings["spacing"], resize=settings["resize"],
+                                         percentiles=settings["percentiles"])
     except ValueError as err:  # brain mask, contrast: name the file they are about
         raise ValueError(f"{name}: {err}") from err
     slices = stack.slices
@@ -250,7 +257,7 @@ def translate_volume(
     if standardization is not None:
         # The slices prepare keeps (brain area >= min_brain_fraction of the largest): the landmarks of
         # the training volumes came from those.
-        kept = volumes.select_slices(np.moveaxis(stack.brain_mask, 0, -1), volumes.DEFAULT_MIN_BRAIN_FRACTION)
+        kept = volumes.select_slices(np.moveaxis(stack.brain_mask, 0, -1), settings["min_brain_fraction"])
         marks = landmarks(slices[kept, ..., 0], stack.brain_mask[kept])
         slices = standardization.apply(slices, direction[0], marks)
     translated = translate_slices(model, slices, direction, batch_size=batch_size)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from gan_mri import plots
 from gan_mri.baseline import IntensityRemap
+from gan_mri.data.preprocessing import check_preprocessing
 from gan_mri.evaluation import evaluate, translation_examples
 from gan_mri.results import save_results
 from gan_mri.sim_to_real import save_sim_to_real, scores_only, sim_to_real
@@ -42,10 +43,12 @@ def evaluate_to_folder(model, dataset, out_dir, *, max_batches: int | None = Non
         `gan_mri.sim_to_real.sim_to_real` scores without their volumes (``None`` without ``real``).
 
     Raises:
-        ValueError: the dataset's image shape does not fit the model, or ``out_dir`` exists.
+        ValueError: the dataset's image shape does not fit the model, its slices were made otherwise
+            than the model's training slices (`gan_mri.data.preprocessing`), or ``out_dir`` exists.
     """
     out = Path(out_dir)
     check_dataset_fits(model.config, dataset)
+    check_preprocessing(model, dataset)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise ValueError(f"evaluation folder {out} already exists; pass --overwrite to replace it")

@@ -42,6 +42,7 @@ from gan_mri import CONTRAST_OF_DOMAIN, DIRECTIONS, metrics
 from gan_mri.data import volumes
 from gan_mri.data.brain_mask import brain_mask as find_brain_mask
 from gan_mri.data.icbm152 import load_icbm152
+from gan_mri.data.preprocessing import slice_settings
 
 logger = logging.getLogger(__name__)
 
@@ -120,9 +121,10 @@ def lookup_table(source: np.ndarray, target: np.ndarray, brain_mask: np.ndarray,
     return output
 
 
-def resolution_ceiling(target_image, image_shape) -> np.ndarray:
-    """The target cut into axial slices of ``image_shape`` (as a model sees them) and put back on its grid."""
-    stack = volumes.volume_to_slices(target_image, image_shape, keep_all=True)
+def resolution_ceiling(target_image, image_shape, spacing: float | None = None) -> np.ndarray:
+    """The target cut into axial slices of ``image_shape`` (as a model sees them: ``spacing`` mm pixels, or
+    the volume's field of view fitted in) and put back on its grid."""
+    stack = volumes.volume_to_slices(target_image, image_shape, keep_all=True, spacing=spacing)
     return np.asarray(stack.to_volume(stack.slices).dataobj, dtype=np.float32)
 
 
@@ -172,7 +174,8 @@ def sim_to_real(model, directions=DIRECTIONS, batch_size: int = 16) -> dict:
                                                             brain_mask=head_mask).dataobj, dtype=np.float32),
             "remap": inverse_quantile_remap(source, truth, mask),
             "lookup_table": lookup_table(source, truth, mask),
-            "ceiling": resolution_ceiling(pair.image(target_contrast), image_shape),
+            "ceiling": resolution_ceiling(pair.image(target_contrast), image_shape,
+                                          slice_settings(getattr(model, "preprocessing", None))["spacing"]),
         }
         entry = {"image_shape": list(image_shape),
                  "truth_ventricle_ratio": ventricle_ratio(truth, mask, ventricles, white_matter)}

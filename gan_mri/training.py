@@ -369,7 +369,9 @@ def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume:
         seed, flip = info["seed"], info["flip"]
         batch_size, eval_epochs = info["batch_size"], info["eval_epochs"]
         standardization = info.get("standardization")
+        preprocessing = info.get("preprocessing")
     else:
+        preprocessing = dataset.preprocessing
         standardization = dataset.standardization if standardize else None
         if standardize and standardization is None:
             logger.info("%s has no intensity landmarks (PNG folders, or prepared by an older gan-mri): "
@@ -387,7 +389,8 @@ def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume:
             with distribution.scope():
                 model = _fit(config, dataset, RunFolder(scratch), source=RunFolder(Path(run_dir)) if resume else None,
                              epochs=epochs, batch_size=batch_size, eval_epochs=(), max_eval_batches=None,
-                             seed=seed, flip=flip, standardization=standardization, verbose=0,
+                             seed=seed, flip=flip, standardization=standardization,
+                             preprocessing=preprocessing, verbose=0,
                              callbacks=callbacks, distribution=distribution)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -399,12 +402,13 @@ def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume:
             "dataset": str(Path(dataset.path).resolve()), "epochs": int(epochs),
             "batch_size": int(batch_size), "seed": int(seed), "flip": bool(flip),
             "eval_epochs": sorted(int(e) for e in eval_epochs), "standardization": standardization,
+            "preprocessing": preprocessing,
         }, overwrite=overwrite)
     with distribution.scope():
         model = _fit(config, dataset, run, source=run if resume else None, epochs=epochs, batch_size=batch_size,
                      eval_epochs=eval_epochs, max_eval_batches=max_eval_batches, seed=seed, flip=flip,
-                     standardization=standardization, verbose=verbose, callbacks=callbacks,
-                     distribution=distribution)
+                     standardization=standardization, preprocessing=preprocessing, verbose=verbose,
+                     callbacks=callbacks, distribution=distribution)
     if run.history_file.is_file():
         plots.loss_curves(run.history_file, run.figures_dir / "loss_curves.png")
     logger.info("run written to %s", run.root)
@@ -412,12 +416,14 @@ def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume:
 
 
 def _fit(config, dataset, run: RunFolder, *, source: RunFolder | None, epochs, batch_size, eval_epochs,
-         max_eval_batches, seed, flip, standardization, verbose, callbacks, distribution) -> keras.Model:
+         max_eval_batches, seed, flip, standardization, preprocessing, verbose, callbacks,
+         distribution) -> keras.Model:
     """Builds, compiles, restores (from ``source``'s checkpoint) and fits the model, writing into
     ``run``; runs under ``distribution``'s scope. Returns the model, saved as ``run``'s model.keras."""
     keras.utils.set_random_seed(seed)
     model = build_model(config)
     model.standardization = IntensityStandardization.from_dict(standardization) if standardization else None
+    model.preprocessing = preprocessing
     steps = dataset.steps_per_epoch(batch_size)
     # Every family's compile takes total_steps: both decay their learning rates over the planned run.
     model.compile(total_steps=int(epochs) * steps if steps > 0 else None)

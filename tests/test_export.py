@@ -25,7 +25,10 @@ def model():
     config = get_preset(
         "sa-enc-cl-sn", image_shape=(32, 32), base_width=8, encoder_res_blocks=1, generator_res_blocks=1
     )
-    return build_model(config)
+    model = build_model(config)
+    model.preprocessing = {"image_shape": [32, 32], "spacing": 6.0, "resize": "fit", "percentiles": [1.0, 99.5],
+                           "min_brain_fraction": 0.25}
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +154,7 @@ def test_export_records_serving_info(model, exported):
     assert info["inputs"]["image"] == {"dtype": "float32", "shape": [None, 32, 32, 1], "range": [-1.0, 1.0]}
     assert info["outputs"]["translated"]["shape"] == [None, 32, 32, 1]
     assert info["config"]["name"] == "sa-enc-cl-sn" and info["config"]["base_width"] == 8
+    assert info["preprocessing"] == model.preprocessing  # how a client slices its volumes
     assert (exported / "saved_model.pb").is_file() and (exported / "variables").is_dir()
     # Nothing but the export is left next to it (no temporary folders).
     assert [p.name for p in exported.parent.iterdir()] == ["1"]

@@ -193,3 +193,36 @@ def test_bad_pair_and_spacing_are_named(ixi, tmp_path):
         prepare(ixi / "ixi", tmp_path / "out", pair="rigid")
     with pytest.raises(ValueError, match="spacing: expected a positive number of millimetres, found -2"):
         prepare(ixi / "ixi", tmp_path / "out", spacing=-2)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    from gan_mri.config import get_preset
+    from gan_mri.models import build_model
+
+    return build_model(get_preset("unit", image_shape=(48, 48), base_width=4, encoder_res_blocks=0,
+                                  generator_res_blocks=0))
+
+
+def test_translate_slices_a_volume_as_the_model_was_trained_and_evaluate_refuses_other_data(tiny_model, ixi,
+                                                                                              tmp_path, monkeypatch):
+    from gan_mri.data import volumes
+    from gan_mri.inference import translate_volume
+    from gan_mri.report import evaluate_to_folder
+
+    dataset = prepare(ixi / "bids", tmp_path / "mm", image_shape=(48, 48), test_fraction=0.34, seed=0, spacing=4.0)
+    assert dataset.preprocessing["spacing"] == 4.0
+    tiny_model.preprocessing = dataset.preprocessing
+    seen = []
+    slicer = volumes.volume_to_slices
+    monkeypatch.setattr(volumes, "volume_to_slices", lambda *args, **kwargs: seen.append(kwargs) or slicer(*args, **kwargs))
+    t1w = ixi / "bids" / "sub-01" / "anat" / "sub-01_T1w.nii.gz"
+    translated = translate_volume(tiny_model, t1w, "A2B")
+    assert seen[0]["spacing"] == 4.0 and seen[0]["percentiles"] == [1.0, 99.5]
+    assert translated.shape == nib.load(t1w).shape
+
+    tiny_model.preprocessing = None  # a model of the library's defaults: its own voxels, fitted in
+    with pytest.raises(ValueError, match=r"dataset .*mm: prepared otherwise than the model's training data: "
+                                         r"spacing 4\.0 where the model was trained with None"):
+        evaluate_to_folder(tiny_model, dataset, tmp_path / "evaluation", real=False)
+    assert not (tmp_path / "evaluation").exists()

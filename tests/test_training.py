@@ -46,6 +46,9 @@ def test_training_writes_a_complete_run_folder(tiny_dataset, tmp_path):
     # Trained on standardized volumes: the run and the model keep the dataset's reference.
     assert info["standardization"] == tiny_dataset.standardization.to_dict()
     assert model.standardization == tiny_dataset.standardization
+    # ... and how its slices were made, which translate and evaluate use again.
+    assert info["preprocessing"] == model.preprocessing == tiny_dataset.preprocessing
+    assert model.preprocessing["spacing"] is None and model.preprocessing["percentiles"] == [1.0, 99.5]
     assert json.loads(run.config_file.read_text())["name"] == "sa-enc-cl-sn"
     assert run.epochs_done() == 2
 
@@ -74,6 +77,7 @@ def test_training_writes_a_complete_run_folder(tiny_dataset, tmp_path):
     x = next(iter(tiny_dataset.test_dataset(batch_size=4)))["a"]
     np.testing.assert_array_equal(reloaded.translate(x, "A2B"), model.translate(x, "A2B"))
     assert reloaded.standardization == tiny_dataset.standardization
+    assert reloaded.preprocessing == tiny_dataset.preprocessing
 
 
 def test_existing_run_folder_is_refused_without_overwrite(tiny_dataset, tmp_path):

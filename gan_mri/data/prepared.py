@@ -15,6 +15,7 @@ import numpy as np
 
 from ..standardization import IntensityStandardization
 from .manifest import MANIFEST_NAME, manifest_problems, sha256_file
+from .preprocessing import preprocessing_from_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +117,12 @@ class PreparedDataset:
         without them (PNG folders, or an older gan-mri)."""
         data = self.manifest.get("standardization")
         return None if data is None else IntensityStandardization.from_dict(data)
+
+    @property
+    def preprocessing(self) -> dict:
+        """How its slices were made (:func:`gan_mri.data.preprocessing.preprocessing_from_manifest`): a
+        model trained on it keeps this record and slices the volumes it translates the same way."""
+        return preprocessing_from_manifest(self.manifest)
 
     def images(self, name: str, standardization: IntensityStandardization | None = None):
         """The slices of ``train_a``, ``train_b``, ``test_a`` or ``test_b``, as a model sees them.
