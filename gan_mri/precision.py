@@ -36,7 +36,7 @@ BF16_MIN_SPEEDUP = 1.3
 """How much faster the probe's bfloat16 convolution must be than float32 for "auto" to pick it."""
 
 PROBE_SHAPE = (1, 32, 32, 64)
-"""The probe's input (batch, height, width, channels); a 3x3 convolution to as many channels."""
+"""The probe's input (batch, height, width, channels); 3x3 convolutions to as many channels."""
 
 
 def resolve_precision(precision: str) -> str:
@@ -61,40 +61,50 @@ def resolve_precision(precision: str) -> str:
         return "mixed_float16"
     probe = probe_conv_speed()
     choice = "mixed_bfloat16" if probe["speedup"] >= BF16_MIN_SPEEDUP else "float32"
-    logger.info("precision auto: %s (CPU probe, 3x3 conv on %s, %s backend: float32 %.3f ms, bfloat16 %.3f ms, "
-                "bfloat16 %.2fx faster; mixed_bfloat16 needs >= %.1fx)", choice, "x".join(map(str, PROBE_SHAPE)),
+    logger.info("precision auto: %s (CPU probe, 3x3 conv + conv_transpose on %s, %s backend: float32 %.3f ms, "
+                "bfloat16 %.3f ms, bfloat16 %.2fx faster; mixed_bfloat16 needs >= %.1fx)", choice,
+                "x".join(map(str, PROBE_SHAPE)),
                 probe["backend"], probe["float32_ms"], probe["bfloat16_ms"], probe["speedup"], BF16_MIN_SPEEDUP)
     return choice
 
 
 @functools.cache
-def probe_conv_speed(repeats: int = 5) -> dict:
-    """Times a small 3x3 convolution in float32 and bfloat16 on the active backend (once per process).
+def probe_conv_speed(repeats: int = 3) -> dict:
+    """Times a small 3x3 convolution and its transpose in float32 and bfloat16 on the active backend
+    (once per process).
 
-    Both dtypes run twice to warm up (kernel selection, JAX compilation, the thread pool), then
-    `repeats` times each, alternating, so load from other processes falls on both alike; the
-    fastest run of each counts. About 30 ms on a 2-core CPU without bfloat16 units.
+    The transpose is the convolution's input gradient, the kernel a train step runs as often as the
+    forward one; on CPUs without bfloat16 units TensorFlow's bfloat16 gradient kernels are 20x slower
+    than float32's while its forward convolution is as fast, so the forward alone would mislead.
+    Each dtype runs once to warm up (kernel selection, JAX compilation), then `repeats` times,
+    alternating between the dtypes so load from other processes falls on both alike; the fastest
+    run of each counts. About 0.15 s on a 2-core CPU without bfloat16 units (TensorFlow), a few ms
+    with them.
 
     Args:
         repeats: timed runs per dtype.
 
     Returns:
-        {"backend", "float32_ms", "bfloat16_ms", "speedup"} with speedup = float32 / bfloat16 time.
+        {"backend", "float32_ms", "bfloat16_ms", "speedup"}: the time of one convolution plus one
+        transposed convolution per dtype, and speedup = float32 / bfloat16 time.
     """
     import numpy as np
 
+    ops = keras.ops
     rng = np.random.default_rng(0)
     inputs = rng.standard_normal(PROBE_SHAPE).astype("float32")
     kernel = rng.standard_normal((3, 3, PROBE_SHAPE[-1], PROBE_SHAPE[-1])).astype("float32")
-    operands = {dtype: (keras.ops.convert_to_tensor(inputs, dtype=dtype), keras.ops.convert_to_tensor(kernel, dtype=dtype))
+    operands = {dtype: (ops.convert_to_tensor(inputs, dtype=dtype), ops.convert_to_tensor(kernel, dtype=dtype))
                 for dtype in ("float32", "bfloat16")}
     best = {dtype: float("inf") for dtype in operands}
-    for run in range(repeats + 2):
+    for run in range(repeats + 1):
         for dtype, (x, k) in operands.items():
             start = time.perf_counter()
+            forward = ops.conv(x, k, padding="same")
+            backward = ops.conv_transpose(forward, k, padding="same")
             # Reading one value back waits for the result (JAX dispatches asynchronously).
-            keras.ops.convert_to_numpy(keras.ops.cast(keras.ops.conv(x, k, padding="same")[0, 0, 0, 0], "float32"))
-            if run >= 2:  # runs 0 and 1 warm up
+            ops.convert_to_numpy(ops.cast(backward[0, 0, 0, 0], "float32"))
+            if run:  # run 0 warms up
                 best[dtype] = min(best[dtype], time.perf_counter() - start)
     return {"backend": keras.config.backend(), "float32_ms": round(best["float32"] * 1e3, 4),
             "bfloat16_ms": round(best["bfloat16"] * 1e3, 4), "speedup": round(best["float32"] / best["bfloat16"], 3)}
