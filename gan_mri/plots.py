@@ -342,3 +342,53 @@ def sim_to_real_grid(volumes, path, dpi=80):
             axis.set_yticks([])
         row_axes[0].set_ylabel(label, fontsize=8)
     return _save(figure, path, dpi)
+
+
+VOLUME_COLUMNS = (("input", "input"), ("translation", "translation"), ("truth", "ground truth"))
+VOLUME_VIEWS = ("axial", "coronal", "sagittal")
+
+
+def volume_views(results, path, dpi=80):
+    """Axial, coronal and sagittal views through the middle of one test volume: input, translation and
+    truth, per direction. Stripes of a 2D model show in the coronal and sagittal columns.
+
+    Rows: direction x view; columns: input, translation, ground truth. Slices are stacked upwards
+    (the stack's first slice at the bottom of the coronal and sagittal views). Size: ``3 * 2`` by
+    ``rows * 2`` inches.
+
+    Args:
+        results: `gan_mri.volume_metrics.evaluate_volumes(..., keep_volumes=True)`.
+        path: PNG file to write.
+        dpi: dots per inch.
+
+    Returns:
+        pathlib.Path of the PNG.
+
+    Raises:
+        ValueError: no direction with volumes.
+    """
+    rows = []
+    for direction in DIRECTION_TITLES:
+        example = results.get(direction, {}).get("volumes")
+        if example is None:
+            continue
+        stacks = [(np.asarray(example[key], dtype=np.float32) + 1.0) / 2.0 for key, _ in VOLUME_COLUMNS]
+        middle = [size // 2 for size in stacks[0].shape]
+        cuts = {"axial": lambda v: v[middle[0]], "coronal": lambda v: v[::-1, middle[1], :],
+                "sagittal": lambda v: v[::-1, :, middle[2]]}
+        for view in VOLUME_VIEWS:
+            rows.append((f"{DIRECTION_TITLES[direction]}\n{example['subject']}, {view}",
+                         [_display(cuts[view](stack)) for stack in stacks]))
+    if not rows:
+        raise ValueError("results: expected at least one direction with volumes (keep_volumes=True), found none")
+    figure, axes = plt.subplots(len(rows), len(VOLUME_COLUMNS),
+                                figsize=(len(VOLUME_COLUMNS) * CELL_INCHES, len(rows) * CELL_INCHES),
+                                squeeze=False, layout="constrained")
+    for row_axes, (label, images) in zip(axes, rows):
+        for axis, image, (_, title) in zip(row_axes, images, VOLUME_COLUMNS):
+            axis.imshow(image, cmap="gray", vmin=0.0, vmax=1.0, aspect="auto")
+            axis.set_title(title, fontsize=8)
+            axis.set_xticks([])
+            axis.set_yticks([])
+        row_axes[0].set_ylabel(label, fontsize=8)
+    return _save(figure, path, dpi)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -10,9 +11,10 @@ from gan_mri import plots
 from gan_mri.baseline import IntensityRemap
 from gan_mri.data.preprocessing import check_preprocessing
 from gan_mri.evaluation import evaluate, translation_examples
-from gan_mri.results import save_results
+from gan_mri.results import atomic_write_text, save_results
 from gan_mri.sim_to_real import save_sim_to_real, scores_only, sim_to_real
 from gan_mri.training import check_dataset_fits
+from gan_mri.volume_metrics import SLICE_PROTOCOL, evaluate_volumes, without_volumes
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +27,9 @@ def evaluate_to_folder(model, dataset, out_dir, *, max_batches: int | None = Non
     and brain; tissue Dice; the same image metrics of the no-learning intensity remap fitted on
     the dataset's training split, as ``baseline_*``, unless the dataset is test-only) and
     ``translation_grid.png`` (input, translation, self-reconstruction, ground truth, error map) into
-    ``out_dir``; with ``real``, also the model's scores on the real ICBM 2009c pair beside its
+    ``out_dir``, ``metrics.json`` with its protocol; ``volumes.json`` (each test subject translated as a
+    volume: 3D brain SSIM, PSNR, MAE, SSIM of axial, coronal and sagittal planes, neighbouring-slice
+    ratio; :mod:`gan_mri.volume_metrics`) and ``volume_views.png``; with ``real``, also the model's scores on the real ICBM 2009c pair beside its
     references, ``sim_to_real.json`` and ``sim_to_real.png`` (:mod:`gan_mri.sim_to_real`).
 
     Args:
@@ -62,8 +66,12 @@ def evaluate_to_folder(model, dataset, out_dir, *, max_batches: int | None = Non
     baseline = IntensityRemap.from_dataset(dataset, standardization) if trainable else None
     results = evaluate(model, test_set, max_batches=max_batches, baseline=baseline)
     save_results(results, out / "metrics.csv")
-    save_results(results, out / "metrics.json")
+    save_results({direction: {**values, "protocol": SLICE_PROTOCOL} for direction, values in results.items()},
+                 out / "metrics.json")
     plots.translation_grid(translation_examples(model, test_set), out / "translation_grid.png")
+    volumes = evaluate_volumes(model, dataset, standardization, batch_size=batch_size, keep_volumes=True)
+    atomic_write_text(out / "volumes.json", json.dumps(without_volumes(volumes), indent=2, sort_keys=True) + "\n")
+    plots.volume_views(volumes, out / "volume_views.png")
     real_scores = None
     if real:
         scores = sim_to_real(model, batch_size=batch_size)

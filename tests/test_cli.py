@@ -106,7 +106,18 @@ def test_evaluate_translate_export_on_a_run(demo, tmp_path):
     result = gan_mri("evaluate", run, "--data", data, "--out", tmp_path / "eval")
     assert result.returncode == 0, result.stderr[-2000:]
     assert foreign_lines(result) == []
-    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["B2A"]["n_slices"] > 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["B2A"]["n_slices"] > 0 and metrics["B2A"]["protocol"].startswith("per 2D axial slice")
+    # Each test subject as a volume: 3D and through-plane scores, with their protocol, and the three views.
+    volumes = json.loads((tmp_path / "eval" / "volumes.json").read_text())
+    assert volumes["protocol"]["unit"].startswith("volume") and volumes["protocol"]["data_range"] == 1.0
+    for direction in ("A2B", "B2A"):
+        (subject,) = volumes[direction]["subjects"]
+        assert subject.startswith("sub-") and isinstance(volumes[direction]["stripes"], bool)
+        mean = volumes[direction]["mean"]
+        assert 0.0 < mean["ssim3d_brain"] <= 1.0 and mean["neighbour_ratio"] > 0
+        assert {"ssim_axial", "ssim_coronal", "ssim_sagittal", "psnr_brain", "mae_brain"} <= set(mean)
+    assert (tmp_path / "eval" / "volume_views.png").stat().st_size > 5000
     real = json.loads((tmp_path / "eval" / "sim_to_real.json").read_text())
     for direction in ("A2B", "B2A"):
         assert real[direction]["image_shape"] == [32, 32]
