@@ -12,6 +12,9 @@ Settings (`PRECISIONS`):
   than float32, float32 elsewhere. No fixed rule fits every CPU: on a Xeon with AMX a UNIT step
   ran 2.9x faster in bfloat16, on an AMD EPYC without it 15x slower.
 
+``GAN_MRI_AUTO_PRECISION`` (environment) pins what "auto" becomes, e.g. ``float32`` for runs that must
+match bit for bit across machines (the test suite sets it).
+
 Under either mixed policy the losses, the attention's softmax, the generators' tanh and the
 discriminators' logits stay float32 (see `gan_mri.losses`, `gan_mri.layers.SelfAttention`,
 `gan_mri.networks`), and spectral normalization's power iteration runs in float32.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 
 import keras
@@ -28,6 +32,8 @@ import keras
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+AUTO_ENV = "GAN_MRI_AUTO_PRECISION"
+"""Environment variable that, when set to a concrete precision, is what "auto" resolves to."""
 
 LOSS_SCALED = ("mixed_float16",)
 """Policies whose optimizers scale the loss: float16 underflows small gradients, bfloat16 does not."""
@@ -56,6 +62,12 @@ def resolve_precision(precision: str) -> str:
         raise ValueError(f"precision must be one of {list(PRECISIONS)}; found {precision!r}")
     if precision != "auto":
         return precision
+    pinned = os.environ.get(AUTO_ENV)
+    if pinned:
+        if pinned not in PRECISIONS[1:]:
+            raise ValueError(f"{AUTO_ENV}: expected one of {list(PRECISIONS[1:])}; found {pinned!r}")
+        logger.info("precision auto: %s (pinned by %s)", pinned, AUTO_ENV)
+        return pinned
     if _has_gpu():
         logger.info("precision auto: mixed_float16 (the %s backend sees a GPU)", keras.config.backend())
         return "mixed_float16"

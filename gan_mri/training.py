@@ -40,6 +40,7 @@ from gan_mri.config import config_from_dict
 from gan_mri.data.dataset import PreparedDataset
 from gan_mri.evaluation import EvaluationCallback
 from gan_mri.models import build_model
+from gan_mri.precision import resolve_precision
 from gan_mri.run_files import CONFIG_FILE, MODEL_FILE, RUN_FILE
 from gan_mri.standardization import IntensityStandardization
 
@@ -403,6 +404,8 @@ def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume:
             "batch_size": int(batch_size), "seed": int(seed), "flip": bool(flip),
             "eval_epochs": sorted(int(e) for e in eval_epochs), "standardization": standardization,
             "preprocessing": preprocessing,
+            # What "auto" became on this machine (gan_mri.precision: a cached probe on a CPU).
+            "precision": resolve_precision(config.precision),
         }, overwrite=overwrite)
     with distribution.scope():
         model = _fit(config, dataset, run, source=run if resume else None, epochs=epochs, batch_size=batch_size,

@@ -4,6 +4,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+# "auto" precision is float32 in every test process and its subprocesses: a CPU with bfloat16 units would
+# otherwise train in bfloat16 and end elsewhere than the measured numbers (tests/test_precision.py
+# unsets it to test the probe's decision).
+os.environ["GAN_MRI_AUTO_PRECISION"] = "float32"
 
 import pytest  # noqa: E402
 

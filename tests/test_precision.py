@@ -50,6 +50,12 @@ def test_invalid_precisions_are_named(value):
     assert "mixed_bfloat16" in precision.PRECISIONS
 
 
+@pytest.fixture(autouse=True)
+def _auto_is_not_pinned(monkeypatch):
+    """conftest.py pins "auto" to float32 for the rest of the suite; here "auto" must decide."""
+    monkeypatch.delenv(precision.AUTO_ENV, raising=False)
+
+
 def _probe(speedup):
     return {"backend": keras.config.backend(), "float32_ms": 2.0, "bfloat16_ms": 2.0 / speedup, "speedup": speedup}
 
@@ -80,6 +86,21 @@ def test_auto_reaches_the_config_and_the_model(monkeypatch):
     monkeypatch.setattr(precision, "probe_conv_speed", lambda: _probe(3.0))
     model = build_model(get_preset("unit", **TINY_UNIT))
     assert model.config.precision == "auto" and model.precision_policy == "mixed_bfloat16"
+
+
+@pytest.mark.parametrize("pinned", ["float32", "mixed_bfloat16"])
+def test_the_environment_pins_auto_without_a_probe(pinned, monkeypatch, caplog):
+    monkeypatch.setenv(precision.AUTO_ENV, pinned)
+    monkeypatch.setattr(precision, "_has_gpu", lambda: pytest.fail("looked for a GPU although pinned"))
+    monkeypatch.setattr(precision, "probe_conv_speed", lambda: pytest.fail("probed although pinned"))
+    with caplog.at_level(logging.INFO, logger="gan_mri.precision"):
+        assert precision.resolve_precision("auto") == pinned
+    assert caplog.records[-1].getMessage() == f"precision auto: {pinned} (pinned by GAN_MRI_AUTO_PRECISION)"
+    assert precision.resolve_precision("mixed_float16") == "mixed_float16"  # a concrete setting wins
+    monkeypatch.setenv(precision.AUTO_ENV, "fast")
+    with pytest.raises(ValueError, match=r"GAN_MRI_AUTO_PRECISION: expected one of \['float32', 'mixed_float16', "
+                                         r"'mixed_bfloat16'\]; found 'fast'"):
+        precision.resolve_precision("auto")
 
 
 def test_the_probe_runs_once_per_process():

@@ -43,6 +43,7 @@ def test_training_writes_a_complete_run_folder(tiny_dataset, tmp_path):
 
     info = json.loads(run.run_file.read_text())
     assert info["epochs"] == 2 and info["batch_size"] == BATCH and info["seed"] == SEED
+    assert info["precision"] == model.precision_policy == "float32"  # "auto" resolved on this CPU
     # Trained on standardized volumes: the run and the model keep the dataset's reference.
     assert info["standardization"] == tiny_dataset.standardization.to_dict()
     assert model.standardization == tiny_dataset.standardization
