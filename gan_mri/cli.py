@@ -74,7 +74,8 @@ def cmd_simulate(args) -> None:
 
     folders = simulate(args.subjects, args.out, seed=args.seed, resolution=args.resolution,
                        overwrite=args.overwrite, skull_stripped=args.skull_stripped, t1w_sequence=args.t1w_sequence,
-                       t2w_sequence=args.t2w_sequence, head=args.head)
+                       t2w_sequence=args.t2w_sequence, head=args.head, lesions=args.lesions,
+                       lesions_in=args.lesions_in, test_fraction=args.test_fraction, split_seed=args.split_seed)
     print(f"wrote {len(folders)} simulated subjects (T1w, T2w, dseg, brain mask) to {args.out}")
 
 
@@ -273,6 +274,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of subjects written brain-extracted (default 0.5; the rest with the head on)")
     p.add_argument("--no-head", dest="head", action="store_false",
                    help="no head around the brain (every subject is then a brain floating in noise)")
+    p.add_argument("--lesions", type=int, default=0, metavar="N",
+                   help="white-matter hyperintensities per lesioned subject (3-20 mm; bright on T2w, dark on T1w), "
+                        "labelled in sub-XX_label-lesion_mask.nii.gz (default 0)")
+    p.add_argument("--lesions-in", choices=("test", "all"), default="test",
+                   help="test (default): only the subjects prepare puts in the test set with --test-fraction and "
+                        "--split-seed, so the model never sees a lesion in training; all: every subject")
+    p.add_argument("--test-fraction", type=float, default=0.2, help="the split --lesions-in test follows (default 0.2, "
+                   "prepare's)")
+    p.add_argument("--split-seed", type=int, default=0, help="the split --lesions-in test follows (default 0, prepare's --seed)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_simulate)
 

@@ -392,3 +392,53 @@ def volume_views(results, path, dpi=80):
             axis.set_yticks([])
         row_axes[0].set_ylabel(label, fontsize=8)
     return _save(figure, path, dpi)
+
+
+def lesion_closeups(results, path, half_width=12, dpi=100):
+    """Close-ups of the largest lesion of one test subject: input, translation, truth and the lesion's outline.
+
+    Rows: directions with lesion volumes; columns: input, translation, ground truth, labels. Each
+    image is cropped to ``2 * half_width`` pixels around the lesion's centre, on its largest slice.
+
+    Args:
+        results: `gan_mri.volume_metrics.evaluate_volumes(..., keep_volumes=True)` of a dataset with lesions.
+        path: PNG file to write.
+        half_width: half the crop's side, in pixels.
+        dpi: dots per inch.
+
+    Returns:
+        pathlib.Path of the PNG.
+
+    Raises:
+        ValueError: no direction with lesion volumes.
+    """
+    rows = []
+    for direction in DIRECTION_TITLES:
+        example = results.get(direction, {}).get("lesion_volumes")
+        if example is None:
+            continue
+        lesions = np.asarray(example["lesions"])
+        largest = np.argmax(np.bincount(lesions[lesions > 0].ravel())) if lesions.any() else 0
+        region = lesions == largest
+        index = int(np.argmax(region.sum(axis=(1, 2))))
+        centre = np.round(np.argwhere(region[index]).mean(axis=0)).astype(int)
+        top, left = (max(0, int(c) - half_width) for c in centre)
+        crop = (index, slice(top, top + 2 * half_width), slice(left, left + 2 * half_width))
+        images = [(np.asarray(example[key], dtype=np.float32)[crop] + 1.0) / 2.0 for key, _ in VOLUME_COLUMNS]
+        rows.append((f"{DIRECTION_TITLES[direction]}\n{example['subject']}, lesion {largest}", images,
+                     region[crop].astype(np.float32)))
+    if not rows:
+        raise ValueError("results: expected at least one direction with lesion volumes, found none")
+    columns = [title for _, title in VOLUME_COLUMNS] + ["lesion label"]
+    figure, axes = plt.subplots(len(rows), len(columns), figsize=(len(columns) * CELL_INCHES, len(rows) * CELL_INCHES),
+                                squeeze=False, layout="constrained")
+    for row_axes, (label, images, outline) in zip(axes, rows):
+        for axis, image, title in zip(row_axes, [*images, images[-1]], columns):
+            axis.imshow(_display(image), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+            if title == "lesion label":
+                axis.contour(outline, levels=[0.5], colors="red", linewidths=1.0)
+            axis.set_title(title, fontsize=8)
+            axis.set_xticks([])
+            axis.set_yticks([])
+        row_axes[0].set_ylabel(label, fontsize=8)
+    return _save(figure, path, dpi)

@@ -29,7 +29,8 @@ def evaluate_to_folder(model, dataset, out_dir, *, max_batches: int | None = Non
     ``translation_grid.png`` (input, translation, self-reconstruction, ground truth, error map) into
     ``out_dir``, ``metrics.json`` with its protocol; ``volumes.json`` (each test subject translated as a
     volume: 3D brain SSIM, PSNR, MAE, SSIM of axial, coronal and sagittal planes, neighbouring-slice
-    ratio; :mod:`gan_mri.volume_metrics`) and ``volume_views.png``; with ``real``, also the model's scores on the real ICBM 2009c pair beside its
+    ratio; lesion fidelity where the test subjects have lesion labels; :mod:`gan_mri.volume_metrics`),
+    ``volume_views.png`` and, with lesions, ``lesion_closeups.png``; with ``real``, also the model's scores on the real ICBM 2009c pair beside its
     references, ``sim_to_real.json`` and ``sim_to_real.png`` (:mod:`gan_mri.sim_to_real`).
 
     Args:
@@ -72,6 +73,8 @@ def evaluate_to_folder(model, dataset, out_dir, *, max_batches: int | None = Non
     volumes = evaluate_volumes(model, dataset, standardization, batch_size=batch_size, keep_volumes=True)
     atomic_write_text(out / "volumes.json", json.dumps(without_volumes(volumes), indent=2, sort_keys=True) + "\n")
     plots.volume_views(volumes, out / "volume_views.png")
+    if dataset.lesion_subjects:
+        plots.lesion_closeups(volumes, out / "lesion_closeups.png")
     real_scores = None
     if real:
         scores = sim_to_real(model, batch_size=batch_size)

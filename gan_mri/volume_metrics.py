@@ -12,7 +12,9 @@ against the truth:
   (:func:`gan_mri.metrics.ssim_map`), averaged over all brain pixels of those planes. Through-plane
   planes mix in-plane pixels with slice steps; a model with stripes scores lower there than axially;
 - ``neighbour_ratio``: mean |slice k+1 - slice k| over the brain, of the translation divided by that of
-  the truth: 1 is ideal, above 1 the translation changes more from slice to slice than anatomy does.
+  the truth: 1 is ideal, above 1 the translation changes more from slice to slice than anatomy does;
+- for test subjects with lesion labels, lesion fidelity (:mod:`gan_mri.lesions`): lesion contrast against
+  the truth's, the share of lesions still detectable, hallucinated lesion-like spots.
 
 Intensities as in the slice metrics: model space [-1, 1] mapped to [0, 1], data range 1.
 """
@@ -23,6 +25,7 @@ import numpy as np
 from skimage.metrics import structural_similarity
 
 from gan_mri import DIRECTIONS, metrics
+from gan_mri.lesions import lesion_fidelity
 
 PROTOCOL = {
     "unit": "volume: each test subject's prepared slices stacked in slice order",
@@ -108,13 +111,16 @@ def evaluate_volumes(model, dataset, standardization=None, directions=DIRECTIONS
     from gan_mri.inference import translate_slices
 
     results = {"protocol": PROTOCOL}
+    lesion_subjects = set(dataset.lesion_subjects)
+    lesion_rows = dataset.array("test_lesions") if lesion_subjects else None
+    tissue_rows = dataset.array("test_labels") if dataset.has_labels else None
     truths = {"A": dataset.array("test_a"), "B": dataset.array("test_b")}
     inputs = {domain: dataset.images(f"test_{domain.lower()}", standardization) if standardization is not None
               else truths[domain] for domain in "AB"}
     mask_rows = dataset.array("test_mask")
     for direction in directions:
         source, target = direction[0], direction[2]
-        subjects = {}
+        subjects, fidelity = {}, {}
         for name, rows in _subject_rows(dataset).items():
             slices = np.repeat(np.asarray(inputs[source][rows])[..., None], model.channels, axis=-1)
             translated = translate_slices(model, slices.astype(np.float32), direction, batch_size).mean(axis=-1)
@@ -123,21 +129,52 @@ def evaluate_volumes(model, dataset, standardization=None, directions=DIRECTIONS
                                            np.asarray(mask_rows[rows]))
             if keep_volumes and len(subjects) == 1:
                 example = {"subject": name, "input": slices[..., 0], "translation": translated, "truth": truth}
+            if name in lesion_subjects:
+                lesions, mask = np.asarray(lesion_rows[rows]), np.asarray(mask_rows[rows])
+                unit_truth, unit_translation = metrics.to_unit_range(truth), metrics.to_unit_range(translated)
+                white = (np.asarray(tissue_rows[rows]) == 3 if tissue_rows is not None
+                         else metrics.segment_tissues(unit_truth, mask, target) == 3)
+                fidelity[name] = lesion_fidelity(unit_translation, unit_truth, lesions, white)
+                if keep_volumes and "lesion_volumes" not in results.get(direction, {}):
+                    results.setdefault(direction, {})["lesion_volumes"] = {
+                        "subject": name, "input": slices[..., 0], "translation": translated, "truth": truth,
+                        "lesions": lesions}
         keys = [key for key in next(iter(subjects.values())) if key != "n_slices"]
         mean = {key: float(np.nanmean([scores[key] for scores in subjects.values()])) for key in keys}
         through = min(mean["ssim_coronal"], mean["ssim_sagittal"])
-        results[direction] = {"mean": mean, "subjects": subjects,
-                              "stripes": bool(mean["neighbour_ratio"] > STRIPE_RATIO or through < mean["ssim_axial"] - 0.05)}
+        results.setdefault(direction, {}).update(
+            mean=mean, subjects=subjects,
+            stripes=bool(mean["neighbour_ratio"] > STRIPE_RATIO or through < mean["ssim_axial"] - 0.05))
+        if fidelity:
+            results[direction]["lesions"] = {"subjects": fidelity, "all": _pooled(fidelity)}
         if keep_volumes:
             results[direction]["volumes"] = example
     return results
+
+
+def _pooled(fidelity: dict) -> dict:
+    """Lesion fidelity over every lesion of every subject."""
+    lesions = [record for scores in fidelity.values() for record in scores["lesions"]]
+    detectable = [record for record in lesions if record["detectable_truth"]]
+    spots = {key: int(sum(scores[key] for scores in fidelity.values()))
+             for key in ("spots_truth", "spots_translation", "hallucinated_spots")}
+    return {"n_lesions": len(lesions),
+            "mean_contrast_ratio": (float(np.mean([r["contrast_ratio"] for r in detectable])) if detectable
+                                    else float("nan")),
+            "detected_share": float(np.mean([r["detectable_translation"] for r in detectable])) if detectable
+            else float("nan"),
+            **spots,
+            "hallucinated_share": (spots["hallucinated_spots"] / spots["spots_translation"]
+                                   if spots["spots_translation"] else float("nan"))}
 
 
 def without_volumes(results: dict) -> dict:
     """:func:`evaluate_volumes` results without their arrays, NaN as None (what ``volumes.json`` holds)."""
     def clean(value):
         if isinstance(value, dict):
-            return {key: clean(item) for key, item in value.items() if key != "volumes"}
+            return {key: clean(item) for key, item in value.items() if key not in ("volumes", "lesion_volumes")}
+        if isinstance(value, list):
+            return [clean(item) for item in value]
         return None if isinstance(value, float) and np.isnan(value) else value
 
     return clean(results)

@@ -91,7 +91,9 @@ class _Collector:
         self.writers = {name: ArrayWriter(folder, name, dtype) for name, dtype in (
             ("train_a", np.float32), ("train_b", np.float32), ("train_a_mask", np.bool_),
             ("train_b_mask", np.bool_), ("test_a", np.float32), ("test_b", np.float32),
-            ("test_mask", np.bool_), ("test_labels", np.uint8))}
+            ("test_mask", np.bool_), ("test_labels", np.uint8), ("test_lesions", np.uint8))}
+        self.lesion_subjects: list[str] = []
+        self.test_lesions: list[np.ndarray] = []  # per test pair, written only if some pair has lesions
 
     def relative(self, path: Path) -> str:
         try:
@@ -252,10 +254,32 @@ def _add_test_pair(collector: _Collector, volume_set: VolumeSet) -> None:
                                   "contrast": "labels", "split": "test",
                                   **collector.source_record(volume_set.labels), "file": "test_labels.npy",
                                   "rows": list(rows)})
+    _add_test_lesions(collector, volume_set, image_a, stack_a, rows)
     collector.record(volume_set, "A", "test", volume_set.a, stack_a, rows, source_a)
     collector.record(volume_set, "B", "test", volume_set.b, stack_b, rows, source_b, alignment=alignment)
     collector.test_subjects += [name] * len(indices)
     collector.test_slices += [int(i) for i in indices]
+
+
+def _add_test_lesions(collector: _Collector, volume_set: VolumeSet, image_a, stack_a, rows) -> None:
+    """The test pair's lesion labels on its slices (zeros for a subject without a lesion file, so that the
+    rows stay aligned with the other test arrays)."""
+    lesions = np.zeros((len(stack_a.slice_indices), *collector.settings["image_shape"]), dtype=np.uint8)
+    image = collector.load(volume_set.lesions) if volume_set.lesions else None
+    if image is not None and _check_same_grid(collector, volume_set.name, image_a, volume_set.a, image,
+                                              volume_set.lesions, "lesion labels"):
+        values = np.rint(np.asarray(image.dataobj))
+        if values.min() < 0 or values.max() > 255:
+            collector.problems.append(f"{volume_set.lesions}: expected lesion labels 0-255 (0 outside lesions), "
+                                      f"found values {values.min():g}..{values.max():g}")
+            return
+        lesions = label_slices(values.astype(np.uint8), stack_a)
+        collector.lesion_subjects.append(volume_set.name)
+        collector.records.append({"subject": volume_set.subject, "session": volume_set.session,
+                                  "name": volume_set.name, "contrast": "lesions", "split": "test",
+                                  **collector.source_record(volume_set.lesions), "file": "test_lesions.npy",
+                                  "rows": list(rows)})
+    collector.test_lesions.append(lesions)
 
 
 def _prepare_volumes(collector: _Collector, layout: str, a_glob, b_glob, test_fraction: float, seed: int,
@@ -426,9 +450,12 @@ def prepare(
         if collector.problems:
             listing = "\n".join(f"  - {problem}" for problem in collector.problems)
             raise ValueError(f"prepare: found {len(collector.problems)} problem(s) in {source}:\n{listing}")
+        if collector.lesion_subjects:
+            for lesions in collector.test_lesions:
+                collector.writers["test_lesions"].append(lesions)
         files = {}
         for name, writer in collector.writers.items():
-            if name == "test_labels" and writer.rows == 0:
+            if name in ("test_labels", "test_lesions") and writer.rows == 0:
                 continue
             files[f"{name}.npy"] = writer.finalize(target)
         manifest = {
@@ -439,6 +466,7 @@ def prepare(
             "test_index": {"subject": collector.test_subjects, "slice": collector.test_slices},
             "counts": {name.removesuffix(".npy"): entry["shape"][0] for name, entry in files.items()},
             "has_labels": "test_labels.npy" in files,
+            "lesion_subjects": sorted(collector.lesion_subjects),
         }
         if manifest["has_labels"]:
             manifest["label_names"] = LABEL_NAMES

@@ -4,7 +4,8 @@ Domain A is T1-weighted, domain B T2-weighted. Supported layouts (``layout=``):
 
 - ``"bids"``: ``sub-*/[ses-*/]anat/*_T1w.nii[.gz]`` and ``*_T2w``; ``*_dseg.nii[.gz]`` in the same
   folder are tissue labels (0 background, 1 CSF, 2 GM, 3 WM, as the phantom writes them) and
-  ``*_desc-brain_mask.nii[.gz]`` a brain mask on the T1w's grid (BIDS derivatives' name for it).
+  ``*_desc-brain_mask.nii[.gz]`` a brain mask on the T1w's grid (BIDS derivatives' name for it), and
+  ``*_label-lesion*.nii[.gz]`` lesion labels on the T1w's grid (the phantom's ``--lesions``).
 - ``"hcp"``: ``<subject>/T1w/T1w_acpc_dc_restore_brain.nii.gz`` and ``T2w_acpc_dc_restore_brain``
   (in ``T1w/`` or ``T2w/``).
 - ``"ixi"``: ``IXI###-Site-####-T1.nii.gz`` and ``-T2`` (anywhere below the source).
@@ -56,6 +57,8 @@ class VolumeSet:
         labels: tissue-label volume (0 bg, 1 CSF, 2 GM, 3 WM) or ``None``.
         brain_mask: brain-mask volume on the T1w's grid (used for both contrasts) or ``None``: the mask is
             then found from the images (:func:`gan_mri.data.brain_mask.brain_mask`).
+        lesions: lesion label volume on the T1w's grid (0 outside, one value per lesion or 1 for all;
+            BIDS ``*_label-lesion*``) or ``None``.
     """
 
     subject: str
@@ -64,6 +67,7 @@ class VolumeSet:
     b: Path | None
     labels: Path | None = None
     brain_mask: Path | None = None
+    lesions: Path | None = None
 
     @property
     def name(self) -> str:
@@ -94,8 +98,10 @@ def _discover_bids(source: Path) -> list[VolumeSet]:
         a = _first(_niftis(anat, "T1w"), "T1w", anat)
         b = _first(_niftis(anat, "T2w"), "T2w", anat)
         if a or b:
+            lesions = [p for p in anat.glob("*_label-lesion*.nii*") if _NIFTI.search(p.name)]
             sets.append(VolumeSet(subject, session, a, b, _first(_niftis(anat, "dseg"), "dseg", anat),
-                                  _first(_niftis(anat, "desc-brain_mask"), "brain mask", anat)))
+                                  _first(_niftis(anat, "desc-brain_mask"), "brain mask", anat),
+                                  _first(lesions, "lesion label", anat)))
     return sets
 
 

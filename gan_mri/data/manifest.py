@@ -140,7 +140,8 @@ STANDARDIZED_FILES = ("train_a.npy", "train_b.npy", "test_a.npy", "test_b.npy")
 """Array files whose volumes carry intensity landmarks (:mod:`gan_mri.standardization`)."""
 
 ARRAY_NAMES = ("train_a", "train_b", "train_a_mask", "train_b_mask", "test_a", "test_b", "test_mask")
-"""Arrays every prepared dataset holds; ``test_labels`` is added when ``has_labels`` is true."""
+"""Arrays every prepared dataset holds; ``test_labels`` is added when ``has_labels`` is true, ``test_lesions``
+when ``lesion_subjects`` is not empty."""
 
 
 def manifest_problems(manifest) -> list[str]:
@@ -187,6 +188,7 @@ def manifest_problems(manifest) -> list[str]:
     if not files_ok:
         return problems
     names = list(ARRAY_NAMES) + (["test_labels"] if labels_ok and manifest["has_labels"] else [])
+    names += ["test_lesions"] if manifest.get("lesion_subjects") else []
     for name in names:
         if f"{name}.npy" not in manifest["files"]:
             problems.append(f"files: missing {name}.npy")

@@ -40,6 +40,7 @@ import numpy as np
 from scipy import ndimage
 
 from .head import HEAD_TISSUES, LAYERS, head_fractions, meninges_fraction
+from .layouts import split_subjects
 from .sequences import SEQUENCES, TISSUES, jitter_timings, sequence
 
 logger = logging.getLogger(__name__)
@@ -164,6 +165,7 @@ def simulate_subject(
     sequence_jitter: float = 0.08,
     head: bool = True,
     blur_mm: float = 1.0,
+    lesions: int = 0,
 ):
     """Simulate one subject in memory.
 
@@ -183,10 +185,13 @@ def simulate_subject(
         head: wrap a head (skull, scalp, extra-cerebral CSF) around the brain.
         blur_mm: largest standard deviation of the subject's Gaussian point-spread blur (drawn uniformly
             from 0 to it).
+        lesions: number of white-matter hyperintensities (:func:`white_matter_lesions`). They are drawn
+            from a generator spawned from ``rng``, so the subject is otherwise the same as without them.
 
     Returns:
         ``{"T1w": int16, "T2w": int16, "dseg": uint8, "brain_mask": bool, "affine": 4x4,
-        "protocols": {"T1w": sequence, "T2w": sequence}}``.
+        "protocols": {"T1w": sequence, "T2w": sequence}}``, and with ``lesions`` ``"lesions"``: uint8
+        labels, 1..n one per lesion (the dseg keeps them as white matter).
 
     Raises:
         ValueError: for an unknown sequence or a negative variation parameter.
@@ -195,7 +200,7 @@ def simulate_subject(
     for name, value in (("deformation_mm", deformation_mm), ("rotation_deg", rotation_deg),
                         ("scale_jitter", scale_jitter), ("translation_mm", translation_mm),
                         ("bias_field", bias_field), ("noise", noise), ("tissue_jitter", tissue_jitter),
-                        ("sequence_jitter", sequence_jitter), ("blur_mm", blur_mm)):
+                        ("sequence_jitter", sequence_jitter), ("blur_mm", blur_mm), ("lesions", lesions)):
         if not value >= 0:
             raise ValueError(f"{name}: expected a value >= 0, found {value!r}")
     _, probabilities, template_mask, affine = load_templates(resolution)
@@ -216,6 +221,12 @@ def simulate_subject(
     brain_mask = brain.sum(axis=0) > 0.5
     # The most probable brain class inside the brain mask, so that the labels and the mask agree.
     dseg = np.where(brain_mask, 1 + np.argmax(brain, axis=0), 0).astype(np.uint8)
+    lesion_map = lesion_labels = None
+    if lesions:
+        lesion_rng = rng.spawn(1)[0]  # spawning draws nothing from rng: the rest of the subject is unchanged
+        lesion_map, lesion_labels = white_matter_lesions(lesion_rng, warped[2], int(lesions), float(resolution))
+        warped[2] -= lesion_map
+        lesion_parameters = np.array(TISSUES["WMH"]) * np.exp(lesion_rng.normal(0.0, tissue_jitter, size=3))
 
     jitter = np.exp(rng.normal(0.0, tissue_jitter, size=(len(tissues), 3)))
     parameters = np.array([TISSUES[name] for name in tissues]) * jitter
@@ -226,6 +237,8 @@ def simulate_subject(
         protocols[contrast] = jitter_timings(rng, protocols[contrast], sequence_jitter)
         signals = protocols[contrast].signal(*parameters.T).astype(np.float32)
         clean = np.tensordot(signals, warped, axes=1)
+        if lesion_map is not None:
+            clean += protocols[contrast].signal(*lesion_parameters).astype(np.float32) * lesion_map
         if blur > 0:
             clean = ndimage.gaussian_filter(clean, blur)
         bias = np.exp(bias_field * _smooth_field(rng, shape, 1, frequencies=3)[0])
@@ -236,8 +249,53 @@ def simulate_subject(
         # Scanner gain: the brightest brain tissue lands near 1000 +- 20 % of the int16 range.
         gain = 1000.0 * rng.uniform(0.8, 1.2) / float(signals[:len(BRAIN_TISSUES)].max())
         volumes[contrast] = np.clip(np.round(magnitude * gain), 0, np.iinfo(np.int16).max).astype(np.int16)
-    return {"T1w": volumes["T1w"], "T2w": volumes["T2w"], "dseg": dseg, "brain_mask": brain_mask,
-            "affine": affine, "protocols": protocols}
+    subject = {"T1w": volumes["T1w"], "T2w": volumes["T2w"], "dseg": dseg, "brain_mask": brain_mask,
+               "affine": affine, "protocols": protocols}
+    if lesion_labels is not None:
+        subject["lesions"] = lesion_labels
+    return subject
+
+
+LESION_DIAMETER_MM = (3.0, 20.0)
+"""Range of the lesions' largest diameter (MS plaques and small-vessel hyperintensities: a few mm to 2 cm)."""
+
+
+def white_matter_lesions(rng, white_matter: np.ndarray, count: int, voxel_mm: float):
+    """Ellipsoidal lesions inside white matter: their partial-volume fraction and their labels.
+
+    Each lesion gets a diameter drawn log-uniformly from :data:`LESION_DIAMETER_MM`, axes 0.6-1 times it
+    in random proportions, and a centre in white matter at least its radius deep (a voxel whose
+    white-matter fraction is above 0.9 after an erosion by the radius); a lesion takes over the white
+    matter it covers, with a one-voxel soft edge. Lesions may touch; the later one keeps the label.
+
+    Args:
+        rng: numpy Generator.
+        white_matter: white-matter fraction on the subject's grid.
+        count: number of lesions (fewer if white matter runs out of room).
+        voxel_mm: voxel size in mm.
+
+    Returns:
+        ``(fraction float32 of the white matter's share that is lesion, labels uint8 1..count)``.
+    """
+    core = white_matter > 0.9
+    fraction = np.zeros(white_matter.shape, dtype=np.float32)
+    labels = np.zeros(white_matter.shape, dtype=np.uint8)
+    grid = np.indices(white_matter.shape, dtype=np.float32)
+    low, high = np.log(LESION_DIAMETER_MM)
+    for number in range(1, count + 1):
+        radius = np.exp(rng.uniform(low, high)) / 2.0 / voxel_mm  # voxels
+        deep = ndimage.binary_erosion(core, iterations=max(1, int(round(radius))))
+        candidates = np.argwhere(deep & (labels == 0))
+        if len(candidates) == 0:
+            break
+        centre = candidates[rng.integers(len(candidates))]
+        axes = radius * rng.uniform(0.6, 1.0, size=3)
+        axes[rng.integers(3)] = radius
+        distance = np.sqrt(sum(((grid[i] - centre[i]) / axes[i]) ** 2 for i in range(3)))
+        soft = np.clip((1.0 - distance) * radius + 0.5, 0.0, 1.0)  # about one voxel from 1 to 0
+        fraction = np.maximum(fraction, soft)
+        labels[soft >= 0.5] = number
+    return (fraction * white_matter).astype(np.float32), labels
 
 
 SEQUENCE_TYPES = {"SpinEcho": "SE", "TurboSpinEcho": "TSE"}
@@ -289,8 +347,14 @@ def nifti_image(array: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
     return image
 
 
+LESION_SUFFIX = "label-lesion_mask"
+"""BIDS suffix of a lesion label map (``sub-XX_label-lesion_mask.nii.gz``: 0 outside, 1..n per lesion)."""
+LESIONS_IN = ("test", "all")
+
+
 def simulate(n_subjects: int, out_dir, seed: int = 0, resolution: int = 2, overwrite: bool = False,
-             skull_stripped: float = 0.5, **variation):
+             skull_stripped: float = 0.5, lesions: int = 0, lesions_in: str = "test", test_fraction: float = 0.2,
+             split_seed: int = 0, **variation):
     """Write a simulated BIDS cohort: ``sub-XX/anat/sub-XX_{T1w,T2w,dseg,desc-brain_mask}.nii.gz``.
 
     Args:
@@ -301,6 +365,12 @@ def simulate(n_subjects: int, out_dir, seed: int = 0, resolution: int = 2, overw
         overwrite: replace existing subject files instead of raising.
         skull_stripped: share of the subjects written brain-extracted (T1w and T2w set to 0 outside the
             brain mask), evenly spread (0.5: every second subject, from ``sub-02``). Ignored without a head.
+        lesions: white-matter hyperintensities per lesioned subject
+            (:func:`white_matter_lesions`), with their labels in ``sub-XX_label-lesion_mask.nii.gz``.
+        lesions_in: ``"test"``: only the subjects that ``prepare`` with ``test_fraction`` and
+            ``split_seed`` (its defaults: 0.2 and 0) puts in the test set, so that a model never sees a
+            lesion in training, the realistic hazard; ``"all"``: every subject.
+        test_fraction, split_seed: the split ``lesions_in="test"`` follows.
         **variation: keyword arguments of :func:`simulate_subject` (deformation_mm, rotation_deg,
             scale_jitter, translation_mm, bias_field, noise, tissue_jitter, t1w_sequence, t2w_sequence,
             sequence_jitter, head, blur_mm).
@@ -309,14 +379,20 @@ def simulate(n_subjects: int, out_dir, seed: int = 0, resolution: int = 2, overw
         List of the subject folders written.
 
     Raises:
-        ValueError: for ``n_subjects < 1``, ``skull_stripped`` outside [0, 1], unknown variation keywords,
-            or an existing non-empty ``out_dir`` without ``overwrite``.
+        ValueError: for ``n_subjects < 1``, ``skull_stripped`` outside [0, 1], a negative ``lesions``, an
+            unknown ``lesions_in``, unknown variation keywords, or an existing non-empty ``out_dir`` without
+            ``overwrite``.
     """
     if not isinstance(n_subjects, (int, np.integer)) or n_subjects < 1:
         raise ValueError(f"n_subjects: expected an integer >= 1, found {n_subjects!r}")
     if not 0.0 <= skull_stripped <= 1.0:
         raise ValueError(f"skull_stripped: expected a share in [0, 1], found {skull_stripped!r}")
-    allowed = set(simulate_subject.__code__.co_varnames[1:simulate_subject.__code__.co_argcount]) - {"resolution"}
+    if not isinstance(lesions, (int, np.integer)) or lesions < 0:
+        raise ValueError(f"lesions: expected an integer >= 0, found {lesions!r}")
+    if lesions_in not in LESIONS_IN:
+        raise ValueError(f"lesions_in: expected one of {LESIONS_IN}, found {lesions_in!r}")
+    allowed = set(simulate_subject.__code__.co_varnames[1:simulate_subject.__code__.co_argcount]) - {
+        "resolution", "lesions"}
     unknown = sorted(set(variation) - allowed)
     if unknown:
         raise ValueError(f"simulate: unknown keyword(s) {unknown}; expected some of {sorted(allowed)}")
@@ -325,10 +401,15 @@ def simulate(n_subjects: int, out_dir, seed: int = 0, resolution: int = 2, overw
         raise ValueError(f"{out_dir}: expected an empty or new folder (or overwrite=True), found existing files")
     out_dir.mkdir(parents=True, exist_ok=True)
     width = max(2, len(str(int(n_subjects))))
+    names = [f"sub-{index + 1:0{width}d}" for index in range(int(n_subjects))]
+    lesioned = set()
+    if lesions:
+        lesioned = set(names) if lesions_in == "all" or n_subjects < 2 else set(
+            split_subjects(names, test_fraction, split_seed)[1])
     subjects, stripped_ids = [], []
-    for index in range(int(n_subjects)):
-        subject = f"sub-{index + 1:0{width}d}"
-        volumes = simulate_subject(np.random.default_rng([int(seed), index]), resolution=resolution, **variation)
+    for index, subject in enumerate(names):
+        volumes = simulate_subject(np.random.default_rng([int(seed), index]), resolution=resolution,
+                                   lesions=lesions if subject in lesioned else 0, **variation)
         # Evenly spread, whatever n_subjects: subject i is stripped when (i + 1) * share passes an integer.
         stripped = variation.get("head", True) and int((index + 1) * skull_stripped) > int(index * skull_stripped)
         anat = out_dir / subject / "anat"
@@ -341,6 +422,8 @@ def simulate(n_subjects: int, out_dir, seed: int = 0, resolution: int = 2, overw
         save_atomically(nifti_image(volumes["dseg"], volumes["affine"]), anat / f"{subject}_dseg.nii.gz")
         save_atomically(nifti_image(volumes["brain_mask"].astype(np.uint8), volumes["affine"]),
                          anat / f"{subject}_{BRAIN_MASK_SUFFIX}.nii.gz")
+        if "lesions" in volumes:
+            save_atomically(nifti_image(volumes["lesions"], volumes["affine"]), anat / f"{subject}_{LESION_SUFFIX}.nii.gz")
         subjects.append(out_dir / subject)
         if stripped:
             stripped_ids.append(subject)
@@ -348,8 +431,12 @@ def simulate(n_subjects: int, out_dir, seed: int = 0, resolution: int = 2, overw
     description = {"Name": "gan-mri MNI152 brain phantom", "BIDSVersion": "1.8.0", "DatasetType": "raw",
                    "GeneratedBy": [{"Name": "gan-mri phantom", "Description": f"seed={int(seed)}"}]}
     (out_dir / "dataset_description.json").write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
+    columns = {"skull_stripped": lambda name: "yes" if name in stripped_ids else "no"}
+    if lesions:
+        columns["lesions"] = lambda name: str(lesions if name in lesioned else 0)
     (out_dir / "participants.tsv").write_text(
-        "participant_id\tskull_stripped\n"
-        + "".join(f"{path.name}\t{'yes' if path.name in stripped_ids else 'no'}\n" for path in subjects))
+        "\t".join(["participant_id", *columns]) + "\n"
+        + "".join("\t".join([path.name, *(value(path.name) for value in columns.values())]) + "\n"
+                  for path in subjects))
     (out_dir / "dseg.tsv").write_text("index\tname\n" + "".join(f"{v}\t{k}\n" for k, v in LABELS.items()))
     return subjects

@@ -96,7 +96,7 @@ class PreparedDataset:
 
     def array(self, name: str) -> np.ndarray:
         """Read-only memory map of ``train_a``, ``train_b``, ``train_a_mask``, ``train_b_mask``, ``test_a``,
-        ``test_b``, ``test_mask``, ``test_labels``.
+        ``test_b``, ``test_mask``, ``test_labels``, ``test_lesions``.
 
         Raises:
             FileNotFoundError: if the array file is missing.
@@ -161,6 +161,11 @@ class PreparedDataset:
     def has_labels(self) -> bool:
         """Whether the test set has tissue labels."""
         return bool(self.manifest.get("has_labels"))
+
+    @property
+    def lesion_subjects(self) -> list[str]:
+        """Test subjects with lesion labels (``test_lesions``: 0 outside lesions, one value per lesion)."""
+        return list(self.manifest.get("lesion_subjects", []))
 
     @property
     def counts(self) -> dict:

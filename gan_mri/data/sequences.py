@@ -39,6 +39,9 @@ TISSUES = {
     "muscle": (1400.0, 35.0, 0.70),
     "bone": (300.0, 1.0, 0.05),
     "meninges": (1500.0, 60.0, 0.50),
+    # White-matter hyperintensities (MS-like plaques, small-vessel disease): longer T1 and T2 and more water
+    # than white matter, so dark on a T1w (near grey matter) and bright on a T2w (above grey matter).
+    "WMH": (1300.0, 150.0, 0.80),
 }
 
 
