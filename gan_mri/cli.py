@@ -163,7 +163,8 @@ def cmd_translate(args) -> None:
 
     model = load_model(args.model or pretrained_model_path())
     written = translate_path(model, args.input, args.out, args.direction, overwrite=args.overwrite,
-                             batch_size=args.batch_size, max_voxels=args.max_voxels, brain_mask=args.brain_mask)
+                             batch_size=args.batch_size, max_voxels=args.max_voxels, brain_mask=args.brain_mask,
+                             confidence=args.confidence)
     for path in written:
         print(path)
 
@@ -367,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--brain-mask", help="brain mask NIfTI of a single input volume (default: found as prepare "
                                         "finds it: the object of a brain-extracted scan, a registered template "
                                         "brain for a whole head)")
+    p.add_argument("--confidence", nargs="?", const="default", choices=("default", "cycle", "latent", "flip"),
+                   help="also write <output>_uncertainty.nii.gz: where the translation is unsure (0 = certain). "
+                        "default: latent-code spread for UNIT models, cycle residual otherwise (docs/lesions.md)")
     p.add_argument("--batch-size", type=_positive_int, default=16)
     p.add_argument("--overwrite", action="store_true")
     _add_max_voxels_flag(p)

@@ -200,8 +200,8 @@ def translate_slices(model, slices, direction: str, batch_size: int = 16) -> np.
 
 def translate_volume(
     model, path_or_image, direction: str, batch_size: int = 16, max_voxels: int = volumes.DEFAULT_MAX_VOXELS,
-    brain_mask=None,
-) -> nib.Nifti1Image:
+    brain_mask=None, uncertainty: str | None = None,
+):
     """Translates every axial slice of a volume and restacks them into a volume.
 
     Args:
@@ -213,10 +213,13 @@ def translate_volume(
         brain_mask: the volume's brain mask (a path, nibabel image or array on its grid); found as
             `prepare` finds it when ``None`` (`gan_mri.data.brain_mask.brain_mask`: the imaged object of a
             brain-extracted volume, a registered template brain for a whole head).
+        uncertainty: also map where the translation is unsure, by this method of
+            `gan_mri.confidence.CONFIDENCE_METHODS` ("default": the measured best for the model).
 
     Returns:
         A `nibabel.Nifti1Image` with the input's affine, shape and orientation, holding the
-        translated contrast in the input's intensity range. The intensity normalization and
+        translated contrast in the input's intensity range; with ``uncertainty``, a pair of it and the
+        uncertainty map on the same grid (model-space units, 0 = certain). The intensity normalization and
         standardization use the brain, so a whole-head scan and its brain-extracted copy give the
         same brain.
 
@@ -261,7 +264,13 @@ def translate_volume(
         marks = landmarks(slices[kept, ..., 0], stack.brain_mask[kept])
         slices = standardization.apply(slices, direction[0], marks)
     translated = translate_slices(model, slices, direction, batch_size=batch_size)
-    return stack.to_volume(translated)
+    if uncertainty is None:
+        return stack.to_volume(translated)
+    from gan_mri.confidence import default_method, uncertainty_map
+
+    method = default_method(model) if uncertainty == "default" else uncertainty
+    spread = uncertainty_map(model, slices, direction, method, batch_size=batch_size)
+    return stack.to_volume(translated), stack.to_volume(spread, intensities=False)
 
 
 def _load_volume(path: Path, max_voxels: int) -> nib.spatialimages.SpatialImage:
@@ -287,6 +296,7 @@ def translate_path(
     batch_size: int = 16,
     max_voxels: int = volumes.DEFAULT_MAX_VOXELS,
     brain_mask: str | os.PathLike | None = None,
+    confidence: str | None = None,
 ) -> list[Path]:
     """Translates a NIfTI file, a PNG slice, or a folder of them, and writes the results.
 
@@ -305,9 +315,11 @@ def translate_path(
         max_voxels: refuse volumes whose header claims more voxels (a hostile or broken header).
         brain_mask: a NIfTI brain mask on the grid of a single NIfTI ``input`` (e.g. a BIDS
             ``*_desc-brain_mask.nii.gz``); found for each volume when ``None`` (see `translate_volume`).
+        confidence: also write, beside each translated volume, its uncertainty map
+            (``<name>_uncertainty.nii.gz``; `translate_volume`'s ``uncertainty``: a method name or "default").
 
     Returns:
-        The paths written, in input order.
+        The paths written, in input order (each translation followed by its uncertainty map).
 
     Raises:
         FileNotFoundError: if ``input`` does not exist.
@@ -321,6 +333,10 @@ def translate_path(
     if brain_mask is not None and not (input.is_file() and _is_nifti(input)):
         raise ValueError(f"brain mask {brain_mask}: a brain mask goes with a single NIfTI input, found {input}")
     plan = _plan_outputs(input, output, direction)
+    if confidence is not None:
+        if any(not _is_nifti(source) for source, _ in plan):
+            raise ValueError(f"confidence: uncertainty maps are made for NIfTI volumes, {input} holds PNG slices")
+        plan = [pair for source, target in plan for pair in ((source, target), (source, _uncertainty_path(target)))]
     for source, target in plan:
         if target.resolve() == source.resolve():
             raise ValueError(f"output {target} is the input file itself; choose another output path")
@@ -348,10 +364,17 @@ def translate_path(
         staged = [staging / target.name for _, target in plan]
         nifti = [(s, t) for (s, _), t in zip(plan, staged) if _is_nifti(s)]
         slices = [(s, t) for (s, _), t in zip(plan, staged) if s.name.lower().endswith(PNG_SUFFIX)]
-        for source, target in nifti:
+        step = 1 if confidence is None else 2  # with confidence: a translation, then its uncertainty map
+        for index in range(0, len(nifti), step):
+            source, target = nifti[index]
             logger.info("translating %s (%s)", source, direction)
-            nib.save(translate_volume(model, source, direction, batch_size=batch_size, max_voxels=max_voxels,
-                                      brain_mask=brain_mask), target)
+            result = translate_volume(model, source, direction, batch_size=batch_size, max_voxels=max_voxels,
+                                      brain_mask=brain_mask, uncertainty=confidence)
+            if confidence is None:
+                nib.save(result, target)
+            else:
+                nib.save(result[0], target)
+                nib.save(result[1], nifti[index + 1][1])
         if slices:
             _translate_pngs(model, slices, direction, batch_size)
         # Every output is complete: move them into place (same filesystem, so each is a rename).
@@ -361,6 +384,12 @@ def translate_path(
             for temp, (_, target) in zip(staged, plan):
                 os.replace(temp, target)
     return [target for _, target in plan]
+
+
+def _uncertainty_path(target: Path) -> Path:
+    """``sub-01_T1w_A2B.nii.gz`` -> ``sub-01_T1w_A2B_uncertainty.nii.gz``."""
+    stem, suffix = _split_suffix(target)
+    return target.with_name(f"{stem}_uncertainty{suffix}")
 
 
 def _is_nifti(path: Path) -> bool:

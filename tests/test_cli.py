@@ -127,10 +127,13 @@ def test_evaluate_translate_export_on_a_run(demo, tmp_path):
     assert "real ICBM 2009c pair" in result.stdout and "lookup table (fit)" in result.stdout
 
     t1w = out / "phantom" / "sub-01" / "anat" / "sub-01_T1w.nii.gz"
-    result = gan_mri("translate", t1w, "--direction", "T1->T2", "--model", run, "--out", tmp_path / "t2w.nii.gz")
+    result = gan_mri("translate", t1w, "--direction", "T1->T2", "--model", run, "--out", tmp_path / "t2w.nii.gz",
+                     "--confidence")
     assert result.returncode == 0, result.stderr[-2000:]
     assert foreign_lines(result) == [] and result.stderr == ""
+    assert result.stdout.split() == [str(tmp_path / "t2w.nii.gz"), str(tmp_path / "t2w_uncertainty.nii.gz")]
     source, translated = nib.load(t1w), nib.load(tmp_path / "t2w.nii.gz")
+    assert nib.load(tmp_path / "t2w_uncertainty.nii.gz").shape == source.shape
     assert translated.shape == source.shape
     np.testing.assert_allclose(translated.affine, source.affine)
 

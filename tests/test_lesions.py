@@ -95,3 +95,51 @@ def test_evaluation_reports_lesion_fidelity_and_close_ups(lesion_cohort, tmp_pat
         record = volumes[direction]["lesions"]["subjects"][subject]["lesions"][0]
         assert {"contrast_truth", "contrast_translation", "detectable_truth", "detectable_translation"} <= set(record)
     assert (tmp_path / "evaluation" / "lesion_closeups.png").stat().st_size > 3000
+
+
+@pytest.fixture(scope="module")
+def tiny_unit():
+    from gan_mri.config import get_preset
+    from gan_mri.models import build_model
+
+    return build_model(get_preset("unit", image_shape=(48, 48), base_width=4, encoder_res_blocks=0,
+                                  generator_res_blocks=0))
+
+
+@pytest.mark.parametrize("method", ["cycle", "latent", "flip"])
+def test_uncertainty_maps_have_the_slices_shape_and_are_reproducible(tiny_unit, method):
+    from gan_mri.confidence import uncertainty_map
+
+    slices = np.random.default_rng(0).uniform(-1, 1, (3, 48, 48, 1)).astype(np.float32)
+    first = uncertainty_map(tiny_unit, slices, "T1->T2", method)
+    assert first.shape == (3, 48, 48) and first.dtype == np.float32 and (first >= 0).all() and first.max() > 0
+    np.testing.assert_array_equal(first, uncertainty_map(tiny_unit, slices, "A2B", method))
+
+
+def test_uncertainty_map_refuses_an_unknown_method_and_latent_without_a_latent_space():
+    from gan_mri.config import get_preset
+    from gan_mri.confidence import default_method, uncertainty_map
+    from gan_mri.models import build_model
+
+    cyclegan = build_model(get_preset("cyclegan", image_shape=(32, 32), base_width=4))
+    slices = np.zeros((1, 32, 32, 1), dtype=np.float32)
+    assert default_method(cyclegan) == "cycle"
+    with pytest.raises(ValueError, match=r"method 'latent': CycleGAN has no latent space"):
+        uncertainty_map(cyclegan, slices, "A2B", "latent")
+    with pytest.raises(ValueError, match=r"method: expected one of \('cycle', 'latent', 'flip'\), found 'mc'"):
+        uncertainty_map(cyclegan, slices, "A2B", "mc")
+
+
+def test_translate_writes_the_uncertainty_map_beside_the_translation(lesion_cohort, tiny_unit, tmp_path):
+    from gan_mri.inference import translate_path
+
+    t1w = lesion_cohort / "bids" / "sub-01" / "anat" / "sub-01_T1w.nii.gz"
+    written = translate_path(tiny_unit, t1w, tmp_path / "out" / "t2w.nii.gz", "A2B", confidence="default")
+    assert [p.name for p in written] == ["t2w.nii.gz", "t2w_uncertainty.nii.gz"]
+    source, spread = nib.load(t1w), nib.load(written[1])
+    assert spread.shape == source.shape and np.allclose(spread.affine, source.affine)
+    values = np.asarray(spread.dataobj)
+    assert values.min() >= 0 and values.max() > 0
+    with pytest.raises(ValueError, match="t2w_uncertainty.nii.gz already exists"):
+        (tmp_path / "out" / "t2w.nii.gz").unlink()
+        translate_path(tiny_unit, t1w, tmp_path / "out" / "t2w.nii.gz", "A2B", confidence="cycle")

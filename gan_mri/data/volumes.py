@@ -448,12 +448,14 @@ class SliceStack:
         ornt = orientations.io_orientation(self.affine)
         return tuple(int(self.shape[int(axis)]) for axis in np.argsort(ornt[:, 0]))
 
-    def to_volume(self, translated_slices) -> nib.Nifti1Image:
+    def to_volume(self, translated_slices, intensities: bool = True) -> nib.Nifti1Image:
         """Write slices (e.g. translations of :attr:`slices`) back on the input's grid.
 
         Args:
             translated_slices: ``(N, H, W)`` or ``(N, H, W, C)`` in [-1, 1], N = ``len(slice_indices)``;
                 with C > 1 the channel mean is used.
+            intensities: map them back to the input's intensity scale (inverse normalization); with
+                ``False`` the values are written as they are (e.g. an uncertainty map), 0 where no slice is.
 
         Returns:
             A float32 ``Nifti1Image`` with the input's shape, affine and orientation, intensities on
@@ -471,11 +473,13 @@ class SliceStack:
             raise ValueError(
                 f"translated_slices: expected shape {expected} (+ channels), found {tuple(np.shape(translated_slices))}"
             )
-        low = self.normalization["low"]
+        low = self.normalization["low"] if intensities else 0.0
         canonical = np.full(self.canonical_shape, low, dtype=np.float32)
         for image, index in zip(array, self.slice_indices):
-            plane = unfit_plane(image, self.plane_fit, order=1, fill=-1.0)
-            canonical[:, :, int(index)] = _plane_to_axial(invert_normalization(plane, self.normalization))
+            plane = unfit_plane(image, self.plane_fit, order=1, fill=-1.0 if intensities else 0.0)
+            if intensities:
+                plane = invert_normalization(plane, self.normalization)
+            canonical[:, :, int(index)] = _plane_to_axial(plane)
         if self.grid is not None:
             data = self.grid.resample_back(canonical, self.shape, self.affine, order=1, fill=low).astype(np.float32)
         else:

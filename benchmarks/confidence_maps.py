@@ -1,0 +1,93 @@
+"""Which uncertainty map points at what a translation gets wrong? (issue 20: pick by measurement)
+
+Usage:
+    python benchmarks/confidence_maps.py                        # the shipped model, its own phantom kind
+    python benchmarks/confidence_maps.py --model gan-mri-demo/run --sequences mprage,tse
+
+Simulates ``--subjects`` phantom subjects with ``--lesions`` white-matter hyperintensities each (the
+model never saw one), prepares them at the model's image size as a test-only dataset, and for each
+direction and method of :mod:`gan_mri.confidence` prints one JSON line:
+
+- ``lesion_auc``: ROC AUC of the uncertainty separating lesion voxels from normal white matter (0.5: no
+  better than chance);
+- ``error_spearman``: Spearman correlation between the uncertainty and the translation's absolute error
+  over the brain;
+- ``seconds``: time to compute the maps;
+
+and the lesion fidelity of the translation itself (:mod:`gan_mri.lesions`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main(argv=None) -> None:
+    from scipy import ndimage, stats
+
+    from gan_mri import metrics
+    from gan_mri.confidence import CONFIDENCE_METHODS, uncertainty_map
+    from gan_mri.data.dataset import prepare
+    from gan_mri.data.phantom import simulate
+    from gan_mri.inference import load_model, translate_slices
+    from gan_mri.lesions import lesion_fidelity
+    from gan_mri.pretrained import pretrained_model_path
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="run folder or .keras file (default: the shipped model)")
+    parser.add_argument("--subjects", type=int, default=3)
+    parser.add_argument("--lesions", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=21)
+    parser.add_argument("--sequences", default="se,se", help="T1w,T2w phantom sequences (the shipped model: se,se)")
+    parser.add_argument("--head", action="store_true", help="simulate heads (default: brain only)")
+    args = parser.parse_args(argv)
+
+    model = load_model(args.model or pretrained_model_path())
+    t1w, t2w = args.sequences.split(",")
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        simulate(args.subjects, root / "bids", seed=args.seed, lesions=args.lesions, lesions_in="all",
+                 t1w_sequence=t1w, t2w_sequence=t2w, head=args.head)
+        dataset = prepare(root / "bids", root / "data", image_shape=model.image_shape, test_fraction=1.0,
+                          seed=0, spacing=(model.preprocessing or {}).get("spacing"))
+        standardization = model.standardization
+        lesions = np.asarray(dataset.array("test_lesions")) > 0
+        white = (np.asarray(dataset.array("test_labels")) == 3) & ~ndimage.binary_dilation(lesions)
+        brain = np.asarray(dataset.array("test_mask"))
+        for direction in ("A2B", "B2A"):
+            source, target = direction[0].lower(), direction[2].lower()
+            inputs = dataset.images(f"test_{source}", standardization) if standardization else dataset.array(
+                f"test_{source}")
+            slices = np.repeat(np.asarray(inputs[:])[..., None], model.channels, axis=-1).astype(np.float32)
+            translated = translate_slices(model, slices, direction).mean(axis=-1)
+            truth = np.asarray(dataset.array(f"test_{target}"))
+            error = np.abs(translated - truth)
+            fidelity = lesion_fidelity(metrics.to_unit_range(translated), metrics.to_unit_range(truth),
+                                       np.asarray(dataset.array("test_lesions")), np.asarray(dataset.array(
+                                           "test_labels")) == 3)
+            print(json.dumps({"direction": direction, "lesion_fidelity": {k: v for k, v in fidelity.items()
+                                                                            if k != "lesions"}}), flush=True)
+            for method in CONFIDENCE_METHODS:
+                start = time.perf_counter()
+                uncertainty = uncertainty_map(model, slices, direction, method)
+                seconds = time.perf_counter() - start
+                u = stats.mannwhitneyu(uncertainty[lesions], uncertainty[white])
+                auc = float(u.statistic) / (lesions.sum() * white.sum())
+                rho = float(stats.spearmanr(uncertainty[brain], error[brain]).statistic)
+                print(json.dumps({"direction": direction, "method": method, "lesion_auc": round(auc, 4),
+                                  "error_spearman": round(rho, 4), "seconds": round(seconds, 2),
+                                  "lesion_voxels": int(lesions.sum()), "white_matter_voxels": int(white.sum())}),
+                      flush=True)
+
+
+if __name__ == "__main__":
+    main()
