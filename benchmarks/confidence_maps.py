@@ -14,7 +14,8 @@ direction and method of :mod:`gan_mri.confidence` prints one JSON line:
   over the brain;
 - ``seconds``: time to compute the maps;
 
-and the lesion fidelity of the translation itself (:mod:`gan_mri.lesions`).
+and the lesion fidelity and whole-volume scores of the translation itself (:mod:`gan_mri.lesions`,
+:mod:`gan_mri.volume_metrics`).
 """
 
 from __future__ import annotations
@@ -34,17 +35,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def main(argv=None) -> None:
     from scipy import ndimage, stats
 
-    from gan_mri import metrics
     from gan_mri.confidence import CONFIDENCE_METHODS, uncertainty_map
     from gan_mri.data.dataset import prepare
     from gan_mri.data.phantom import simulate
     from gan_mri.inference import load_model, translate_slices
-    from gan_mri.lesions import lesion_fidelity
+    from gan_mri.volume_metrics import evaluate_volumes, without_volumes
     from gan_mri.pretrained import pretrained_model_path
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="run folder or .keras file (default: the shipped model)")
-    parser.add_argument("--subjects", type=int, default=3)
+    parser.add_argument("--subjects", type=int, default=4)
     parser.add_argument("--lesions", type=int, default=8)
     parser.add_argument("--seed", type=int, default=21)
     parser.add_argument("--sequences", default="se,se", help="T1w,T2w phantom sequences (the shipped model: se,se)")
@@ -63,6 +63,7 @@ def main(argv=None) -> None:
         lesions = np.asarray(dataset.array("test_lesions")) > 0
         white = (np.asarray(dataset.array("test_labels")) == 3) & ~ndimage.binary_dilation(lesions)
         brain = np.asarray(dataset.array("test_mask"))
+        volumes = without_volumes(evaluate_volumes(model, dataset, standardization))
         for direction in ("A2B", "B2A"):
             source, target = direction[0].lower(), direction[2].lower()
             inputs = dataset.images(f"test_{source}", standardization) if standardization else dataset.array(
@@ -71,11 +72,8 @@ def main(argv=None) -> None:
             translated = translate_slices(model, slices, direction).mean(axis=-1)
             truth = np.asarray(dataset.array(f"test_{target}"))
             error = np.abs(translated - truth)
-            fidelity = lesion_fidelity(metrics.to_unit_range(translated), metrics.to_unit_range(truth),
-                                       np.asarray(dataset.array("test_lesions")), np.asarray(dataset.array(
-                                           "test_labels")) == 3)
-            print(json.dumps({"direction": direction, "lesion_fidelity": {k: v for k, v in fidelity.items()
-                                                                            if k != "lesions"}}), flush=True)
+            print(json.dumps({"direction": direction, "lesion_fidelity": volumes[direction]["lesions"]["all"],
+                              "volume": volumes[direction]["mean"]}), flush=True)
             for method in CONFIDENCE_METHODS:
                 start = time.perf_counter()
                 uncertainty = uncertainty_map(model, slices, direction, method)
