@@ -81,7 +81,8 @@ def _in_backend(backend: str, *args: str) -> None:
     assert done.returncode == 0, f"{backend} step failed:\n{done.stderr[-4000:]}"
 
 
-@pytest.mark.parametrize("preset", ["unit", "sa-enc-cl-sn", "cyclegan"])
+# sa-enc-cl-sn is UNIT with every extra layer (attention, spectral norm, Charbonnier): plain UNIT adds nothing.
+@pytest.mark.parametrize("preset", ["sa-enc-cl-sn", "cyclegan"])
 def test_tensorflow_and_jax_compute_the_same_train_step(preset, tmp_path):
     weights = tmp_path / "initial.weights.h5"
     results = {}

@@ -126,7 +126,7 @@ def test_evaluate_translate_export_on_a_run(demo, tmp_path):
         assert 0.0 < real[direction]["model"]["ssim_brain"] < 1.0
     assert "real ICBM 2009c pair" in result.stdout and "lookup table (fit)" in result.stdout
 
-    t1w = out / "phantom" / "sub-01" / "anat" / "sub-01_T1w.nii.gz"
+    t1w = out / "phantom" / "sub-02" / "anat" / "sub-02_T1w.nii.gz"  # brain-extracted: no registration
     result = gan_mri("translate", t1w, "--direction", "T1->T2", "--model", run, "--out", tmp_path / "t2w.nii.gz",
                      "--confidence")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -176,7 +176,7 @@ def test_direction_typo(demo, tmp_path):
 
 def test_existing_outputs_are_refused_without_overwrite(demo, tmp_path):
     out, _ = demo
-    t1w = out / "phantom" / "sub-01" / "anat" / "sub-01_T1w.nii.gz"
+    t1w = out / "phantom" / "sub-02" / "anat" / "sub-02_T1w.nii.gz"  # brain-extracted: no registration
     target = tmp_path / "t2w.nii.gz"
     target.write_bytes(b"precious")
     args = ("translate", t1w, "--direction", "A2B", "--model", out / "run", "--out", target)
