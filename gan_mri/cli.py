@@ -102,6 +102,8 @@ def _train_config(args, dataset):
     overrides = {} if args.width is None else {"base_width": args.width}
     if args.precision:
         overrides["precision"] = args.precision
+    if args.contrast_weight is not None:
+        overrides["contrast_weight"] = args.contrast_weight
     if args.config:
         config = config_from_dict(json.loads(Path(args.config).read_text(encoding="utf-8")))
         return config.replace(**overrides) if overrides else config
@@ -330,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", help="auto (mixed_float16 on a GPU; on a CPU mixed_bfloat16 where a short probe "
                                        "finds bfloat16 faster, float32 otherwise; -v logs the choice), float32, "
                                        "mixed_float16 or mixed_bfloat16 (default: the preset's, auto)")
+    p.add_argument("--contrast-weight", type=float, metavar="W",
+                   help="UNIT's lesion-aware term: penalize local contrast of the input that the translation loses "
+                        "(docs/lesions.md; default 0, off)")
     p.add_argument("--eval-epochs", type=_epoch_list, help="1-based epochs to evaluate at, e.g. 1,25,50, or none (default: the last)")
     p.add_argument("--max-eval-batches", type=_positive_int, help="limit test batches per evaluation")
     p.add_argument("--flip", action="store_true", help="random left-right flips")

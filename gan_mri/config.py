@@ -356,6 +356,9 @@ class UNITConfig(_ConfigIO):
         structure_weight: weight of the structure term of each translation against its own
             input (`gan_mri.losses.local_correlation_loss`); 0 (the lineage) leaves it out.
             Default 30.
+        contrast_weight: weight of the lesion-aware term, the local contrast of each input that
+            its translation loses (`gan_mri.losses.local_contrast_loss`); 0 (the default and the
+            lineage) leaves it out. See docs/lesions.md for what it buys and costs.
         g_learning_rate, d_learning_rate: Adam learning rates of the generator and
             discriminator players (lineage: 1e-4 each, too slow for short runs; default 2e-3).
         beta_1, beta_2: Adam betas for both players.
@@ -406,6 +409,7 @@ class UNITConfig(_ConfigIO):
     cycle_kl_weight: float = 0.1
     cycle_weight: float = 100.0
     structure_weight: float = 30.0
+    contrast_weight: float = 0.0
     g_learning_rate: float = 2e-3
     d_learning_rate: float = 2e-3
     beta_1: float = 0.5
@@ -446,7 +450,8 @@ class UNITConfig(_ConfigIO):
         yield "charbonnier_epsilon", _POSITIVE
         yield "gan_loss", _OneOf(GAN_LOSSES)
         yield "update_order", _OneOf(UPDATE_ORDERS)
-        for weight in ("kl_weight", "recon_weight", "cycle_kl_weight", "structure_weight", "latent_noise_std"):
+        for weight in ("kl_weight", "recon_weight", "cycle_kl_weight", "structure_weight", "contrast_weight",
+                       "latent_noise_std"):
             yield weight, _NON_NEGATIVE
         yield "dropout", _BELOW_ONE
 

@@ -98,6 +98,33 @@ def local_correlation_loss(source, translated, window: int = 7, epsilon: float =
     return 1.0 - ops.mean(squared)
 
 
+def local_contrast_loss(source, translated, window: int = 7):
+    """Lesion-aware term of a translation: the local contrast of its input that it loses.
+
+    A pixel's local contrast is its distance from the mean of its ``window`` x ``window`` box,
+    c(x) = |x - box(x)|, and the term is mean(relu(c(source) - c(translated))): a spot that stands
+    out from its surroundings in the input (a white-matter lesion, dark on T1w and bright on T2w)
+    must stand out at least as far in the translation, whatever the sign. Both images are on the
+    same scale (each volume's brain percentiles mapped to [-1, 1]), so no rescaling is needed, and
+    the term is one-sided: contrast the target has and the source lacks (CSF on T2w) costs nothing.
+    `local_correlation_loss` cannot see this: it is blind to the slope of the local map, so a
+    lesion translated with a fraction of its contrast costs it nothing (docs/lesions.md).
+
+    Args:
+        source, translated: images (B, H, W, C) of the same shape.
+        window: side of the local box (odd).
+
+    Returns:
+        Scalar float32 tensor, >= 0.
+    """
+    stacked = ops.concatenate([_f32(source), _f32(translated)], axis=-1)
+    means = stacked
+    for box in ((window, 1), (1, window)):
+        means = ops.average_pool(means, box, strides=1, padding="same")
+    contrast_x, contrast_y = ops.split(ops.abs(stacked - means), 2, axis=-1)
+    return ops.mean(ops.relu(contrast_x - contrast_y))
+
+
 def kl_loss(z):
     """KL term of UNIT's VAE on the latent code: mean(z^2).
 

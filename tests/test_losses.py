@@ -120,6 +120,37 @@ def test_local_correlation_loss_matches_numpy_and_ignores_contrast_inversion(rng
     assert float(losses.local_correlation_loss(x, blurred, window=5, epsilon=1e-6)) > 0.05
 
 
+def test_local_contrast_loss_counts_lost_contrast_only_whatever_the_sign():
+    background = np.zeros((1, 40, 40, 1), np.float32)
+    background[:, 4:36, 4:36] = 0.5  # white matter
+    lesion = background.copy()
+    lesion[:, 10:14, 10:14] = 0.1  # dark on the input (T1w-like)
+    # Kept: the same image inverted (T1w -> T2w: the lesion bright), shifted, or with more contrast.
+    for kept in (lesion, -lesion, -lesion - 0.2, 1.5 * lesion):
+        assert float(losses.local_contrast_loss(lesion, kept)) < 1e-6
+    # Lost: the lesion painted as white matter; halved: a part of it lost.
+    lost = float(losses.local_contrast_loss(lesion, background))
+    halved = background.copy()
+    halved[:, 10:14, 10:14] = 0.3
+    partly = float(losses.local_contrast_loss(lesion, halved))
+    assert lost > 1.5 * partly > 1e-3
+    # One-sided: contrast the translation adds (a bright spot the input lacks, more than a box away
+    # from the lesion and the edge) costs nothing.
+    added = lesion.copy()
+    added[:, 25:28, 25:28] = 1.0
+    assert float(losses.local_contrast_loss(lesion, added)) < 1e-6 < float(losses.local_contrast_loss(added, lesion))
+    # Per pixel: the mean of relu(c(x) - c(y)), c = |v - box mean|, the box written out.
+    from scipy import ndimage
+
+    def contrast(v):
+        ones = np.ones_like(v)
+        mean = ndimage.uniform_filter(v, (1, 7, 7, 1), mode="constant") / ndimage.uniform_filter(
+            ones, (1, 7, 7, 1), mode="constant")
+        return np.abs(v.astype(np.float64) - mean)
+
+    assert lost == pytest.approx(np.mean(np.maximum(contrast(lesion) - contrast(background), 0)), rel=1e-4)
+
+
 def test_criteria_and_penalties_are_the_configs_names():
     from gan_mri.config import GAN_LOSSES, RECON_LOSSES
 

@@ -248,6 +248,32 @@ def test_update_order_decides_which_losses_see_the_weights_before_the_step():
     assert logged["d_then_g"][0] != pytest.approx(before["d_then_g"][0], rel=1e-5)
 
 
+def test_the_lesion_aware_term_is_logged_weighted_and_saved_only_when_on(tmp_path):
+    x_a, x_b = images(2, seed=3), images(2, seed=4)
+    plain = tiny("unit", dropout=0.0, latent_noise_std=0.0)
+    assert "contrast_loss" not in plain.metric_names  # earlier runs keep their columns
+    keras.utils.set_random_seed(0)
+    aware = tiny("unit", dropout=0.0, latent_noise_std=0.0, contrast_weight=5.0)
+    names = aware.metric_names
+    assert names[names.index("structure_loss") + 1] == "contrast_loss"
+    aware.compile()
+    g_loss, terms, fakes = aware._generator_loss(x_a, x_b, training=True)
+    from gan_mri import losses
+
+    expected = (losses.local_contrast_loss(x_a, fakes["B"]) + losses.local_contrast_loss(x_b, fakes["A"]))
+    assert float(terms["contrast"]) == pytest.approx(float(expected), rel=1e-5)
+    without = aware.config.replace(contrast_weight=0.0)
+    aware.config, weighted = without, float(g_loss)
+    g_plain, _, _ = aware._generator_loss(x_a, x_b, training=True)
+    assert weighted == pytest.approx(float(g_plain) + 5.0 * float(terms["contrast"]), rel=1e-5)
+    aware.config = without.replace(contrast_weight=5.0)
+    logs = aware.train_step((x_a, x_b))
+    assert float(logs["contrast_loss"]) > 0
+    aware.save(tmp_path / "aware.keras")
+    loaded = keras.saving.load_model(tmp_path / "aware.keras")
+    assert loaded.config.contrast_weight == 5.0 and "contrast_loss" in loaded.metric_names
+
+
 def test_mixed_float16_train_step_is_finite_on_cpu():
     model = tiny("sa-gen-cl-sn", precision="mixed_float16")
     assert keras.mixed_precision.global_policy().name == "float32"  # the policy is per layer, not global
@@ -310,3 +336,14 @@ def test_training_on_another_backend_is_refused_by_name_while_translation_works(
                                "(translation works on any backend)")
     assert model.g_optimizer is None
     np.testing.assert_array_equal(np.asarray(model.translate(x, "A2B")), expected)
+
+
+def test_cli_train_contrast_weight_reaches_the_config_and_cyclegan_names_the_field(tiny_dataset, tmp_path):
+    from gan_mri import cli
+
+    base = ["train", "--data", str(tiny_dataset.path), "--out", str(tmp_path / "run"), "--contrast-weight", "50"]
+    config = cli._train_config(cli.build_parser().parse_args(base), tiny_dataset)
+    assert (config.name, config.contrast_weight, config.structure_weight) == ("sa-enc-cl-sn", 50.0, 30.0)
+    assert cli._train_config(cli.build_parser().parse_args(base[:-2]), tiny_dataset).contrast_weight == 0.0
+    with pytest.raises(ValueError, match=r"Unknown CycleGANConfig fields \['contrast_weight'\]"):
+        cli._train_config(cli.build_parser().parse_args(base + ["--model", "cyclegan"]), tiny_dataset)

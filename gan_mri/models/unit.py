@@ -8,6 +8,10 @@ used by both domains. With z_d the shared latent code of x_d:
     x_do  = G_o(dec(z_d))                    translation into the other domain o
     x_dod = G_d(dec(shared(E_o(x_do))))      cycle reconstruction
 
+The generator's loss weighs the adversarial, reconstruction, cycle and KL terms, the structure term
+(local correlation of x_do with x_d) and, when `contrast_weight` > 0, the lesion-aware term (the
+local contrast of x_d that x_do loses; `gan_mri.losses.local_contrast_loss`).
+
 `fit` runs one generator update, then one discriminator update on the generator's own
 translations, per batch (`update_order="g_then_d"`, the default recipe's), or the lineage's order,
 a discriminator update on fresh translations first (`update_order="d_then_g"`).
@@ -143,6 +147,16 @@ class UNIT(TranslationGAN):
         return (self.decode(self.encode(x_a, "A", training)[1], "B", training),
                 self.decode(self.encode(x_b, "B", training)[1], "A", training))
 
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """The base's metrics, with ``contrast_loss`` after ``structure_loss`` when the lesion-aware
+        term is on (models without it keep the columns they always had)."""
+        names = super().metric_names
+        if self.config.contrast_weight > 0:
+            at = names.index("structure_loss") + 1
+            names = names[:at] + ("contrast_loss",) + names[at:]
+        return names
+
     # ------------------------------------------------------------------------------- losses
     def _generator_terms(self, x, domain, training):
         """Loss terms (unweighted) of the generator player for images `x` of `domain`, and the
@@ -163,6 +177,8 @@ class UNIT(TranslationGAN):
         }
         if self.config.structure_weight > 0:
             terms["structure"] = L.local_correlation_loss(x, x_trans)
+        if self.config.contrast_weight > 0:
+            terms["contrast"] = L.local_contrast_loss(x, x_trans)
         return terms, x_trans
 
     def _generator_loss(self, x_a, x_b, training):
@@ -175,6 +191,8 @@ class UNIT(TranslationGAN):
                   + cfg.cycle_kl_weight * total["cycle_kl"])
         if "structure" in total:
             g_loss = g_loss + cfg.structure_weight * total["structure"]
+        if "contrast" in total:
+            g_loss = g_loss + cfg.contrast_weight * total["contrast"]
         return g_loss, total, {"A": x_ba, "B": x_ab}
 
     def _discriminator_loss(self, x_a, x_b, training, fakes=None):
@@ -247,8 +265,11 @@ class UNIT(TranslationGAN):
     def _metric_terms(terms):
         # One kl_loss metric for the codes of the images and of their translations; the
         # structure term is logged as 0 when its weight is 0 (so every run has the same columns).
-        return {"gan": terms["gan"], "recon": terms["recon"], "cycle": terms["cycle"],
-                "kl": terms["kl"] + terms["cycle_kl"], "structure": terms.get("structure", 0.0)}
+        logged = {"gan": terms["gan"], "recon": terms["recon"], "cycle": terms["cycle"],
+                  "kl": terms["kl"] + terms["cycle_kl"], "structure": terms.get("structure", 0.0)}
+        if "contrast" in terms:
+            logged["contrast"] = terms["contrast"]
+        return logged
 
     # --------------------------------------------------------------------------- inference
     def _inference(self, x, source, target):
