@@ -92,7 +92,7 @@ def cmd_prepare(args) -> None:
     dataset = prepare(args.source, args.out, image_shape=args.size, layout=args.layout,
                       a_glob=args.a_glob, b_glob=args.b_glob, test_fraction=args.test_fraction,
                       seed=args.seed, overwrite=args.overwrite, max_voxels=args.max_voxels, pair=args.pair,
-                      spacing=args.spacing)
+                      spacing=args.spacing, lesion_glob=args.lesion_glob)
     print(f"prepared dataset {dataset.path}: {dataset.describe()}")
 
 
@@ -301,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", default="auto", choices=("auto", "bids", "hcp", "ixi", "brats", "glob", "png"))
     p.add_argument("--a-glob", help="glob of T1w volumes under SOURCE (layout glob)")
     p.add_argument("--b-glob", help="glob of T2w volumes under SOURCE (layout glob)")
+    p.add_argument("--lesion-glob", help="glob of lesion label volumes under SOURCE (on the T1w's grid, 0 outside "
+                   "lesions), any volume layout; each goes to the subject its name carries before tokens such as "
+                   "_lesion, _label, _mask, _seg (BIDS: replaces the *_label-lesion* files)")
     p.add_argument("--test-fraction", type=float, default=0.2, help="share of subjects in the test split (1: a test-only dataset, to evaluate a model on)")
     p.add_argument("--seed", type=int, default=0, help="seed of the subject split")
     p.add_argument("--pair", default="auto", choices=("auto", "grid", "world", "register"),

@@ -127,3 +127,74 @@ def test_split_draws_test_subjects_only_from_pairable_ones():
         split_subjects(subjects, 1.5, seed=0)
     with pytest.raises(ValueError, match="found 1 subjects"):
         split_subjects(["a"], 0.5, seed=0)
+
+
+# ------------------------------------------------------------------ lesion labels by glob, every layout
+@pytest.mark.parametrize("layout, volumes, lesion_glob, lesion_files, expected", [
+    ("glob", ["flat/case7_T1w.nii.gz", "flat/case7_T2w.nii.gz", "flat/case8_T1w.nii.gz", "flat/case8_T2w.nii.gz"],
+     "masks/*.nii.gz",
+     ["masks/case7_T1w_lesion.nii.gz", "masks/case8_label-lesion_mask.nii.gz"],
+     {"case7": "case7_T1w_lesion.nii.gz", "case8": "case8_label-lesion_mask.nii.gz"}),
+    ("ixi", ["IXI-T1/IXI002-Guys-0828-T1.nii.gz", "IXI-T2/IXI002-Guys-0828-T2.nii.gz",
+             "IXI-T1/IXI012-HH-1211-T1.nii.gz", "IXI-T2/IXI012-HH-1211-T2.nii.gz"], "lesions/*",
+     ["lesions/IXI012-HH-1211-lesion.nii.gz"], {"IXI012-HH-1211": "IXI012-HH-1211-lesion.nii.gz"}),
+    ("hcp", ["100307/T1w/T1w_acpc_dc_restore_brain.nii.gz", "100307/T1w/T2w_acpc_dc_restore_brain.nii.gz",
+             "100408/T1w/T1w_acpc_dc_restore_brain.nii.gz", "100408/T1w/T2w_acpc_dc_restore_brain.nii.gz"],
+     "*/T1w/*lesion*",
+     ["100307/T1w/lesion_mask.nii.gz", "100408/T1w/100408_lesion.nii.gz"],  # a bare name goes by its folder
+     {"100307": "lesion_mask.nii.gz", "100408": "100408_lesion.nii.gz"}),
+    ("brats", ["BraTS20_Training_001/BraTS20_Training_001_t1.nii.gz",
+               "BraTS20_Training_001/BraTS20_Training_001_t2.nii.gz",
+               "BraTS-GLI-00000-000/BraTS-GLI-00000-000-t1n.nii.gz",
+               "BraTS-GLI-00000-000/BraTS-GLI-00000-000-t2w.nii.gz"], "**/*seg.nii.gz",
+     ["BraTS20_Training_001/BraTS20_Training_001_seg.nii.gz", "BraTS-GLI-00000-000/BraTS-GLI-00000-000-seg.nii.gz"],
+     {"BraTS20_Training_001": "BraTS20_Training_001_seg.nii.gz",
+      "BraTS-GLI-00000-000": "BraTS-GLI-00000-000-seg.nii.gz"}),
+    ("bids", ["sub-01/anat/sub-01_T1w.nii.gz", "sub-01/anat/sub-01_T2w.nii.gz",
+              "sub-02/ses-1/anat/sub-02_ses-1_T1w.nii.gz", "sub-02/ses-1/anat/sub-02_ses-1_T2w.nii.gz"],
+     "derivatives/*",
+     ["derivatives/sub-02_ses-1_space-T1w_label-lesion_roi.nii.gz"],  # BIDS entities between subject and label
+     {"sub-02_ses-1": "sub-02_ses-1_space-T1w_label-lesion_roi.nii.gz"}),
+])
+def test_lesion_glob_gives_each_layout_its_lesion_labels_by_subject(tmp_path, layout, volumes, lesion_glob,
+                                                                    lesion_files, expected):
+    for seed, path in enumerate(volumes + lesion_files):
+        write_volume(tmp_path / path, seed)
+    globs = {"a_glob": "flat/*_T1w.nii.gz", "b_glob": "flat/*_T2w.nii.gz"} if layout == "glob" else {}
+    found_layout, sets = discover(tmp_path, layout=layout, lesion_glob=lesion_glob, **globs)
+    assert found_layout == layout
+    assert {s.name: s.lesions.name for s in sets if s.lesions is not None} == expected
+    assert len(sets) == 2  # a subject without a lesion file is still there, with lesions None
+
+
+def test_lesion_glob_replaces_the_bids_lesion_files_and_may_be_absolute(tmp_path):
+    for contrast in ("T1w", "T2w", "label-lesion_mask"):
+        write_volume(tmp_path / f"bids/sub-01/anat/sub-01_{contrast}.nii.gz")
+    assert discover(tmp_path / "bids")[1][0].lesions.name == "sub-01_label-lesion_mask.nii.gz"
+    override = write_volume(tmp_path / "rater2/sub-01_lesion.nii.gz")
+    (volume_set,) = discover(tmp_path / "bids", lesion_glob=str(tmp_path / "rater2" / "*.nii.gz"))[1]
+    assert volume_set.lesions == override
+
+
+def test_lesion_glob_errors_name_the_file_and_what_is_wrong(tmp_path):
+    for name in ("case7_T1w", "case7_T2w", "case8_T1w", "case8_T2w"):
+        write_volume(tmp_path / f"flat/{name}.nii.gz")
+    globs = {"a_glob": "flat/*_T1w.nii.gz", "b_glob": "flat/*_T2w.nii.gz"}
+    with pytest.raises(ValueError, match=r"lesion_glob: the glob '.*/nowhere/\*.nii.gz' matched no files"):
+        discover(tmp_path, **globs, lesion_glob="nowhere/*.nii.gz")
+
+    write_volume(tmp_path / "masks/case9_lesion.nii.gz")
+    with pytest.raises(ValueError, match=r"masks/case9_lesion.nii.gz matches no subject; subjects are case7, case8 "):
+        discover(tmp_path, **globs, lesion_glob="masks/*.nii.gz")
+
+    (tmp_path / "masks/case9_lesion.nii.gz").unlink()
+    write_volume(tmp_path / "masks/case7_lesion.nii.gz")
+    write_volume(tmp_path / "masks/case7_seg.nii.gz")
+    with pytest.raises(ValueError, match=r"masks/case7_lesion.nii.gz and .*masks/case7_seg.nii.gz both match subject "
+                                         r"case7; expected one lesion label file per subject"):
+        discover(tmp_path, **globs, lesion_glob="masks/*.nii.gz")
+
+    # A glob so wide that it takes the images is told so, not read as two lesion files per subject.
+    with pytest.raises(ValueError, match=r"flat/case7_T1w.nii.gz is the T1w volume of subject case7; expected "
+                                         r"lesion label volumes"):
+        discover(tmp_path, **globs, lesion_glob="flat/*.nii.gz")

@@ -20,7 +20,8 @@ pipelines are in :mod:`gan_mri.data.prepared`, re-exported here as :class:`Prepa
   come from the brain, so a whole-head scan and its brain-extracted copy give the same brain
   intensities. Each volume record says where its mask came from (``brain_mask``).
 - The test set is paired by subject and slice: the same axial slices of a T1w/T2w pair, a brain mask
-  (the layout's, or the union of the two found masks) and, when the layout has them, tissue labels.
+  (the layout's, or the union of the two found masks) and, when the layout has them, tissue labels
+  and lesion labels (BIDS ``*_label-lesion*``, or ``lesion_glob`` with any volume layout).
   ``pair`` says how the two scans are brought onto one grid: ``"grid"`` requires them co-registered on
   the same grid; ``"world"`` resamples the T2w onto the T1w's grid through the two affines; ``"register"``
   first registers the T2w to the T1w (rigid, mutual information, :mod:`gan_mri.data.registration`), as
@@ -282,9 +283,9 @@ def _add_test_lesions(collector: _Collector, volume_set: VolumeSet, image_a, sta
     collector.test_lesions.append(lesions)
 
 
-def _prepare_volumes(collector: _Collector, layout: str, a_glob, b_glob, test_fraction: float, seed: int,
-                     train_pairing: str) -> tuple[str, dict]:
-    layout, sets = discover(collector.source, layout, a_glob, b_glob)
+def _prepare_volumes(collector: _Collector, layout: str, a_glob, b_glob, lesion_glob, test_fraction: float,
+                     seed: int, train_pairing: str) -> tuple[str, dict]:
+    layout, sets = discover(collector.source, layout, a_glob, b_glob, lesion_glob)
     if collector.settings["pair"] == "auto":
         collector.settings["pair"] = "register" if layout == "ixi" else "grid"
     pairable = [s.subject for s in sets if s.a is not None and s.b is not None]
@@ -380,6 +381,7 @@ def prepare(
     max_voxels: int = DEFAULT_MAX_VOXELS,
     pair: str = "auto",
     spacing: float | None = None,
+    lesion_glob: str | None = None,
 ) -> PreparedDataset:
     """Write a prepared dataset folder from a source folder.
 
@@ -404,6 +406,12 @@ def prepare(
             (see :data:`PAIRINGS`).
         spacing: slice pixels of this many millimetres, centred on the brain; default: the volumes' own
             voxel size (see :func:`gan_mri.data.volumes.slice_grid`).
+        lesion_glob: glob of lesion label volumes (relative to ``source``, or absolute; on the T1w's grid, 0
+            outside lesions), for any volume layout (for BIDS it replaces the ``*_label-lesion*`` files).
+            Each file goes to the subject whose id its name carries
+            (:func:`gan_mri.data.layouts.lesion_subject`: ``<subject>_lesion.nii.gz``,
+            ``<subject>_T1w_mask.nii.gz``, ``<subject>_seg.nii.gz``...); a test subject without one has no
+            lesions (zeros in ``test_lesions.npy``).
 
     Returns:
         The :class:`PreparedDataset` opened from ``out_dir``.
@@ -411,7 +419,9 @@ def prepare(
     Raises:
         FileNotFoundError: if ``source`` does not exist.
         ValueError: for bad arguments, an existing ``out_dir`` (without ``overwrite``), a layout that
-            matches nothing, or, listing every one of them, problems in the input files.
+            matches nothing, a ``lesion_glob`` with the png layout, that matches nothing or whose files
+            match no subject or two to one subject, or, listing every one of them, problems in the input
+            files.
     """
     target = validate_image_shape(image_shape)
     if channels not in (1, 3):
@@ -433,6 +443,9 @@ def prepare(
         raise ValueError(f"{out_dir}: output folder already exists (pass overwrite=True to replace it)")
     if layout == "auto" and not (a_glob or b_glob):
         layout = detect_layout(source)
+    if layout == "png" and lesion_glob:
+        raise ValueError(f"lesion_glob: the png layout holds single slices, not volumes; found {lesion_glob!r} "
+                         "(lesion labels need a volume layout)")
     test_only = float(test_fraction) == 1.0 and layout != "png"
     settings = {"image_shape": target, "min_brain_fraction": float(min_brain_fraction),
                 "percentiles": [float(p) for p in percentiles], "resize": resize, "train_pairing": train_pairing,
@@ -442,8 +455,8 @@ def prepare(
         if layout == "png":
             layout, split = _prepare_png(collector)
         else:
-            layout, split = _prepare_volumes(collector, layout, a_glob, b_glob, float(test_fraction), seed,
-                                             train_pairing)
+            layout, split = _prepare_volumes(collector, layout, a_glob, b_glob, lesion_glob, float(test_fraction),
+                                             seed, train_pairing)
         for key in () if test_only else ("train_a", "train_b"):
             if not collector.problems and collector.writers[key].rows == 0:
                 collector.problems.append(f"{source}: expected training slices for {key}, found none")

@@ -15,6 +15,10 @@ Domain A is T1-weighted, domain B T2-weighted. Supported layouts (``layout=``):
   so ``x_T1w.nii.gz`` and ``x_T2w.nii.gz`` pair up.
 - ``"png"``: GAN-MRI folders ``trainA/ trainB/ testA/ testB/`` (see :mod:`gan_mri.data.png`).
 
+Lesion labels of any volume layout can also come from an explicit ``lesion_glob`` (for BIDS it replaces
+the ``*_label-lesion*`` files found): each file goes to the subject whose id its name carries, before
+tokens such as ``_lesion``, ``_label``, ``_mask``, ``_seg`` (:func:`lesion_subject`).
+
 ``"auto"`` picks the first layout that matches, in the order png, bids, hcp, brats, ixi.
 The train/test split is by subject (:func:`split_subjects`), never by slice.
 """
@@ -24,7 +28,7 @@ from __future__ import annotations
 import glob as _glob
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +39,9 @@ LAYOUTS = ("auto", "bids", "hcp", "ixi", "brats", "glob", "png")
 PNG_FOLDERS = ("trainA", "trainB", "testA", "testB")
 _NIFTI = re.compile(r"\.nii(\.gz)?$", re.IGNORECASE)
 _CONTRAST_TOKEN = re.compile(r"[_\-.]?(t1w?|t2w?|t1n)$", re.IGNORECASE)
+# Trailing words of lesion label file names (BIDS "label-lesion_roi", "desc-lesion_mask", BraTS "_seg").
+_LESION_TOKEN = re.compile(r"(^|[_\-.])(lesions?|labels?|mask|seg|roi|desc)$", re.IGNORECASE)
+_BIDS_ENTITY = re.compile(r"(?:^|_)(sub|ses)-([A-Za-z0-9]+)")
 
 _PATTERNS = {
     "bids": "sub-*/[ses-*/]anat/*_T1w.nii[.gz] and *_T2w.nii[.gz]",
@@ -151,6 +158,78 @@ def _expand_glob(source: Path, pattern: str, field: str) -> list[Path]:
     return paths
 
 
+def _lesion_candidates(path: Path, source: Path) -> list[str]:
+    """Subject ids a lesion label file may carry, most specific first (see :func:`lesion_subject`)."""
+    stem = _strip_nifti(path.name)
+    candidates = [stem]
+    while True:
+        shorter = _LESION_TOKEN.sub("", stem)
+        shorter = _CONTRAST_TOKEN.sub("", shorter) if shorter == stem else shorter
+        if shorter == stem or not shorter:
+            break
+        candidates.append(shorter)
+        stem = shorter
+    entities = dict(match.groups() for match in _BIDS_ENTITY.finditer(path.name))
+    if "sub" in entities:  # BIDS names carry other entities (space-, acq-) between subject and label
+        candidates.append("_".join(f"{key}-{entities[key]}" for key in ("sub", "ses") if key in entities))
+    try:
+        folders = path.resolve().parent.relative_to(source.resolve()).parts
+    except ValueError:
+        folders = ()
+    return candidates + list(reversed(folders))  # e.g. HCP's <subject>/T1w/lesion.nii.gz
+
+
+def lesion_subject(path, source, subjects) -> str | None:
+    """The subject a lesion label file belongs to, by the id the layout gives the subject.
+
+    The candidates, most specific first: the file name without extension; the same with trailing tokens
+    stripped one at a time (``lesion(s)``, ``label(s)``, ``mask``, ``seg``, ``roi``, ``desc``, and the
+    contrast tokens of :func:`glob_subject_id`), so ``case7_T1w_lesion.nii.gz`` and
+    ``sub-01_label-lesion_mask.nii.gz`` reach ``case7`` and ``sub-01``; for a BIDS name, its ``sub-``
+    (and ``ses-``) entities; then the folders above the file below ``source``, nearest first.
+
+    Args:
+        path: the lesion label file.
+        source: the layout's root folder.
+        subjects: the layout's subject ids (:attr:`VolumeSet.name`).
+
+    Returns:
+        The first candidate that is one of ``subjects``, or ``None``.
+    """
+    subjects = set(subjects)
+    return next((key for key in _lesion_candidates(Path(path), Path(source)) if key in subjects), None)
+
+
+def _with_lesion_glob(source: Path, sets: list[VolumeSet], lesion_glob: str) -> list[VolumeSet]:
+    """``sets`` with their lesion labels from ``lesion_glob`` (none for a subject no file matches)."""
+    paths = _expand_glob(source, lesion_glob, "lesion_glob")
+    by_name = {volume_set.name: volume_set for volume_set in sets}
+    volumes = {path.resolve(): (volume_set.name, what) for volume_set in sets
+               for what, path in (("T1w", volume_set.a), ("T2w", volume_set.b)) if path is not None}
+    found: dict[str, Path] = {}
+    problems = []
+    for path in paths:
+        if path.resolve() in volumes:
+            name, what = volumes[path.resolve()]
+            problems.append(f"{path} is the {what} volume of subject {name}; expected lesion label volumes")
+            continue
+        name = lesion_subject(path, source, by_name)
+        if name is None:
+            listing = ", ".join(sorted(by_name)[:20]) + (f", ... ({len(by_name)} in all)" if len(by_name) > 20 else "")
+            problems.append(f"{path} matches no subject; subjects are {listing} (expected a file named after its "
+                            "subject, optionally followed by tokens such as _lesion, _label, _mask, _seg)")
+        elif name in found:
+            problems.append(f"{found[name]} and {path} both match subject {name}; expected one lesion label "
+                            "file per subject")
+        else:
+            found[name] = path
+    if problems:
+        listing = "\n".join(f"  - {problem}" for problem in problems)
+        raise ValueError(f"lesion_glob {lesion_glob!r}: found {len(problems)} problem(s):\n{listing}")
+    logger.info("lesion_glob %r: lesion labels for %d of %d subjects", lesion_glob, len(found), len(sets))
+    return [replace(volume_set, lesions=found.get(volume_set.name)) for volume_set in sets]
+
+
 def _discover_glob(source: Path, a_glob, b_glob) -> list[VolumeSet]:
     a = _expand_glob(source, a_glob, "a_glob") if a_glob else []
     b = _expand_glob(source, b_glob, "b_glob") if b_glob else []
@@ -181,20 +260,24 @@ def detect_layout(source) -> str:
     raise ValueError(f"{source}: found no known layout (expected one of {expected}; or pass a_glob/b_glob)")
 
 
-def discover(source, layout: str = "auto", a_glob: str | None = None, b_glob: str | None = None):
+def discover(source, layout: str = "auto", a_glob: str | None = None, b_glob: str | None = None,
+             lesion_glob: str | None = None):
     """Find the subjects and their T1w/T2w (and label) volumes below ``source``.
 
     Args:
         source: root folder.
         layout: one of :data:`LAYOUTS` except ``"png"`` (PNG folders are read by :mod:`.png`).
         a_glob, b_glob: explicit globs for domain A / B (imply ``layout="glob"`` under ``"auto"``).
+        lesion_glob: explicit glob of lesion label volumes (relative to ``source``, or absolute), each
+            matched to its subject by :func:`lesion_subject`; replaces the BIDS ``*_label-lesion*`` files.
 
     Returns:
         ``(layout_name, [VolumeSet, ...])`` sorted by subject and session.
 
     Raises:
         FileNotFoundError: if ``source`` is not a folder.
-        ValueError: for an unknown layout, or when nothing matches (naming the folder or glob).
+        ValueError: for an unknown layout, when nothing matches (naming the folder or glob), or, listing
+            every one of them, lesion label files that match no subject, or two that match one.
     """
     source = Path(source)
     if layout not in LAYOUTS:
@@ -214,6 +297,8 @@ def discover(source, layout: str = "auto", a_glob: str | None = None, b_glob: st
                 "brats": _discover_brats}[layout](source)
     if not sets:
         raise ValueError(f"{source}: layout {layout!r} expected files matching {_PATTERNS[layout]}, found none")
+    if lesion_glob:
+        sets = _with_lesion_glob(source, sets, lesion_glob)
     logger.info("%s: layout %s, %d subject volume sets", source, layout, len(sets))
     return layout, sorted(sets, key=lambda s: (s.subject, s.session or ""))
 
