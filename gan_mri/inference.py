@@ -163,6 +163,28 @@ def model_input_shape(model) -> tuple[int, int, int]:
     return height, width, int(model.channels)
 
 
+def checked_slices(model, slices, batch_size: int) -> np.ndarray:
+    """``slices`` as a float32 array, after checking them and ``batch_size`` against ``model``.
+
+    Returns:
+        float32 array ``(N, H, W, C)``.
+
+    Raises:
+        ValueError: for a batch size that is not a positive integer, or slices that are not
+            ``(N, H, W, C)`` with the model's image shape and channels (naming the expected shape).
+    """
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive integer, found {batch_size!r}")
+    slices = np.asarray(slices, dtype=np.float32)
+    expected = model_input_shape(model)
+    if slices.ndim != 4 or tuple(slices.shape[1:]) != expected:
+        raise ValueError(
+            f"slices: expected shape (N, {expected[0]}, {expected[1]}, {expected[2]}) to match the "
+            f"model's image shape and channels, found {slices.shape}"
+        )
+    return slices
+
+
 def translate_slices(model, slices, direction: str, batch_size: int = 16) -> np.ndarray:
     """Translates a stack of slices in batches.
 
@@ -180,15 +202,7 @@ def translate_slices(model, slices, direction: str, batch_size: int = 16) -> np.
         ValueError: for a bad direction, batch size or slice shape (naming the expected shape).
     """
     direction = parse_direction(direction)
-    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive integer, found {batch_size!r}")
-    slices = np.asarray(slices, dtype=np.float32)
-    expected = model_input_shape(model)
-    if slices.ndim != 4 or tuple(slices.shape[1:]) != expected:
-        raise ValueError(
-            f"slices: expected shape (N, {expected[0]}, {expected[1]}, {expected[2]}) to match the "
-            f"model's image shape and channels, found {slices.shape}"
-        )
+    slices = checked_slices(model, slices, batch_size)
     translated = np.empty_like(slices)
     for start in range(0, len(slices), batch_size):
         batch = slices[start : start + batch_size]

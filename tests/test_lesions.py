@@ -116,6 +116,16 @@ def test_uncertainty_maps_have_the_slices_shape_and_are_reproducible(tiny_unit, 
     np.testing.assert_array_equal(first, uncertainty_map(tiny_unit, slices, "A2B", method))
 
 
+def test_latent_uncertainty_of_a_slice_does_not_depend_on_its_batch(tiny_unit):
+    from gan_mri.confidence import uncertainty_map
+
+    slices = np.random.default_rng(0).uniform(-1, 1, (3, 48, 48, 1)).astype(np.float32)
+    together = uncertainty_map(tiny_unit, slices, "A2B", "latent")
+    one_by_one = uncertainty_map(tiny_unit, slices, "A2B", "latent", batch_size=1)
+    np.testing.assert_allclose(one_by_one, together, rtol=1e-5, atol=1e-6)
+    assert np.abs(uncertainty_map(tiny_unit, slices, "A2B", "latent", seed=1) - together).max() > 1e-4
+
+
 def test_uncertainty_map_refuses_an_unknown_method_and_latent_without_a_latent_space():
     from gan_mri.config import get_preset
     from gan_mri.confidence import default_method, uncertainty_map
