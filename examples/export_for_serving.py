@@ -31,10 +31,11 @@ def main():
     print("signatures:", sorted(served.signatures))
     height, width = model.image_shape
     image = np.zeros((1, height, width, model.channels), dtype=np.float32) - 1.0
-    for name in ("serving_default", "a2b", "b2a"):
-        output = served.signatures[name](image=tf.constant(image))["translated"]
-        print(f"{name}: input {image.shape} -> translated {tuple(output.shape)}, "
-              f"range [{float(tf.reduce_min(output)):.3f}, {float(tf.reduce_max(output)):.3f}]")
+    for name in ("serving_default", "a2b", "b2a", "a2b_uncertainty", "b2a_uncertainty"):
+        outputs = served.signatures[name](image=tf.constant(image))
+        print(f"{name}: input {image.shape} -> " + ", ".join(
+            f"{key} {tuple(value.shape)}, range [{float(tf.reduce_min(value)):.3f}, {float(tf.reduce_max(value)):.3f}]"
+            for key, value in sorted(outputs.items())))
 
 
 if __name__ == "__main__":

@@ -178,7 +178,7 @@ def cmd_export(args) -> None:
     # TF Serving loads numbered versions: <model base path>/<version>/saved_model.pb.
     out = Path(args.out) if args.out else Path(args.model) / "export" / "1"
     path = export_saved_model(load_model(args.model), out, overwrite=args.overwrite)
-    print(f"SavedModel with signatures serving_default, a2b, b2a written to {path}")
+    print(f"SavedModel with signatures serving_default, a2b, b2a, a2b_uncertainty, b2a_uncertainty written to {path}")
 
 
 def cmd_ablation(args) -> None:
@@ -384,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_max_voxels_flag(p)
     p.set_defaults(func=cmd_translate)
 
-    p = sub.add_parser("export", help="export a SavedModel for TF Serving (signatures a2b, b2a)")
+    p = sub.add_parser("export", help="export a SavedModel for TF Serving (signatures a2b, b2a, and *_uncertainty)")
     p.add_argument("model", help="run folder or .keras file")
     p.add_argument("--out", help="SavedModel folder, TF Serving's <base>/<version> (default: RUN/export/1)")
     p.add_argument("--overwrite", action="store_true")

@@ -1,6 +1,7 @@
 """Every script in examples/ runs as it is (with tiny settings), so they cannot rot."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,9 @@ def test_translate_volume_with_the_shipped_model(tiny_phantom, tmp_path):
 def test_export_for_serving_with_the_shipped_model(tmp_path):
     stdout = run_example("export_for_serving.py", "--out", tmp_path / "gan_mri" / "1")
     assert (tmp_path / "gan_mri" / "1" / "saved_model.pb").is_file()
-    assert "signatures: ['a2b', 'b2a', 'serving_default']" in stdout
+    assert "signatures: ['a2b', 'a2b_uncertainty', 'b2a', 'b2a_uncertainty', 'serving_default']" in stdout
     for name in ("serving_default", "a2b", "b2a"):
         assert f"{name}: input (1, 64, 64, 1) -> translated (1, 64, 64, 1)" in stdout
+    for name in ("a2b_uncertainty", "b2a_uncertainty"):
+        assert f"{name}: input (1, 64, 64, 1) -> translated (1, 64, 64, 1)" in stdout
+        assert re.search(rf"{name}: .* uncertainty \(1, 64, 64, 1\), range \[0\.\d+, \d\.\d+\]", stdout), stdout
