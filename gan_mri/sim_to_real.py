@@ -41,7 +41,7 @@ import numpy as np
 from gan_mri import CONTRAST_OF_DOMAIN, DIRECTIONS, metrics
 from gan_mri.data import volumes
 from gan_mri.data.brain_mask import brain_mask as find_brain_mask
-from gan_mri.data.icbm152 import load_icbm152
+from gan_mri.data.icbm152 import load_icbm152, load_icbm152_mask
 from gan_mri.data.preprocessing import slice_settings
 
 logger = logging.getLogger(__name__)
@@ -128,16 +128,26 @@ def resolution_ceiling(target_image, image_shape, spacing: float | None = None) 
     return np.asarray(stack.to_volume(stack.slices).dataobj, dtype=np.float32)
 
 
-@functools.lru_cache(maxsize=1)
-def whole_head_brain_mask() -> np.ndarray:
-    """The brain of the whole-head T1w as ``gan-mri translate`` finds it (registration of the phantom's
-    template, :func:`gan_mri.data.brain_mask.brain_mask`), once per process; both directions use it, as a
-    user with a T1w/T2w pair of one session would."""
+WHOLE_HEAD_MASK = "whole_head_brain_mask"
+"""Name of the shipped registered brain mask of the whole-head T1w (``gan_mri/data/icbm152/<name>.nii.xz``)."""
+
+
+def registered_whole_head_mask() -> np.ndarray:
+    """The brain of the whole-head ICBM 2009c T1w as ``gan-mri translate`` finds it: the registration of
+    the phantom's template (:func:`gan_mri.data.brain_mask.brain_mask`, 15-30 s on 2 CPU cores)."""
     pair = load_icbm152()
     mask, source = find_brain_mask(pair.image("T1w", skull_stripped=False), "T1w")
     logger.info("whole-head ICBM 2009c T1w: brain mask by %s, Dice %.3f with the template's", source,
                 2.0 * np.sum(mask & pair.brain_mask) / (np.sum(mask) + np.sum(pair.brain_mask)))
     return mask
+
+
+@functools.lru_cache(maxsize=1)
+def whole_head_brain_mask() -> np.ndarray:
+    """:func:`registered_whole_head_mask`, as shipped with the pair (the registration is deterministic, so
+    every evaluation would compute the same mask; tests/test_brain_mask.py checks the shipped one against
+    a fresh registration). Both directions use it, as a user with a T1w/T2w pair of one session would."""
+    return load_icbm152_mask(WHOLE_HEAD_MASK)
 
 
 def sim_to_real(model, directions=DIRECTIONS, batch_size: int = 16) -> dict:

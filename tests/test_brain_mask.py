@@ -165,3 +165,11 @@ def test_whole_real_head_is_masked_by_the_registered_template(pair, whole_head_m
     # The registered brain is cut to the imaged head: no mask voxel on the background.
     head = intensity_mask(pair.array(contrast, skull_stripped=False))
     assert not np.any(mask & ~head)
+    if contrast == "T1w":
+        # The sim-to-real score uses this registration's result, shipped beside the pair (so that each
+        # evaluation need not register): it must still be what the registration gives. Regenerate with
+        # write_icbm152_mask(WHOLE_HEAD_MASK, registered_whole_head_mask(), "gan_mri/data/icbm152").
+        from gan_mri.sim_to_real import WHOLE_HEAD_MASK, whole_head_brain_mask
+
+        shipped = whole_head_brain_mask()
+        assert shipped.shape == mask.shape and _dice(shipped, mask) >= 0.999, WHOLE_HEAD_MASK

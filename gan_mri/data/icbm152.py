@@ -82,6 +82,24 @@ def _read(name: str) -> nib.Nifti1Image:
     return nib.as_closest_canonical(nib.Nifti1Image.from_bytes(lzma.decompress(data)))
 
 
+def load_icbm152_mask(name: str) -> np.ndarray:
+    """A boolean mask shipped beside the pair on its grid (``icbm152/<name>.nii.xz``), e.g. the registered
+    whole-head brain mask of :func:`gan_mri.sim_to_real.whole_head_brain_mask`."""
+    return np.asarray(_read(name).dataobj) > 0
+
+
+def write_icbm152_mask(name: str, mask: np.ndarray, folder) -> Path:
+    """Writes ``mask`` (on the pair's grid) as ``folder/<name>.nii.xz``, uint8, xz-compressed as the
+    shipped files are; :func:`load_icbm152_mask` reads it back once it is in ``gan_mri/data/icbm152/``."""
+    pair = load_icbm152()
+    if tuple(mask.shape) != pair.t1w.shape:
+        raise ValueError(f"mask: expected the pair's shape {pair.t1w.shape}, found {tuple(mask.shape)}")
+    path = Path(folder) / f"{name}.nii.xz"
+    image = nib.Nifti1Image(np.asarray(mask, dtype=np.uint8), pair.affine)
+    path.write_bytes(lzma.compress(image.to_bytes(), preset=9))
+    return path
+
+
 @functools.lru_cache(maxsize=1)
 def load_icbm152() -> RealPair:
     """Loads the shipped ICBM 2009c pair (about 1 s; cached).
