@@ -28,7 +28,8 @@ import threading
 import traceback
 from pathlib import Path
 
-from gan_mri.config import DISTRIBUTIONS, RECIPES  # stdlib-only module: --help stays fast
+# stdlib-only modules: --help stays fast
+from gan_mri.config import DISTRIBUTIONS, FAMILY_REGISTRY, RECIPE_REGISTRY, all_preset_names
 
 QUIET_LOGGERS = ("tensorflow", "absl", "jax")
 """Python loggers of the frameworks under gan-mri, held to ERROR unless -v/--debug: their INFO and
@@ -66,6 +67,29 @@ def _shape(text: str) -> tuple[int, int]:
     if len(shape) != 2 or min(shape) < 1:
         raise argparse.ArgumentTypeError(f"expected SIZE or HxW like 64 or 96x80, found {text!r}")
     return shape
+
+
+def _listing(registry) -> str:
+    """"name (description), ..." of a registry's entries, for a --help text."""
+    return ", ".join(f"{name} ({entry.description})" for name, entry in registry.items()).replace("%", "%%")
+
+
+class _RegisteredLayouts:
+    """The --layout choices: `gan_mri.data.layouts.LAYOUTS`, read when argparse first checks or lists
+    a value. The data package imports numpy, nibabel and scipy (a second or more), which `gan-mri --help`
+    and the other commands should not wait for."""
+
+    @staticmethod
+    def _names():
+        from gan_mri.data.layouts import LAYOUTS
+
+        return LAYOUTS
+
+    def __contains__(self, name) -> bool:
+        return name in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
 
 
 # ----------------------------------------------------------------------------------- commands
@@ -294,11 +318,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_icbm152)
 
-    p = sub.add_parser("prepare", help="turn volumes (BIDS/HCP/IXI/BraTS/globs/PNG folders) into a dataset")
+    p = sub.add_parser("prepare", help="turn a folder of T1w/T2w volumes (see --layout) or PNG slices into a dataset")
     p.add_argument("source", help="folder holding the volumes")
     p.add_argument("--out", required=True, help="dataset folder to write")
     p.add_argument("--size", type=_shape, default=(128, 128), help="image size: 128 or HxW (default 128)")
-    p.add_argument("--layout", default="auto", choices=("auto", "bids", "hcp", "ixi", "brats", "glob", "png"))
+    # metavar: argparse would list the choices while building the parser, importing gan_mri.data.
+    p.add_argument("--layout", default="auto", choices=_RegisteredLayouts(), metavar="LAYOUT",
+                   help="folder layout of SOURCE: %(choices)s (default auto: the first that matches; "
+                        "docs/datasets.md)")
     p.add_argument("--a-glob", help="glob of T1w volumes under SOURCE (layout glob)")
     p.add_argument("--b-glob", help="glob of T2w volumes under SOURCE (layout glob)")
     p.add_argument("--lesion-glob", help="glob of lesion label volumes under SOURCE (on the T1w's grid, 0 outside "
@@ -319,12 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a preset or a config JSON on a prepared dataset")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--preset", default="sa-enc-cl-sn",
-                        help="preset name: a UNIT variant or cyclegan (default sa-enc-cl-sn)")
-    source.add_argument("--model", choices=("unit", "cyclegan"),
-                        help="model family shortcut: the preset of that name (--model cyclegan = --preset cyclegan)")
+                        help=f"preset name: {', '.join(all_preset_names())} (default sa-enc-cl-sn)")
+    source.add_argument("--model", choices=tuple(FAMILY_REGISTRY),
+                        help=f"model family, trains the preset of that name (--model cyclegan = --preset cyclegan): "
+                             f"{_listing(FAMILY_REGISTRY)}")
     source.add_argument("--config", help="config JSON file (e.g. a run's config.json)")
-    p.add_argument("--recipe", choices=tuple(RECIPES), default="default",
-                   help="training recipe of a preset: default (docs/training_recipe.md) or lineage (the paper's)")
+    p.add_argument("--recipe", choices=tuple(RECIPE_REGISTRY), default="default",
+                   help=f"training recipe of a preset: {_listing(RECIPE_REGISTRY)}")
     p.add_argument("--data", required=True, help="prepared dataset folder")
     p.add_argument("--out", required=True, help="run folder, e.g. saved_models/my-run")
     p.add_argument("--epochs", type=_positive_int, default=10)
@@ -399,8 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-epochs", type=_epoch_list, help="1-based epochs to evaluate at, e.g. 1,25,50 (default: the last)")
     p.add_argument("--batch-size", type=_positive_int, default=1)
     p.add_argument("--width", type=_positive_int, help="override the base width of every preset (e.g. 16 on a CPU)")
-    p.add_argument("--recipe", choices=tuple(RECIPES), default="default",
-                   help="training recipe of every preset: default or lineage (the paper's setting)")
+    p.add_argument("--recipe", choices=tuple(RECIPE_REGISTRY), default="default",
+                   help=f"training recipe of every preset: {_listing(RECIPE_REGISTRY)}")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-eval-batches", type=_positive_int, help="limit test batches per evaluation")
     _add_standardize_flag(p)

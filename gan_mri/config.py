@@ -7,6 +7,11 @@ to `gan_mri.models.build_model`. The defaults are the library's training recipe
 presets that override a few fields. CycleGAN, the lineage's other model, has its own `CycleGANConfig` and the preset
 "cyclegan"; `get_preset` and `config_from_dict` return the right class.
 
+Model families and training recipes are registered once (`gan_mri.registry`): `register_family(Family(...))`
+gives a family its config class, its model class and its presets, and `get_preset`, `all_preset_names`,
+`config_from_dict`, `gan_mri.models.build_model` and the CLI's ``train --model`` choices read
+`FAMILY_REGISTRY`; `register_recipe(Recipe(...))` does the same for ``--recipe`` (`RECIPE_REGISTRY`).
+
 Example:
     >>> from gan_mri.config import get_preset
     >>> config = get_preset("sa-enc-cl-sn", image_shape=(32, 32), base_width=8)
@@ -23,11 +28,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from gan_mri.registry import Registry
+
 NORMS = ("instance", "layer", "batch")
 CONV_NORMS = ("none", "instance", "layer")
 UPSAMPLING = ("transpose", "nearest")
 GAN_LOSSES = ("bce", "lsgan")
-"""Adversarial criteria; `gan_mri.losses.GAN_CRITERIA` maps each name to its per-scale term."""
+"""The built-in adversarial criteria, each registered with its per-scale term and decision threshold
+in `gan_mri.losses.CRITERION_REGISTRY`; a config's ``gan_loss`` may name any registered criterion."""
 ATTENTION_PLACEMENTS = ("none", "encoder", "generator")
 SPECTRAL_NORM_SCOPES = ("encoder", "generator", "discriminator")
 RECON_LOSSES = ("mae", "charbonnier")
@@ -86,10 +94,46 @@ LINEAGE_RECIPE: dict[str, Any] = {
 }
 """GAN-MRI's published UNIT training setting (Welander et al. 2018; the paper's Table 7 runs)."""
 
-RECIPES: dict[str, dict[str, Any]] = {"default": {}, "lineage": LINEAGE_RECIPE}
-"""Recipe name -> the `UNITConfig` fields it sets. "default" is the dataclass defaults (the recipe
-this library trains with, see docs/training_recipe.md); "lineage" is the paper's setting, so the
-published runs can be repeated as published. A recipe never touches what defines a preset."""
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A named training setting: the config fields it sets under a preset's defining fields.
+
+    A recipe sets the fields of the families whose config records its recipe (a ``recipe`` field:
+    UNIT); the others keep their defaults (CycleGAN's are already the lineage's).
+
+    Attributes:
+        name: the value of `get_preset(..., recipe=name)` and ``--recipe``.
+        fields: config field -> value.
+        description: a few words for ``--help`` and the docs.
+    """
+
+    name: str
+    fields: dict[str, Any]
+    description: str
+
+
+RECIPE_REGISTRY: Registry[Recipe] = Registry("recipe")
+"""Recipe name -> `Recipe`, read by `get_preset`, `UNITConfig.recipe`'s validation and ``--recipe``."""
+
+
+def register_recipe(recipe: Recipe, replace: bool = False) -> Recipe:
+    """Registers a training recipe (`Registry.register`; `RECIPE_REGISTRY.registered` for a ``with`` block).
+
+    Raises:
+        ValueError: for a name already registered (without ``replace``).
+    """
+    return RECIPE_REGISTRY.register(recipe, replace=replace)
+
+
+register_recipe(Recipe("default", {}, "this library's, docs/training_recipe.md"))
+register_recipe(Recipe("lineage", LINEAGE_RECIPE, "the GAN-MRI paper's setting"))
+
+RECIPES = RECIPE_REGISTRY.view(lambda recipe: recipe.fields)
+"""Recipe name -> the `UNITConfig` fields it sets (a live view of `RECIPE_REGISTRY`). "default" is the
+dataclass defaults (the recipe this library trains with, see docs/training_recipe.md); "lineage" is the
+paper's setting, so the published runs can be repeated as published. A recipe never touches what
+defines a preset."""
 
 
 def preset_names() -> tuple[str, ...]:
@@ -107,6 +151,14 @@ def _precisions() -> tuple[str, ...]:
     from gan_mri.precision import PRECISIONS
 
     return PRECISIONS
+
+
+def _gan_criteria() -> tuple[str, ...]:
+    """The registered adversarial criteria (`gan_mri.losses.CRITERION_REGISTRY`), imported when a
+    config is first validated, as `_precisions` is: their terms are Keras functions."""
+    from gan_mri.losses import CRITERION_REGISTRY
+
+    return tuple(CRITERION_REGISTRY)
 
 
 def _is_int(value: Any) -> bool:
@@ -230,6 +282,11 @@ class _ConfigIO:
     _display_name = "model"
     _saved_before = {}  # field -> its value in models saved before the field existed (not a field)
 
+    @classmethod
+    def family_name(cls) -> str:
+        """The model family this config class describes: the default of its ``model`` field."""
+        return next(field.default for field in dataclasses.fields(cls) if field.name == "model")
+
     def _rules(self):
         """Yields (field, rule) pairs covering every field, in checking order; a rule may rely on
         the fields checked before it (the generator runs only as far as validation gets)."""
@@ -315,8 +372,8 @@ class UNITConfig(_ConfigIO):
     Args:
         model: model family; always "unit" here (used by `config_from_dict` to dispatch).
         name: preset name the config came from, or "custom".
-        recipe: name of the training recipe the config came from (`RECIPES`): "default" or
-            "lineage" (a record: the fields themselves say what is trained).
+        recipe: name of the training recipe the config came from (`RECIPE_REGISTRY`): "default",
+            "lineage" or one registered since (a record: the fields themselves say what is trained).
         image_shape: (height, width) of the images; each a multiple of 2 ** downsampling.
         channels: 1 (grayscale) or 3 (RGB).
         base_width: filters of the first encoder conv; later layers use 2x and 4x
@@ -346,7 +403,8 @@ class UNITConfig(_ConfigIO):
         recon_loss: penalty of the image and cycle reconstruction terms, "mae" or "charbonnier".
         charbonnier_epsilon: epsilon of the Charbonnier penalty sqrt(x^2 + eps^2).
         gan_loss: adversarial criterion, "bce" (the lineage: binary cross-entropy on logits) or
-            "lsgan" (least squares, as UNIT's official code).
+            "lsgan" (least squares, as UNIT's official code), or one registered since
+            (`gan_mri.losses.register_gan_criterion`).
         gan_weight: lambda_0, weight of the adversarial terms (G and D); lineage 10, default 30
             (faster early training, see docs/training_recipe.md).
         kl_weight: lambda_1, weight of the KL term on the latent codes z_A, z_B.
@@ -431,9 +489,9 @@ class UNITConfig(_ConfigIO):
         self.validate()
 
     def _rules(self):
-        yield "model", _exactly("unit")
+        yield "model", _exactly(self.family_name())
         yield "name", _NAME
-        yield "recipe", _OneOf(tuple(RECIPES))
+        yield "recipe", _OneOf(lambda: tuple(RECIPE_REGISTRY))
         yield "downsampling", _DOWNSAMPLING
         for rule in _image_shape_rules(lambda: 2**self.downsampling_steps, "2 ** downsampling"):
             yield "image_shape", rule
@@ -448,7 +506,7 @@ class UNITConfig(_ConfigIO):
         yield "spectral_norm", _SubsetOf(SPECTRAL_NORM_SCOPES)
         yield "recon_loss", _OneOf(RECON_LOSSES)
         yield "charbonnier_epsilon", _POSITIVE
-        yield "gan_loss", _OneOf(GAN_LOSSES)
+        yield "gan_loss", _OneOf(_gan_criteria)
         yield "update_order", _OneOf(UPDATE_ORDERS)
         for weight in ("kl_weight", "recon_weight", "cycle_kl_weight", "structure_weight", "contrast_weight",
                        "latent_noise_std"):
@@ -544,7 +602,7 @@ class CycleGANConfig(_ConfigIO):
         self.validate()
 
     def _rules(self):
-        yield "model", _exactly("cyclegan")
+        yield "model", _exactly(self.family_name())
         yield "name", _NAME
         for rule in _image_shape_rules(lambda: SPATIAL_MULTIPLE):
             yield "image_shape", rule
@@ -560,40 +618,146 @@ class CycleGANConfig(_ConfigIO):
         return 2 * self.base_width
 
 
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """A model family: its config class, its `keras.Model` class and its presets, registered once.
+
+    Attributes:
+        name: the family's name: its config's ``model`` field (the default of that field in
+            ``config_class``), ``train --model NAME``, and the name of one of its presets (the one
+            ``--model`` trains).
+        config_class: the config dataclass (a `UNITConfig`-like class with ``validate``, ``from_dict``,
+            ``from_saved_dict``, ``to_dict``).
+        model: the `keras.Model` subclass built from the config, or its ``"module:Class"`` path,
+            imported on first use (`model_class`), so that this module needs no Keras.
+        presets: preset name -> the config fields that define the preset.
+        description: a few words for ``--help`` and the docs.
+    """
+
+    name: str
+    config_class: type
+    model: type | str
+    presets: dict[str, dict[str, Any]]
+    description: str
+
+    def model_class(self) -> type:
+        """The model class, imported from ``model`` when that is a ``"module:Class"`` path."""
+        if not isinstance(self.model, str):
+            return self.model
+        import importlib
+
+        module, _, attribute = self.model.partition(":")
+        return getattr(importlib.import_module(module), attribute)
+
+    @property
+    def takes_recipe(self) -> bool:
+        """Whether the family's config records a recipe, so that a recipe's fields apply to it."""
+        return any(field.name == "recipe" for field in dataclasses.fields(self.config_class))
+
+
+def _check_family(family: Family, registry: Registry) -> None:
+    """The registration check of `FAMILY_REGISTRY`: the config class names the family, the family has
+    a preset of its own name, and no preset name belongs to another family."""
+    config_class = family.config_class
+    if not (dataclasses.is_dataclass(config_class) and isinstance(config_class, type)
+            and issubclass(config_class, _ConfigIO)):
+        raise ValueError(f"family {family.name!r}: config_class must be a config dataclass (like UNITConfig); "
+                         f"found {config_class!r}")
+    if config_class.family_name() != family.name:
+        raise ValueError(f"family {family.name!r}: config_class {config_class.__name__}'s model field must default "
+                         f"to {family.name!r}; found {config_class.family_name()!r}")
+    if isinstance(family.model, str) and not all(family.model.partition(":")[::2]):
+        raise ValueError(f"family {family.name!r}: model must be a keras.Model subclass or a 'module:Class' path; "
+                         f"found {family.model!r}")
+    if family.name not in family.presets:
+        raise ValueError(f"family {family.name!r}: expected a preset named {family.name!r} (what "
+                         f"`train --model {family.name}` trains); found presets {list(family.presets)}")
+    taken = {preset: other.name for other in registry.values() if other.name != family.name
+             for preset in other.presets}
+    clashes = sorted(preset for preset in family.presets if preset in taken)
+    if clashes:
+        raise ValueError(f"family {family.name!r}: presets {clashes} already belong to family "
+                         f"{taken[clashes[0]]!r}; expected preset names of its own")
+
+
+FAMILY_REGISTRY: Registry[Family] = Registry("model family", _check_family)
+"""Family name (a config's ``model``) -> `Family`, read by `get_preset`, `all_preset_names`,
+`config_from_dict`, `gan_mri.models.build_model` and the CLI's ``train --model``."""
+
+
+def register_family(family: Family, replace: bool = False) -> Family:
+    """Registers a model family (`Registry.register`; `FAMILY_REGISTRY.registered` for a ``with`` block).
+
+    Example:
+        >>> import dataclasses
+        >>> @dataclasses.dataclass
+        ... class SmallCycleGANConfig(CycleGANConfig):
+        ...     model: str = "small-cyclegan"
+        ...     base_width: int = 8
+        >>> small = Family("small-cyclegan", SmallCycleGANConfig, "gan_mri.models.cyclegan:CycleGAN",
+        ...                {"small-cyclegan": {}}, "CycleGAN at width 8")
+        >>> with FAMILY_REGISTRY.registered(small):  # register_family(small) keeps it
+        ...     get_preset("small-cyclegan").base_width
+        8
+
+    Raises:
+        ValueError: for a name already registered (without ``replace``), a config class whose
+            ``model`` default is not the family's name, no preset of the family's name, or a preset name
+            another family has.
+    """
+    return FAMILY_REGISTRY.register(family, replace=replace)
+
+
+register_family(Family("unit", UNITConfig, "gan_mri.models.unit:UNIT", PRESETS,
+                       "UNIT, a shared latent space; the paper's eight variants"))
+register_family(Family("cyclegan", CycleGANConfig, "gan_mri.models.cyclegan:CycleGAN", CYCLEGAN_PRESETS,
+                       "CycleGAN, two generators and cycle consistency"))
+
+
 def all_preset_names() -> tuple[str, ...]:
-    """Returns every preset name: the paper's eight UNIT variants, then the CycleGAN presets."""
-    return tuple(PRESETS) + tuple(CYCLEGAN_PRESETS)
+    """Returns every preset name, family by family in registration order: the paper's eight UNIT
+    variants, then the CycleGAN presets, then those of families registered since."""
+    return tuple(preset for family in FAMILY_REGISTRY.values() for preset in family.presets)
+
+
+def preset_family(name: str) -> Family:
+    """Returns the registered family that has the preset ``name``.
+
+    Raises:
+        ValueError: for an unknown preset (listing the valid names).
+    """
+    for family in FAMILY_REGISTRY.values():
+        if name in family.presets:
+            return family
+    raise ValueError(f"Unknown preset {name!r}; valid presets are {list(all_preset_names())}")
 
 
 def get_preset(name: str, recipe: str = "default", **overrides):
     """Returns the config of a named preset trained with a named recipe, with optional overrides.
 
-    The config is built in three layers: the recipe's training setting, then the preset's
-    defining fields (attention, spectral norm, Charbonnier, channels), then ``overrides``.
+    The config is built in three layers: the recipe's training setting (for a family whose config
+    records a recipe: UNIT), then the preset's defining fields (attention, spectral norm, Charbonnier,
+    channels), then ``overrides``.
 
     Args:
-        name: one of `all_preset_names()` (the UNIT presets of `preset_names()` or "cyclegan").
-        recipe: one of `RECIPES` ("default" or "lineage"). CycleGAN's defaults are already the
+        name: one of `all_preset_names()` (the UNIT presets of `preset_names()`, "cyclegan", or a
+            preset of a family registered since).
+        recipe: one of `RECIPE_REGISTRY` ("default" or "lineage"). CycleGAN's defaults are already the
             lineage's, so both recipes give the same CycleGAN config.
         **overrides: any field of the preset's config class, e.g. `image_shape=(32, 32), base_width=8`.
 
     Returns:
-        A validated `UNITConfig` (or `CycleGANConfig` for a CycleGAN preset) whose `name` is
+        A validated config of the preset's family (`UNITConfig`, `CycleGANConfig`...) whose `name` is
         the preset name (and, for UNIT, whose `recipe` is the recipe name).
 
     Raises:
         ValueError: for an unknown preset or recipe (listing the valid names) or an invalid override.
     """
-    if recipe not in RECIPES:
-        raise ValueError(f"Unknown recipe {recipe!r}; valid recipes are {list(RECIPES)}")
-    if name in PRESETS:
-        return UNITConfig.from_dict({"name": name, "recipe": recipe, **RECIPES[recipe], **PRESETS[name], **overrides})
-    if name in CYCLEGAN_PRESETS:
-        return CycleGANConfig.from_dict({"name": name, **CYCLEGAN_PRESETS[name], **overrides})
-    raise ValueError(f"Unknown preset {name!r}; valid presets are {list(all_preset_names())}")
-
-
-_CONFIG_CLASSES = {"unit": UNITConfig, "cyclegan": CycleGANConfig}
+    if recipe not in RECIPE_REGISTRY:
+        raise ValueError(f"Unknown recipe {recipe!r}; valid recipes are {list(RECIPE_REGISTRY)}")
+    family = preset_family(name)
+    training = {"recipe": recipe, **RECIPE_REGISTRY[recipe].fields} if family.takes_recipe else {}
+    return family.config_class.from_dict({"name": name, **training, **family.presets[name], **overrides})
 
 
 def config_from_dict(data: dict[str, Any], saved: bool = False):
@@ -606,12 +770,12 @@ def config_from_dict(data: dict[str, Any], saved: bool = False):
             (`from_saved_dict`), not the present default.
 
     Raises:
-        ValueError: for an unknown model family (listing the known ones) or invalid fields.
+        ValueError: for an unknown model family (listing the registered ones) or invalid fields.
     """
     model = data.get("model", "unit")
-    if model not in _CONFIG_CLASSES:
+    if not isinstance(model, str) or model not in FAMILY_REGISTRY:
         raise ValueError(
-            f"Unknown config 'model' {model!r}; known models are {list(_CONFIG_CLASSES)}"
+            f"Unknown config 'model' {model!r}; known models are {list(FAMILY_REGISTRY)}"
         )
-    family = _CONFIG_CLASSES[model]
-    return family.from_saved_dict(data) if saved else family.from_dict(data)
+    config_class = FAMILY_REGISTRY[model].config_class
+    return config_class.from_saved_dict(data) if saved else config_class.from_dict(data)

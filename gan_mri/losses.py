@@ -6,11 +6,13 @@ the networks run in mixed_float16, and returns a scalar (the mean over every ele
 
 from __future__ import annotations
 
-from typing import Sequence
+import dataclasses
+from typing import Callable
 
 from keras import ops
 
 from gan_mri.config import GAN_LOSSES, RECON_LOSSES
+from gan_mri.registry import Registry
 
 
 def _f32(x):
@@ -166,26 +168,62 @@ def least_squares(scores, target: float):
     return ops.mean(ops.square(_f32(scores) - target))
 
 
-GAN_CRITERIA = {"bce": bce_from_logits, "lsgan": least_squares}
-"""Adversarial criterion name (`gan_mri.config.GAN_LOSSES`) -> per-scale term f(outputs, target):
-binary cross-entropy on logits (the GAN-MRI lineage) or least squares (LSGAN; UNIT's and CycleGAN's
-official code)."""
+@dataclasses.dataclass(frozen=True)
+class GANCriterion:
+    """An adversarial criterion: its per-scale term and the output at which its discriminator is undecided.
 
-DECISION_THRESHOLDS = {"bce": 0.0, "lsgan": 0.5}
-"""Criterion -> the discriminator output at which "real" and "fake" are equally likely: logit 0
-for BCE, the midpoint of the targets 0 and 1 for least squares."""
+    Attributes:
+        name: the value of a config's ``gan_loss`` and of ``criterion=`` below.
+        term: f(outputs, target) -> scalar float32, the mean over one scale's map against the
+            target 1.0 ("real") or 0.0 ("fake").
+        threshold: the discriminator output at which "real" and "fake" are equally likely
+            (`discriminator_accuracy` counts outputs above it as "real").
+        description: a few words for the docs.
+    """
+
+    name: str
+    term: Callable
+    threshold: float
+    description: str
 
 
-if set(GAN_CRITERIA) != set(GAN_LOSSES) or set(DECISION_THRESHOLDS) != set(GAN_LOSSES):
-    # The names are config.GAN_LOSSES; a criterion added there needs its term and threshold here.
-    raise ImportError(f"gan_mri.losses covers the criteria {sorted(GAN_CRITERIA)}, config.GAN_LOSSES "
-                      f"names {sorted(GAN_LOSSES)}")
+CRITERION_REGISTRY: Registry[GANCriterion] = Registry("GAN criterion")
+"""Criterion name -> `GANCriterion`, read by the loss functions below and by the configs' validation
+of ``gan_loss`` (`gan_mri.config`)."""
 
 
-def _criterion(name: str):
-    if name not in GAN_LOSSES:
-        raise ValueError(f"gan criterion must be one of {list(GAN_LOSSES)}; found {name!r}")
-    return GAN_CRITERIA[name]
+def register_gan_criterion(criterion: GANCriterion, replace: bool = False) -> GANCriterion:
+    """Registers an adversarial criterion (`Registry.register`; `CRITERION_REGISTRY.registered` for a
+    ``with`` block); configs accept its name as ``gan_loss`` from then on.
+
+    Raises:
+        ValueError: for a name already registered (without ``replace``).
+    """
+    return CRITERION_REGISTRY.register(criterion, replace=replace)
+
+
+register_gan_criterion(GANCriterion("bce", bce_from_logits, 0.0,
+                                    "binary cross-entropy on logits (the GAN-MRI lineage); undecided at logit 0"))
+register_gan_criterion(GANCriterion("lsgan", least_squares, 0.5, "least squares (LSGAN; UNIT's and CycleGAN's "
+                                    "official code); undecided midway between the targets 0 and 1"))
+
+if set(GAN_LOSSES) - set(CRITERION_REGISTRY):
+    # config.GAN_LOSSES names the built-in criteria; each needs its registration above.
+    raise ImportError(f"gan_mri.losses registers the criteria {list(CRITERION_REGISTRY)}; config.GAN_LOSSES "
+                      f"names {list(GAN_LOSSES)}")
+
+GAN_CRITERIA = CRITERION_REGISTRY.view(lambda criterion: criterion.term)
+"""Criterion name -> per-scale term f(outputs, target) (a live view of `CRITERION_REGISTRY`)."""
+
+DECISION_THRESHOLDS = CRITERION_REGISTRY.view(lambda criterion: criterion.threshold)
+"""Criterion name -> decision threshold (a live view of `CRITERION_REGISTRY`): logit 0 for BCE, the
+midpoint of the targets 0 and 1 for least squares."""
+
+
+def _criterion(name: str) -> GANCriterion:
+    if name not in CRITERION_REGISTRY:
+        raise ValueError(f"gan criterion must be one of {list(CRITERION_REGISTRY)}; found {name!r}")
+    return CRITERION_REGISTRY[name]
 
 
 def _per_scale(outputs) -> list:
@@ -209,7 +247,7 @@ def adversarial_loss(outputs, target: float, criterion: str = "bce"):
     Args:
         outputs: the discriminator's output: one map, or a list with one map per scale.
         target: 1.0 for "real", 0.0 for "fake".
-        criterion: a name of `GAN_CRITERIA` ("bce": outputs are logits; "lsgan": scores).
+        criterion: a name of `CRITERION_REGISTRY` ("bce": outputs are logits; "lsgan": scores).
 
     Returns:
         Scalar float32 tensor.
@@ -217,7 +255,7 @@ def adversarial_loss(outputs, target: float, criterion: str = "bce"):
     Raises:
         ValueError: for an unknown criterion.
     """
-    term = _criterion(criterion)
+    term = _criterion(criterion).term
     return sum(term(scores, target) for scores in _per_scale(outputs))
 
 
@@ -227,7 +265,7 @@ def discriminator_loss(real_outputs, fake_outputs, criterion: str = "bce"):
     Args:
         real_outputs: the discriminator's output (a map or one per scale) for real images.
         fake_outputs: the same for translated images.
-        criterion: a name of `GAN_CRITERIA`.
+        criterion: a name of `CRITERION_REGISTRY`.
 
     Returns:
         Scalar float32 tensor.
@@ -235,14 +273,14 @@ def discriminator_loss(real_outputs, fake_outputs, criterion: str = "bce"):
     Raises:
         ValueError: for an unknown criterion or outputs with different numbers of scales.
     """
-    term = _criterion(criterion)
+    term = _criterion(criterion).term
     return sum(term(real, 1.0) + term(fake, 0.0) for real, fake in _paired_scales(real_outputs, fake_outputs))
 
 
 def discriminator_accuracy(real_outputs, fake_outputs, criterion: str = "bce") -> list:
     """How often the discriminator is right, per scale: 0.5 (chance) to 1 (always right).
 
-    acc_s = 0.5 * [ mean(D_s(real) > t) + mean(D_s(fake) < t) ], t = `DECISION_THRESHOLDS[criterion]`,
+    acc_s = 0.5 * [ mean(D_s(real) > t) + mean(D_s(fake) < t) ], t = the criterion's ``threshold``,
     over every element of the patch maps. A discriminator that stays near 0.5 gives the generator
     no useful gradient; one near 1.0 is winning the game.
 
@@ -252,8 +290,7 @@ def discriminator_accuracy(real_outputs, fake_outputs, criterion: str = "bce") -
     Raises:
         ValueError: for an unknown criterion or outputs with different numbers of scales.
     """
-    _criterion(criterion)
-    threshold = DECISION_THRESHOLDS[criterion]
+    threshold = _criterion(criterion).threshold
     return [0.5 * (ops.mean(ops.cast(_f32(real) > threshold, "float32"))
                    + ops.mean(ops.cast(_f32(fake) < threshold, "float32")))
             for real, fake in _paired_scales(real_outputs, fake_outputs)]

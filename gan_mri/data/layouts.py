@@ -19,8 +19,19 @@ Lesion labels of any volume layout can also come from an explicit ``lesion_glob`
 the ``*_label-lesion*`` files found): each file goes to the subject whose id its name carries, before
 tokens such as ``_lesion``, ``_label``, ``_mask``, ``_seg`` (:func:`lesion_subject`).
 
-``"auto"`` picks the first layout that matches, in the order png, bids, hcp, brats, ixi.
+``"auto"`` picks the first registered layout that matches, in registration order: bids, hcp, ixi,
+brats, png, then the layouts registered since (``glob`` is never picked: it needs its globs; a folder
+holding the files of two layouts gets the earlier one).
 The train/test split is by subject (:func:`split_subjects`), never by slice.
+
+Each layout is registered once, as a :class:`Layout` in :data:`LAYOUT_REGISTRY` (name, description,
+``discover`` and ``detect`` functions); :func:`detect_layout`, :func:`discover`, ``prepare`` and the CLI's
+``--layout`` read that registry. Adding a layout is one :func:`register_layout` call::
+
+    def discover_study(source):
+        return [VolumeSet(d.name, None, d / "t1.nii.gz", d / "t2.nii.gz") for d in sorted(source.glob("case*"))]
+
+    register_layout(Layout("study", "case*/t1.nii.gz and t2.nii.gz", discover_study))
 """
 
 from __future__ import annotations
@@ -30,26 +41,20 @@ import logging
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
+from ..registry import Registry
+
 logger = logging.getLogger(__name__)
 
-LAYOUTS = ("auto", "bids", "hcp", "ixi", "brats", "glob", "png")
 PNG_FOLDERS = ("trainA", "trainB", "testA", "testB")
 _NIFTI = re.compile(r"\.nii(\.gz)?$", re.IGNORECASE)
 _CONTRAST_TOKEN = re.compile(r"[_\-.]?(t1w?|t2w?|t1n)$", re.IGNORECASE)
 # Trailing words of lesion label file names (BIDS "label-lesion_roi", "desc-lesion_mask", BraTS "_seg").
 _LESION_TOKEN = re.compile(r"(^|[_\-.])(lesions?|labels?|mask|seg|roi|desc)$", re.IGNORECASE)
 _BIDS_ENTITY = re.compile(r"(?:^|_)(sub|ses)-([A-Za-z0-9]+)")
-
-_PATTERNS = {
-    "bids": "sub-*/[ses-*/]anat/*_T1w.nii[.gz] and *_T2w.nii[.gz]",
-    "hcp": "*/T1w/T1w_acpc_dc_restore_brain.nii.gz and T2w_acpc_dc_restore_brain.nii.gz",
-    "ixi": "IXI###-Site-####-T1.nii.gz and -T2.nii.gz",
-    "brats": "*_t1.nii.gz and *_t2.nii.gz",
-    "png": "trainA/ trainB/ testA/ testB/ folders of PNG files",
-}
 
 
 @dataclass(frozen=True)
@@ -240,8 +245,70 @@ def _is_png_layout(source: Path) -> bool:
     return any((source / name).is_dir() for name in PNG_FOLDERS)
 
 
+@dataclass(frozen=True)
+class Layout:
+    """A folder layout that ``prepare`` reads, registered once in :data:`LAYOUT_REGISTRY`.
+
+    Attributes:
+        name: the value of ``layout=`` and ``--layout``.
+        description: the files the layout expects, in errors when nothing matches and in the docs.
+        discover: ``discover(source: Path) -> [VolumeSet]``, the subjects below ``source`` (an empty
+            list when none match); ``None`` for a layout that is not read as volumes (png: images,
+            :mod:`gan_mri.data.png`; glob: its globs come from :func:`discover`'s arguments).
+        detect: ``detect(source: Path) -> bool``, whether ``layout="auto"`` picks this layout; ``None``
+            tries ``discover`` instead, and a layout with neither is never picked automatically.
+        pairing: how ``prepare(pair="auto")`` is to meet a test subject's T2w with its T1w, one of
+            ``prepare``'s other ``pair`` values: ``"grid"`` (the layout's pairs share a voxel grid) or
+            ``"register"`` (scans acquired apart, as IXI's).
+    """
+
+    name: str
+    description: str
+    discover: Callable[[Path], list[VolumeSet]] | None = None
+    detect: Callable[[Path], bool] | None = None
+    pairing: str = "grid"
+
+    def matches(self, source: Path) -> bool:
+        """Whether ``layout="auto"`` picks this layout for ``source``."""
+        if self.detect is not None:
+            return bool(self.detect(source))
+        return self.discover is not None and bool(self.discover(source))
+
+
+def _check_layout(layout: Layout, registry: Registry) -> None:
+    if layout.name == "auto":
+        raise ValueError("layout name 'auto' is taken: it means the first registered layout that matches")
+
+
+LAYOUT_REGISTRY: Registry[Layout] = Registry("data layout", _check_layout)
+"""Layout name -> :class:`Layout`, in the order ``layout="auto"`` tries them; read by
+:func:`detect_layout`, :func:`discover`, ``prepare`` and the CLI's ``--layout``."""
+
+
+def register_layout(layout: Layout, replace: bool = False) -> Layout:
+    """Registers a folder layout (``Registry.register``; ``LAYOUT_REGISTRY.registered`` for a ``with`` block).
+
+    Raises:
+        ValueError: for a name already registered (without ``replace``) or the name ``"auto"``.
+    """
+    return LAYOUT_REGISTRY.register(layout, replace=replace)
+
+
+register_layout(Layout("bids", "sub-*/[ses-*/]anat/*_T1w.nii[.gz] and *_T2w.nii[.gz]", _discover_bids))
+register_layout(Layout("hcp", "*/T1w/T1w_acpc_dc_restore_brain.nii.gz and T2w_acpc_dc_restore_brain.nii.gz",
+                       _discover_hcp))
+register_layout(Layout("ixi", "IXI###-Site-####-T1.nii.gz and -T2.nii.gz", _discover_ixi, pairing="register"))
+register_layout(Layout("brats", "*_t1.nii.gz and *_t2.nii.gz", _discover_brats))
+register_layout(Layout("glob", "explicit a_glob / b_glob (--a-glob / --b-glob)"))
+register_layout(Layout("png", "trainA/ trainB/ testA/ testB/ folders of PNG files", detect=_is_png_layout))
+
+LAYOUTS = LAYOUT_REGISTRY.names("auto")
+"""The values of ``layout=``: "auto", then every registered layout (a live tuple-like sequence)."""
+
+
 def detect_layout(source) -> str:
-    """Name of the first layout that matches ``source`` (png, bids, hcp, brats, ixi).
+    """Name of the first registered layout that matches ``source`` (bids, hcp, ixi, brats, png, then
+    the layouts registered since).
 
     Raises:
         FileNotFoundError: if ``source`` is not a folder.
@@ -250,13 +317,11 @@ def detect_layout(source) -> str:
     source = Path(source)
     if not source.is_dir():
         raise FileNotFoundError(f"{source}: source folder not found")
-    if _is_png_layout(source):
-        return "png"
-    for name, finder in (("bids", _discover_bids), ("hcp", _discover_hcp), ("brats", _discover_brats),
-                         ("ixi", _discover_ixi)):
-        if finder(source):
-            return name
-    expected = "; ".join(f"{name}: {pattern}" for name, pattern in _PATTERNS.items())
+    for layout in LAYOUT_REGISTRY.values():
+        if layout.matches(source):
+            return layout.name
+    expected = "; ".join(f"{layout.name}: {layout.description}" for layout in LAYOUT_REGISTRY.values()
+                         if layout.detect is not None or layout.discover is not None)
     raise ValueError(f"{source}: found no known layout (expected one of {expected}; or pass a_glob/b_glob)")
 
 
@@ -266,7 +331,8 @@ def discover(source, layout: str = "auto", a_glob: str | None = None, b_glob: st
 
     Args:
         source: root folder.
-        layout: one of :data:`LAYOUTS` except ``"png"`` (PNG folders are read by :mod:`.png`).
+        layout: one of :data:`LAYOUTS` except ``"png"`` (PNG folders are read by :mod:`.png`): ``"auto"``
+            or a name of :data:`LAYOUT_REGISTRY`.
         a_glob, b_glob: explicit globs for domain A / B (imply ``layout="glob"`` under ``"auto"``).
         lesion_glob: explicit glob of lesion label volumes (relative to ``source``, or absolute), each
             matched to its subject by :func:`lesion_subject`; replaces the BIDS ``*_label-lesion*`` files.
@@ -286,17 +352,17 @@ def discover(source, layout: str = "auto", a_glob: str | None = None, b_glob: st
         raise FileNotFoundError(f"{source}: source folder not found")
     if layout == "auto":
         layout = "glob" if (a_glob or b_glob) else detect_layout(source)
-    if layout == "png":
-        raise ValueError(f"{source}: the png layout holds images, not volumes; use gan_mri.data.png")
     if layout == "glob":
         if not (a_glob or b_glob):
             raise ValueError("layout 'glob': expected a_glob and/or b_glob, found neither")
         sets = _discover_glob(source, a_glob, b_glob)
+    elif LAYOUT_REGISTRY[layout].discover is None:
+        raise ValueError(f"{source}: the {layout} layout holds images, not volumes; use gan_mri.data.png")
     else:
-        sets = {"bids": _discover_bids, "hcp": _discover_hcp, "ixi": _discover_ixi,
-                "brats": _discover_brats}[layout](source)
+        sets = LAYOUT_REGISTRY[layout].discover(source)
     if not sets:
-        raise ValueError(f"{source}: layout {layout!r} expected files matching {_PATTERNS[layout]}, found none")
+        raise ValueError(f"{source}: layout {layout!r} expected files matching "
+                         f"{LAYOUT_REGISTRY[layout].description}, found none")
     if lesion_glob:
         sets = _with_lesion_glob(source, sets, lesion_glob)
     logger.info("%s: layout %s, %d subject volume sets", source, layout, len(sets))
