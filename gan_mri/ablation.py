@@ -20,13 +20,13 @@ import dataclasses
 import json
 import logging
 import math
-import os
 from pathlib import Path
 
 from gan_mri import training
 from gan_mri.config import all_preset_names, get_preset
 from gan_mri.results import BASELINE_ROW, atomic_write_text, read_metrics_csv, ssim_table
 from gan_mri.run_files import CONFIG_FILE, RUN_FILE
+from gan_mri.fileutil import atomic_output
 
 logger = logging.getLogger(__name__)
 
@@ -364,8 +364,7 @@ def ablation_figure(table_a: list[dict], table_b: list[dict], path, *, epochs: i
     figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name("partial-" + path.name)
-    figure.savefig(tmp, dpi=dpi, format="png")
+    with atomic_output(path) as temporary:
+        figure.savefig(temporary, dpi=dpi, format="png")
     plt.close(figure)
-    os.replace(tmp, path)
     return path

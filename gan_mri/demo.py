@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Callable
+
+from gan_mri.fileutil import fresh_folder
 
 logger = logging.getLogger(__name__)
 
@@ -100,11 +101,7 @@ def run_demo(settings: DemoSettings, progress: Callable[[str], None] = _noop) ->
     from gan_mri.training import train
 
     out = Path(settings.out_dir)
-    if out.exists() and any(out.iterdir()):
-        if not settings.overwrite:
-            raise ValueError(f"demo folder {out} already exists and is not empty; pass --overwrite to replace it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    fresh_folder(out, "demo folder", settings.overwrite)
     seconds = {}
     clock = time.perf_counter()
 

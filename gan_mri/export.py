@@ -30,15 +30,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
 from gan_mri.confidence import DEFAULT_SAMPLES, default_method, translate_with_uncertainty
-from gan_mri.fileutil import partial_dir
+from gan_mri.fileutil import partial_dir, refuse_existing, replace_dir
 
 logger = logging.getLogger(__name__)
 
@@ -87,10 +85,7 @@ def export_saved_model(model, path: str | os.PathLike, overwrite: bool = False) 
             gan-mri model.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise ValueError(
-            f"export path {path} already exists; pass overwrite=True (--overwrite) to replace it"
-        )
+    refuse_existing(path, "export path", overwrite, flag="overwrite=True (--overwrite)")
     if not callable(getattr(model, "translate", None)):
         raise ValueError(
             f"model: expected a gan-mri model with a translate() method, found {type(model).__name__}"
@@ -110,7 +105,7 @@ def export_saved_model(model, path: str | os.PathLike, overwrite: bool = False) 
     with partial_dir(path.parent, path.name) as staging:
         archive.write_out(str(staging), verbose=False)
         _write_serving_info(staging / SERVING_INFO_FILE, model, input_shape, uncertainty)
-        _replace_dir(staging, path)
+        replace_dir(staging, path)
     logger.info("exported SavedModel with signatures %s to %s", [*SIGNATURES, *UNCERTAINTY_SIGNATURES], path)
     return path
 
@@ -220,22 +215,3 @@ def _write_serving_info(path: Path, model, input_shape, uncertainty: dict) -> No
         # How a client makes the slices it sends from a volume (gan_mri.data.preprocessing).
         info["preprocessing"] = preprocessing
     path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-
-
-def _replace_dir(source: Path, target: Path) -> None:
-    """Renames ``source`` to ``target``, replacing an existing ``target`` only once the new one is whole."""
-    if not target.exists():
-        os.replace(source, target)
-        return
-    backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    backup.rmdir()
-    os.replace(target, backup)
-    try:
-        os.replace(source, target)
-    except BaseException:
-        os.replace(backup, target)
-        raise
-    if backup.is_dir():
-        shutil.rmtree(backup)
-    else:
-        backup.unlink()

@@ -1,4 +1,10 @@
-"""File-system helpers shared by the modules that write atomically."""
+"""File-system helpers: the one way gan-mri writes an output atomically and refuses to replace one.
+
+- :func:`atomic_output` (a file through a hidden temporary name and one rename), :func:`atomic_write_text`;
+- :func:`partial_dir` (a hidden staging folder) and :func:`replace_dir` (a folder renamed into place);
+- :func:`refuse_existing` (an output that exists unless overwrite) and :func:`fresh_folder` (an empty
+  output folder, the old one removed only when overwriting).
+"""
 
 from __future__ import annotations
 
@@ -99,3 +105,95 @@ def naming_write_errors(path: str | os.PathLike):
             raise
         reason = err.strerror or f"short write ({err}): disk full or file-size limit reached"
         raise OSError(err.errno or errno.EIO, reason, os.fspath(path)) from err
+
+
+def _extension(path: Path) -> str:
+    """The extension a writer dispatches on: ``.nii.gz``/``.tar.gz``-style double ones, else the last."""
+    suffixes = path.suffixes
+    if len(suffixes) >= 2 and suffixes[-1] == ".gz":
+        return "".join(suffixes[-2:])
+    return suffixes[-1] if suffixes else ""
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike):
+    """Yields a hidden temporary path next to ``path`` to write to; on a normal exit it is renamed onto
+    ``path`` (same folder, so the rename is atomic: readers see the old file or the whole new one), on an
+    error it is removed. The temporary name keeps ``path``'s extension (``.keras``, ``.nii.gz``, ``.png``)
+    for writers that choose a format by it; the parent folder is created if needed.
+
+    Example:
+        >>> with atomic_output(run_dir / "model.keras") as temporary:   # doctest: +SKIP
+        ...     model.save(temporary)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.partial-{os.getpid()}-{secrets.token_hex(4)}{_extension(path)}")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        if temporary.is_dir():
+            shutil.rmtree(temporary, ignore_errors=True)
+        else:
+            temporary.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Writes ``text`` (UTF-8, newlines as given) to ``path`` through :func:`atomic_output`."""
+    with atomic_output(path) as temporary:
+        with naming_write_errors(path), open(temporary, "w", encoding="utf-8", newline="") as stream:
+            stream.write(text)
+
+
+def replace_dir(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Renames the folder ``source`` to ``target``; an existing ``target`` is moved aside first and removed
+    only once the new one is in place (restored if the rename fails), so ``target`` is always whole."""
+    source, target = Path(source), Path(target)
+    if not target.exists():
+        os.replace(source, target)
+        return
+    backup = target.with_name(f".{target.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+    os.replace(target, backup)
+    try:
+        os.replace(source, target)
+    except BaseException:
+        os.replace(backup, target)
+        raise
+    if backup.is_dir():
+        shutil.rmtree(backup, ignore_errors=True)
+    else:
+        backup.unlink(missing_ok=True)
+
+
+def refuse_existing(path: str | os.PathLike, what: str, overwrite: bool, *, flag: str = "--overwrite",
+                    alternative: str | None = None, empty_ok: bool = False) -> None:
+    """The one "exists unless overwrite" check of every output.
+
+    Raises ``ValueError("<what> <path> already exists; pass [<alternative> or ]<flag> to replace it")``
+    when ``path`` exists (an empty folder counts as absent with ``empty_ok``) and ``overwrite`` is false.
+
+    Args:
+        path: the output file or folder.
+        what: what it is, e.g. "run folder", "output".
+        overwrite: whether replacing it was asked for.
+        flag: how a caller asks for it (the CLI flag, or the argument and the flag).
+        alternative: another way out, e.g. "--resume to continue it".
+    """
+    path = Path(path)
+    if overwrite or not path.exists() or (empty_ok and path.is_dir() and not any(path.iterdir())):
+        return
+    choices = f"{alternative} or {flag}" if alternative else flag
+    raise ValueError(f"{what} {path} already exists; pass {choices} to replace it")
+
+
+def fresh_folder(path: str | os.PathLike, what: str, overwrite: bool, *, flag: str = "--overwrite",
+                 alternative: str | None = None) -> Path:
+    """An empty output folder at ``path``: a missing or empty one is used, a non-empty one is refused
+    (:func:`refuse_existing`) or, when ``overwrite``, removed and made again. Returns ``path``."""
+    path = Path(path)
+    refuse_existing(path, what, overwrite, flag=flag, alternative=alternative, empty_ok=True)
+    if path.exists() and any(path.iterdir()):
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -35,8 +35,8 @@ from gan_mri import CONTRAST_OF_DOMAIN
 from gan_mri.data import png, resize, volumes
 from gan_mri.data.brain_mask import brain_mask as find_brain_mask
 from gan_mri.data.preprocessing import slice_settings
-from gan_mri.fileutil import partial_dir
-from gan_mri.run_files import CONFIG_FILE, MODEL_FILE
+from gan_mri.fileutil import partial_dir, refuse_existing
+from gan_mri.run_files import CONFIG_FILE, MODEL_FILE, RunFolder
 from gan_mri.standardization import landmarks
 
 logger = logging.getLogger(__name__)
@@ -106,11 +106,12 @@ def load_model(path: str | os.PathLike) -> keras.Model:
         f"`gan-mri train`) or a .keras file"
     )
     if path.is_dir():
-        model_file = path / MODEL_FILE
+        run = RunFolder(path)
+        model_file = run.model_file
         if not model_file.is_file():
             found = (
                 f"found {CONFIG_FILE} but no {MODEL_FILE}: training has not finished"
-                if (path / CONFIG_FILE).is_file()
+                if run.config_file.is_file()
                 else f"found no {CONFIG_FILE} and no {MODEL_FILE}"
             )
             raise ValueError(f"not a gan-mri run or model: {path} ({expected}; {found})")
@@ -356,10 +357,7 @@ def translate_path(
             raise ValueError(f"output {target} is the input file itself; choose another output path")
         if target.is_dir():
             raise ValueError(f"output {target} is an existing folder, expected a file path")
-        if target.exists() and not overwrite:
-            raise ValueError(
-                f"output {target} already exists; pass overwrite=True (--overwrite) to replace it"
-            )
+        refuse_existing(target, "output", overwrite, flag="overwrite=True (--overwrite)")
 
     out_dir = plan[0][1].parent
     # The top-most folder this call creates: when there is one, the whole output is staged in a hidden

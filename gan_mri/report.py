@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
 from gan_mri import plots
@@ -15,6 +14,7 @@ from gan_mri.results import atomic_write_text, save_results
 from gan_mri.sim_to_real import save_sim_to_real, scores_only, sim_to_real
 from gan_mri.training import check_dataset_fits
 from gan_mri.volume_metrics import SLICE_PROTOCOL, evaluate_volumes, without_volumes
+from gan_mri.fileutil import fresh_folder
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +54,7 @@ def evaluate_to_folder(model, dataset, out_dir, *, max_batches: int | None = Non
     out = Path(out_dir)
     check_dataset_fits(model.config, dataset)
     check_preprocessing(model, dataset)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise ValueError(f"evaluation folder {out} already exists; pass --overwrite to replace it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    fresh_folder(out, "evaluation folder", overwrite)
     # The model's own standardization (None for a model trained without), on this dataset's volumes.
     standardization = getattr(model, "standardization", None)
     test_set = dataset.test_dataset(batch_size=batch_size, channels=model.channels, standardization=standardization)

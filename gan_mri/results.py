@@ -10,11 +10,9 @@ import io
 import json
 import logging
 import math
-import os
-import tempfile
 from pathlib import Path
 
-from gan_mri.fileutil import make_public
+from gan_mri.fileutil import atomic_write_text  # noqa: F401 - the writers of metrics files import it from here
 
 logger = logging.getLogger(__name__)
 
@@ -61,21 +59,6 @@ def results_rows(results, epoch=None):
         row.update(values)
         rows.append(row)
     return rows
-
-
-def atomic_write_text(path, text):
-    """Write ``text`` to ``path`` through a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    make_public(temporary)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def rows_to_csv_text(rows):

@@ -20,7 +20,6 @@ dropout layers, so a run killed after epoch k and resumed reproduces an uninterr
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import logging
@@ -36,107 +35,19 @@ import tensorflow as tf
 
 from gan_mri import __version__, plots
 from gan_mri.baseline import IntensityRemap
-from gan_mri.config import config_from_dict
 from gan_mri.data.dataset import PreparedDataset
 from gan_mri.evaluation import EvaluationCallback
+from gan_mri.fileutil import atomic_output, atomic_write_text, fresh_folder
 from gan_mri.models import build_model
 from gan_mri.precision import resolve_precision
-from gan_mri.run_files import CONFIG_FILE, MODEL_FILE, RUN_FILE
+from gan_mri.run_files import RunFolder
 from gan_mri.standardization import IntensityStandardization
 
 logger = logging.getLogger(__name__)
 
 
-
-@dataclasses.dataclass(frozen=True)
-class RunFolder:
-    """Paths inside one training run folder (see the module docstring)."""
-
-    root: Path
-
-    @property
-    def run_file(self) -> Path:
-        return self.root / RUN_FILE
-
-    @property
-    def config_file(self) -> Path:
-        return self.root / CONFIG_FILE
-
-    @property
-    def model_file(self) -> Path:
-        return self.root / MODEL_FILE
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def history_file(self) -> Path:
-        return self.root / "history.csv"
-
-    @property
-    def logs_dir(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def metrics_dir(self) -> Path:
-        return self.root / "metrics"
-
-    @property
-    def figures_dir(self) -> Path:
-        return self.root / "figures"
-
-    @property
-    def export_dir(self) -> Path:
-        return self.root / "export"
-
-    @classmethod
-    def open(cls, path: str | os.PathLike) -> "RunFolder":
-        """Opens an existing run folder.
-
-        Raises:
-            FileNotFoundError: if ``path`` does not exist.
-            ValueError: if ``path`` is not a gan-mri run folder (no run.json / config.json).
-        """
-        root = Path(path)
-        if not root.exists():
-            raise FileNotFoundError(f"run folder {root} does not exist")
-        missing = [name for name in (RUN_FILE, CONFIG_FILE) if not (root / name).is_file()]
-        if not root.is_dir() or missing:
-            raise ValueError(
-                f"{root} is not a gan-mri run folder: expected a folder with {RUN_FILE} and "
-                f"{CONFIG_FILE} (written by `gan-mri train`), missing {', '.join(missing) or 'folder'}"
-            )
-        return cls(root)
-
-    def read_run_info(self) -> dict:
-        """Returns the contents of run.json."""
-        return json.loads(self.run_file.read_text(encoding="utf-8"))
-
-    def load_config(self):
-        """Returns the model config recorded in config.json (as the run's version wrote it)."""
-        return config_from_dict(json.loads(self.config_file.read_text(encoding="utf-8")), saved=True)
-
-    def checkpoint_state(self) -> dict | None:
-        """The committed checkpoint's state.json (epoch, weights file, RNG), or None."""
-        state = self.checkpoint_dir / "state.json"
-        return json.loads(state.read_text(encoding="utf-8")) if state.is_file() else None
-
-    def checkpoint_weights(self) -> Path | None:
-        """The weights file of the committed checkpoint, or None."""
-        state = self.checkpoint_state()
-        return None if state is None else self.checkpoint_dir / state["weights"]
-
-    def epochs_done(self) -> int:
-        """Number of epochs the latest checkpoint holds (0 when there is none)."""
-        state = self.checkpoint_state()
-        return 0 if state is None else int(state["epoch"])
-
-
 def _write_json_atomic(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 def random_states(model: keras.Model) -> list:
@@ -254,13 +165,7 @@ def create_run(run_dir: str | os.PathLike, config, run_info: dict, *, overwrite:
     Raises:
         ValueError: if ``run_dir`` exists and is not empty and ``overwrite`` is false.
     """
-    root = Path(run_dir)
-    if root.exists() and any(root.iterdir()):
-        if not overwrite:
-            raise ValueError(f"run folder {root} already exists; pass --resume to continue it or "
-                             "--overwrite to replace it")
-        shutil.rmtree(root)
-    root.mkdir(parents=True, exist_ok=True)
+    root = fresh_folder(run_dir, "run folder", overwrite, alternative="--resume to continue it")
     run = RunFolder(root)
     config.to_json(run.config_file)
     _write_json_atomic(run.run_file, {"gan_mri_version": __version__, **run_info})
@@ -294,16 +199,13 @@ def _truncate_history(history_file: Path, epochs_done: int) -> None:
     if not lines:
         return
     kept = [lines[0]] + [line for line in lines[1:] if int(line.split(",", 1)[0]) < epochs_done]
-    tmp = history_file.with_name(history_file.name + ".tmp")
-    tmp.write_text("".join(kept), encoding="utf-8")
-    os.replace(tmp, history_file)
+    atomic_write_text(history_file, "".join(kept))
 
 
 def save_model_atomic(model: keras.Model, path: Path) -> None:
     """Saves a `.keras` file through a temporary name, so a crash leaves no torn file."""
-    tmp = path.with_name("partial-" + path.name)
-    model.save(tmp)
-    os.replace(tmp, path)
+    with atomic_output(path) as temporary:
+        model.save(temporary)
 
 
 def _fit_verbosity(verbose):

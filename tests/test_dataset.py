@@ -144,7 +144,7 @@ def test_error_or_interrupt_leaves_no_complete_looking_folder(bids, tmp_path, mo
 def test_existing_output_needs_overwrite(prepared, bids, tmp_path):
     out = tmp_path / "ds"
     out.mkdir()
-    with pytest.raises(ValueError, match="ds: output folder already exists"):
+    with pytest.raises(ValueError, match=r"output folder .*ds already exists; pass overwrite=True \(--overwrite\)"):
         prepare(bids, out, image_shape=SHAPE)
     replaced = prepare(bids, out, image_shape=SHAPE, test_fraction=0.25, seed=5, overwrite=True)
     assert folder_bytes(replaced.path) == folder_bytes(prepared.path)

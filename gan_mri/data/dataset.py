@@ -46,9 +46,10 @@ import nibabel as nib
 import numpy as np
 
 from .. import CONTRAST_OF_DOMAIN
+from ..fileutil import refuse_existing
 from ..standardization import IntensityStandardization, landmarks
 from .brain_mask import brain_mask, intensity_mask
-from .layouts import PNG_FOLDERS, VolumeSet, detect_layout, discover, split_subjects
+from .layouts import LAYOUT_REGISTRY, PNG_FOLDERS, VolumeSet, detect_layout, discover, split_subjects
 from .manifest import MANIFEST_NAME, SCHEMA_VERSION, ArrayWriter, atomic_output_dir, dumps_manifest, sha256_file
 from .png import read_png_folder
 from .registration import misalignment, register, resample_onto
@@ -287,7 +288,7 @@ def _prepare_volumes(collector: _Collector, layout: str, a_glob, b_glob, lesion_
                      seed: int, train_pairing: str) -> tuple[str, dict]:
     layout, sets = discover(collector.source, layout, a_glob, b_glob, lesion_glob)
     if collector.settings["pair"] == "auto":
-        collector.settings["pair"] = "register" if layout == "ixi" else "grid"
+        collector.settings["pair"] = LAYOUT_REGISTRY[layout].pairing
     pairable = [s.subject for s in sets if s.a is not None and s.b is not None]
     train_ids, test_ids = split_subjects([s.subject for s in sets], test_fraction, seed, pairable)
     domains = {subject: ("A", "B") for subject in train_ids}
@@ -439,8 +440,7 @@ def prepare(
     source, out_dir = Path(source), Path(out_dir)
     if not source.is_dir():
         raise FileNotFoundError(f"{source}: source folder not found")
-    if out_dir.exists() and not overwrite:
-        raise ValueError(f"{out_dir}: output folder already exists (pass overwrite=True to replace it)")
+    refuse_existing(out_dir, "output folder", overwrite, flag="overwrite=True (--overwrite)")
     if layout == "auto" and not (a_glob or b_glob):
         layout = detect_layout(source)
     if layout == "png" and lesion_glob:

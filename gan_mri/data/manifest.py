@@ -26,14 +26,11 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from ..fileutil import naming_write_errors, partial_dir
+from ..fileutil import naming_write_errors, partial_dir, refuse_existing, replace_dir
 from ..standardization import LANDMARK_PERCENTILES, IntensityStandardization
 
 logger = logging.getLogger(__name__)
@@ -72,18 +69,11 @@ def atomic_output_dir(out_dir, overwrite: bool = False):
         ValueError: if ``out_dir`` exists and ``overwrite`` is false.
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise ValueError(f"{out_dir}: output folder already exists (pass overwrite=True to replace it)")
+    refuse_existing(out_dir, "output folder", overwrite, flag="overwrite=True (--overwrite)")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with partial_dir(out_dir.parent, out_dir.name) as partial:
         yield partial
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-            os.replace(out_dir, old / "previous")
-            os.replace(partial, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(partial, out_dir)
+        replace_dir(partial, out_dir)
 
 
 class ArrayWriter:

@@ -32,13 +32,13 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from ..fileutil import atomic_output
 from .head import HEAD_TISSUES, LAYERS, head_fractions, meninges_fraction
 from .layouts import split_subjects
 from .sequences import SEQUENCES, TISSUES, jitter_timings, sequence
@@ -333,9 +333,8 @@ def mni_t1_correlation(t1w: np.ndarray, resolution: int = 2) -> float:
 
 def save_atomically(image, path: Path) -> None:
     """Writes a nibabel image to ``path`` under a hidden temporary name, then renames it into place."""
-    temporary = path.with_name(f".{path.name}.partial.nii.gz")
-    nib.save(image, str(temporary))
-    os.replace(temporary, path)
+    with atomic_output(path) as temporary:
+        nib.save(image, str(temporary))
 
 
 def nifti_image(array: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
