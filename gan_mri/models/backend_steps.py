@@ -1,8 +1,9 @@
 """The parts of a translation GAN's training and inference that differ per Keras backend.
 
 A family describes one train step as an ordered list of player updates, each an objective
-`objective(images, carry) -> (loss, carry)` differentiated with respect to that player's
-variables (see `TranslationGAN._updates`). This module runs such a list:
+`objective(images, record) -> (loss, record)` differentiated with respect to that player's
+variables (see `TranslationGAN._updates`); a `StepRecord` passes from one update to the next and
+the last one holds the step's metrics. This module runs such a list:
 
 - TensorFlow: a `GradientTape` per player and `optimizer.apply_gradients` (Keras compiles the
   whole step into one `tf.function`); the loss is divided by the replicas of the active
@@ -19,7 +20,36 @@ imports with either installed alone.
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import keras
+
+
+class StepRecord(NamedTuple):
+    """What one player update hands to the next, and the step's metrics once both have run.
+
+    Each objective returns ``record._replace(...)`` with the fields it computed. A NamedTuple is a
+    pytree for JAX and a nest for TensorFlow, so it passes through ``jax.value_and_grad``'s auxiliary
+    output and a traced step unchanged.
+
+    Attributes:
+        g_loss: the generator's weighted loss.
+        terms: loss term name -> unweighted value (each becomes metric ``<name>_loss``).
+        translations: target domain -> the generator update's translations (for the discriminator update).
+        d_losses: domain -> the discriminator's weighted loss.
+        d_accuracy: domain -> the discriminator's accuracy per scale.
+    """
+
+    g_loss: Any = None
+    terms: Any = None
+    translations: Any = None
+    d_losses: Any = None
+    d_accuracy: Any = None
+
+    def metrics(self) -> dict:
+        """The keyword arguments of `TranslationGAN._record`."""
+        return {"g_loss": self.g_loss, "terms": self.terms, "d_losses": self.d_losses,
+                "d_accuracy": self.d_accuracy}
 
 
 class PlayerOptimizers:
@@ -57,18 +87,18 @@ def tensorflow_train_step(model, data):
     import tensorflow as tf
 
     images = model._unpack(data)
-    carry = None
+    record = StepRecord()
     for player, objective in model._updates():
         optimizer, variables = model._player(player)
         with tf.GradientTape() as tape:
-            loss, carry = objective(images, carry)
+            loss, record = objective(images, record)
             # Per replica over the global batch (gradients are summed across replicas), times the
             # loss scale under mixed precision.
             scaled = optimizer.scale_loss(loss / tf.distribute.get_strategy().num_replicas_in_sync)
         # LossScaleOptimizer unscales the gradients and skips steps with non-finite ones.
         grads = tape.gradient(scaled, variables)
         optimizer.apply_gradients(zip(grads, variables))
-    logs = model._record(**carry["record"])
+    logs = model._record(**record.metrics())
     if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
         # Keras averages a multi-worker step's outputs with reduce(MEAN, axis=0), which needs an
         # axis: one-element vectors reduce to the scalars every other strategy returns.
@@ -101,17 +131,17 @@ def jax_train_step(model, state, data):
     values = {id(ref): value for refs, vals in zip(groups, state) for ref, value in zip(refs, vals)}
     refs = _state_refs(model)
     images = model._unpack(data)
-    carry = None
+    record = StepRecord()
     for player, objective in model._updates():
         optimizer, variables = model._player(player)
         own = {id(v) for v in variables}
 
-        def loss_fn(player_values, objective=objective, carry=carry, optimizer=optimizer, variables=variables,
+        def loss_fn(player_values, objective=objective, record=record, optimizer=optimizer, variables=variables,
                     own=own):
             mapping = [(ref, values[id(ref)]) for ref in refs if id(ref) not in own]
             mapping += list(zip(variables, player_values))
             with keras.StatelessScope(state_mapping=mapping) as scope:
-                loss, new_carry = objective(images, carry)
+                loss, new_record = objective(images, record)
                 scaled = optimizer.scale_loss(loss)
             changed = {}
             for ref in refs:
@@ -119,17 +149,17 @@ def jax_train_step(model, state, data):
                     value = scope.get_current_value(ref)
                     if value is not None:
                         changed[id(ref)] = value
-            return scaled, (new_carry, changed)
+            return scaled, (new_record, changed)
 
         player_values = [values[id(v)] for v in variables]
-        (_, (carry, changed)), grads = jax.value_and_grad(loss_fn, has_aux=True)(player_values)
+        (_, (record, changed)), grads = jax.value_and_grad(loss_fn, has_aux=True)(player_values)
         values.update(changed)
         new_params, new_optimizer = optimizer.stateless_apply(
             [values[id(v)] for v in optimizer.variables], grads, player_values)
         values.update({id(v): value for v, value in zip(variables, new_params)})
         values.update({id(v): value for v, value in zip(optimizer.variables, new_optimizer)})
     with keras.StatelessScope(state_mapping=[(ref, values[id(ref)]) for ref in refs]) as scope:
-        logs = model._record(**carry["record"])
+        logs = model._record(**record.metrics())
     for ref in model.metrics_variables:
         value = scope.get_current_value(ref)
         if value is not None:

@@ -22,6 +22,7 @@ from keras import ops
 
 from gan_mri import DIRECTIONS, DOMAINS
 from gan_mri.models import backend_steps
+from gan_mri.models.backend_steps import StepRecord  # noqa: F401 - the objectives' protocol, for families
 from gan_mri.precision import LOSS_SCALED, resolve_precision
 from gan_mri.standardization import IntensityStandardization
 
@@ -260,11 +261,12 @@ class TranslationGAN(keras.Model):
         """The train step as an ordered list of player updates (subclass hook).
 
         Returns:
-            [(player, objective), ...]: player "g" or "d"; `objective(images, carry)` returns
-            (loss, carry), `images` being {"A": x_a, "B": x_b} and `carry` what the previous
-            objective returned (None for the first). The last carry holds, under "record", the
-            keyword arguments of `_record`. Objectives may change non-trainable state (spectral-norm
-            vectors, seeds, pools) but no trainable variable.
+            [(player, objective), ...]: player "g" or "d"; `objective(images, record)` returns
+            (loss, record), `images` being {"A": x_a, "B": x_b} and `record` the `StepRecord` the
+            previous objective returned (an empty one for the first), with the fields it computed
+            filled in (`record._replace(...)`); after the last, the record holds the step's metrics.
+            Objectives may change non-trainable state (spectral-norm vectors, seeds, pools) but no
+            trainable variable.
         """
         raise NotImplementedError
 

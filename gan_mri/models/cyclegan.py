@@ -225,17 +225,16 @@ class CycleGAN(TranslationGAN):
         weight is 0), d_loss_a, d_loss_b and the discriminator accuracies.
         """
 
-        def generator(images, _):
+        def generator(images, record):
             g_loss, terms, translations = self._generator_loss(images, training=True)
-            return g_loss, {"g_loss": g_loss, "terms": terms, "translations": translations}
+            return g_loss, record._replace(g_loss=g_loss, terms=terms, translations=translations)
 
-        def discriminator(images, carry):
+        def discriminator(images, record):
             # The pools draw from the generator's translations (no gradient reaches G).
-            fakes = {domain: getattr(self, f"pool_{domain.lower()}")(ops.stop_gradient(carry["translations"][domain]))
+            fakes = {domain: getattr(self, f"pool_{domain.lower()}")(ops.stop_gradient(record.translations[domain]))
                      for domain in DOMAINS}
             d_losses, d_accuracy = self._discriminator_loss(images, fakes, training=True)
-            record = dict(g_loss=carry["g_loss"], terms=carry["terms"], d_losses=d_losses, d_accuracy=d_accuracy)
-            return d_losses["A"] + d_losses["B"], {"record": record}
+            return d_losses["A"] + d_losses["B"], record._replace(d_losses=d_losses, d_accuracy=d_accuracy)
 
         return [("g", generator), ("d", discriminator)]
 

@@ -232,27 +232,20 @@ class UNIT(TranslationGAN):
         kl includes the cycle codes), d_loss_a, d_loss_b and the discriminator accuracies.
         """
 
-        def discriminator(images, carry):
-            fakes = carry["fakes"] if carry else None
-            d_losses, d_accuracy = self._discriminator_loss(images["A"], images["B"], training=True, fakes=fakes)
-            return d_losses["A"] + d_losses["B"], {"d_losses": d_losses, "d_accuracy": d_accuracy}
+        def discriminator(images, record):
+            # After the generator update: its translations (None first: fresh ones are made).
+            d_losses, d_accuracy = self._discriminator_loss(images["A"], images["B"], training=True,
+                                                            fakes=record.translations)
+            return d_losses["A"] + d_losses["B"], record._replace(d_losses=d_losses, d_accuracy=d_accuracy)
 
-        def generator(images, _):
+        def generator(images, record):
             g_loss, terms, fakes = self._generator_loss(images["A"], images["B"], training=True)
             # _discriminator_loss stops the gradient at the fakes it is given.
-            return g_loss, {"g_loss": g_loss, "terms": self._metric_terms(terms), "fakes": fakes}
-
-        def hands_on_metrics(update):
-            # Each objective's carry holds the metrics it computed; the last one hands them all on.
-            def objective(images, carry):
-                loss, own = update(images, carry)
-                values = {**(carry or {}), **own}
-                return loss, {"record": {key: values[key] for key in ("g_loss", "terms", "d_losses", "d_accuracy")}}
-            return objective
+            return g_loss, record._replace(g_loss=g_loss, terms=self._metric_terms(terms), translations=fakes)
 
         if self.config.update_order == "g_then_d":
-            return [("g", generator), ("d", hands_on_metrics(discriminator))]
-        return [("d", discriminator), ("g", hands_on_metrics(generator))]
+            return [("g", generator), ("d", discriminator)]
+        return [("d", discriminator), ("g", generator)]
 
     def _test_metrics(self, images):
         """The train step's metrics without updates, noise or dropout."""
