@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gan_mri import DIRECTIONS, DOMAINS
+from gan_mri import DIRECTIONS, DOMAINS, Direction
 
 HISTOGRAM_BINS = 4096
 """Bins of the brain-intensity histograms over [-1, 1] (bin width ~5e-4)."""
@@ -126,7 +126,7 @@ class IntensityRemap:
         """
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {list(DIRECTIONS)}; found {direction!r}")
-        source, target = direction[0], direction[2]
+        source, target = Direction(direction).source, Direction(direction).target
         images = np.asarray(images, dtype=np.float32)
         mask = np.asarray(brain_mask).astype(bool)
         if mask.ndim == images.ndim and mask.ndim == 4 and mask.shape[-1] == 1:

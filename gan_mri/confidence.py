@@ -21,6 +21,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from gan_mri import Direction
 from gan_mri.inference import checked_slices, parse_direction
 
 CONFIDENCE_METHODS = ("cycle", "latent", "flip")
@@ -79,7 +80,7 @@ def translate_with_uncertainty(model, images, direction: str, method: str, sampl
     Returns:
         ``(translated, uncertainty)``: float32 tensors ``(B, H, W, C)`` and ``(B, H, W)`` (the channel mean).
     """
-    source, target = direction[0], direction[2]
+    source, target = Direction(direction).source, Direction(direction).target
     images = ops.convert_to_tensor(images, "float32")
     translated = model.translate(images, direction)
     if method == "cycle":

@@ -31,7 +31,7 @@ import keras
 import nibabel as nib
 import numpy as np
 
-from gan_mri import CONTRAST_OF_DOMAIN
+from gan_mri import Direction
 from gan_mri.data import png, resize, volumes
 from gan_mri.data.brain_mask import brain_mask as find_brain_mask
 from gan_mri.data.preprocessing import slice_settings
@@ -61,7 +61,7 @@ def parse_direction(direction: str) -> str:
         direction: the direction as a user spelled it.
 
     Returns:
-        ``"A2B"`` or ``"B2A"``.
+        `gan_mri.Direction.A2B` or `gan_mri.Direction.B2A` (strings "A2B" / "B2A").
 
     Raises:
         ValueError: if the spelling is not recognized; the message lists valid spellings.
@@ -77,7 +77,7 @@ def parse_direction(direction: str) -> str:
             f"direction: expected one of {', '.join(VALID_DIRECTION_SPELLINGS)} "
             f"(A = T1w, B = T2w), found {direction!r}"
         )
-    return _DIRECTION_ALIASES[key]
+    return Direction(_DIRECTION_ALIASES[key])
 
 
 def load_model(path: str | os.PathLike) -> keras.Model:
@@ -264,7 +264,7 @@ def translate_volume(
     # Sliced as the model's training volumes were (slice grid, normalization, slice selection).
     settings = slice_settings(getattr(model, "preprocessing", None))
     try:
-        mask, _ = find_brain_mask(image, CONTRAST_OF_DOMAIN[direction[0]], given=brain_mask)
+        mask, _ = find_brain_mask(image, direction.source_contrast, given=brain_mask)
         stack = volumes.volume_to_slices(image, (height, width), channels=channels, keep_all=True, brain_mask=mask,
                                          spacing=settings["spacing"], resize=settings["resize"],
                                          percentiles=settings["percentiles"])
@@ -277,7 +277,7 @@ def translate_volume(
         # the training volumes came from those.
         kept = volumes.select_slices(np.moveaxis(stack.brain_mask, 0, -1), settings["min_brain_fraction"])
         marks = landmarks(slices[kept, ..., 0], stack.brain_mask[kept])
-        slices = standardization.apply(slices, direction[0], marks)
+        slices = standardization.apply(slices, direction.source, marks)
     translated = translate_slices(model, slices, direction, batch_size=batch_size)
     if uncertainty is None:
         return stack.to_volume(translated)

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gan_mri import CONTRAST_OF_DOMAIN, DIRECTIONS, metrics
+from gan_mri import DIRECTIONS, Direction, metrics
 from gan_mri.data import volumes
 from gan_mri.data.brain_mask import brain_mask as find_brain_mask
 from gan_mri.data.icbm152 import load_icbm152, load_icbm152_mask
@@ -174,7 +174,7 @@ def sim_to_real(model, directions=DIRECTIONS, batch_size: int = 16) -> dict:
     image_shape = tuple(int(v) for v in model.image_shape)
     results, arrays = {}, {}
     for direction in directions:
-        source_contrast, target_contrast = CONTRAST_OF_DOMAIN[direction[0]], CONTRAST_OF_DOMAIN[direction[2]]
+        source_contrast, target_contrast = Direction(direction).source_contrast, Direction(direction).target_contrast
         source, truth = pair.array(source_contrast), pair.array(target_contrast)
         outputs = {
             "model": np.asarray(translate_volume(model, pair.image(source_contrast), direction,
@@ -232,7 +232,7 @@ def format_sim_to_real(results: dict) -> str:
              "lookup_table": "lookup table (fit)", "ceiling": "ceiling {size} px"}
     for direction, entry in scores_only(results).items():
         size = "x".join(str(v) for v in entry["image_shape"])
-        lines.append(f"{CONTRAST_OF_DOMAIN[direction[0]]} -> {CONTRAST_OF_DOMAIN[direction[2]]}"
+        lines.append(f"{Direction(direction).source_contrast} -> {Direction(direction).target_contrast}"
                      f"{'truth':>{len(header) - 12}}{entry['truth_ventricle_ratio']:>9.2f}")
         for key in RESULTS:
             row = entry[key]
@@ -247,7 +247,7 @@ def sim_to_real_line(scores: dict) -> str:
     parts = []
     for direction, entry in scores_only(scores).items():
         best = max(entry["remap"]["ssim_brain"], entry["lookup_table"]["ssim_brain"])
-        parts.append(f"{CONTRAST_OF_DOMAIN[direction[0]]}->{CONTRAST_OF_DOMAIN[direction[2]]} "
+        parts.append(f"{Direction(direction).source_contrast}->{Direction(direction).target_contrast} "
                      f"{entry['model']['ssim_brain']:.3f} (whole head {entry['model_whole_head']['ssim_brain']:.3f}, "
                      f"intensity map {best:.3f}, ceiling {entry['ceiling']['ssim_brain']:.3f})")
     return "sim-to-real, brain SSIM on the real ICBM 2009c pair: " + "; ".join(parts)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from gan_mri import DIRECTIONS, metrics
+from gan_mri import DIRECTIONS, Direction, metrics
 from gan_mri.lesions import lesion_fidelity
 
 PROTOCOL = {
@@ -119,7 +119,7 @@ def evaluate_volumes(model, dataset, standardization=None, directions=DIRECTIONS
               else truths[domain] for domain in "AB"}
     mask_rows = dataset.array("test_mask")
     for direction in directions:
-        source, target = direction[0], direction[2]
+        source, target = Direction(direction).source, Direction(direction).target
         subjects, fidelity = {}, {}
         for name, rows in _subject_rows(dataset).items():
             slices = np.repeat(np.asarray(inputs[source][rows])[..., None], model.channels, axis=-1)

@@ -87,6 +87,23 @@ def test_parse_direction_accepts_aliases(spelling, expected):
     assert parse_direction(spelling) == expected
 
 
+def test_a_parsed_direction_names_its_domains_and_contrasts_and_is_still_the_string():
+    import json
+
+    from gan_mri import DIRECTIONS, Direction
+
+    a2b, b2a = parse_direction("T1->T2"), parse_direction("t2w2t1w")
+    assert (a2b, b2a) == (Direction.A2B, Direction.B2A) and isinstance(a2b, Direction)
+    assert (a2b.source, a2b.target, a2b.source_contrast, a2b.target_contrast) == ("A", "B", "T1w", "T2w")
+    assert (b2a.source, b2a.target, b2a.source_contrast, b2a.target_contrast) == ("B", "A", "T2w", "T1w")
+    assert a2b.reverse is Direction.B2A and b2a.reverse is Direction.A2B
+    # A str: equal, hashed, formatted and serialized as the name, so it goes wherever "A2B" went.
+    assert a2b == "A2B" and {"A2B": 1}[a2b] == 1 and f"{a2b}/{b2a!s}" == "A2B/B2A"
+    assert json.dumps({a2b: b2a}) == '{"A2B": "B2A"}' and tuple(Direction) == DIRECTIONS
+    with pytest.raises(ValueError, match="'T1->T2' is not a valid Direction"):
+        Direction("T1->T2")  # the constructor takes the canonical names; parse_direction any spelling
+
+
 @pytest.mark.parametrize("spelling", ["A2A", "T1->T1", "sideways", "", "T1->T3", None, 3])
 def test_parse_direction_rejects_typos_listing_valid_spellings(spelling):
     with pytest.raises(ValueError, match=r"direction: expected one of A2B, B2A, T1->T2, T2->T1.*found"):

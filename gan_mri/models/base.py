@@ -20,7 +20,7 @@ import logging
 import keras
 from keras import ops
 
-from gan_mri import DIRECTIONS, DOMAINS
+from gan_mri import DIRECTIONS, DOMAINS, Direction
 from gan_mri.models import backend_steps
 from gan_mri.models.backend_steps import StepRecord  # noqa: F401 - the objectives' protocol, for families
 from gan_mri.precision import LOSS_SCALED, resolve_precision
@@ -380,7 +380,8 @@ class TranslationGAN(keras.Model):
             ValueError: for an unknown direction or images of the wrong shape/channels.
         """
         x = self._check_input(x, "translate", "direction", direction, DIRECTIONS)
-        return self._run(x, direction[0], direction[2])
+        direction = Direction(direction)
+        return self._run(x, direction.source, direction.target)
 
     def reconstruct(self, x, domain: str):
         """Reconstructs a batch of images of `domain` ("A" or "B"), deterministically.
