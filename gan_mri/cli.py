@@ -132,7 +132,7 @@ def _train_config(args, dataset):
         config = config_from_dict(json.loads(Path(args.config).read_text(encoding="utf-8")))
         return config.replace(**overrides) if overrides else config
     # A preset takes the dataset's image shape; a config file must already match it.
-    return get_preset(args.model or args.preset, recipe=args.recipe, image_shape=tuple(dataset.image_shape),
+    return get_preset(args.family or args.preset, recipe=args.recipe, image_shape=tuple(dataset.image_shape),
                       **overrides)
 
 
@@ -347,9 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
     source = p.add_mutually_exclusive_group()
     source.add_argument("--preset", default="sa-enc-cl-sn",
                         help=f"preset name: {', '.join(all_preset_names())} (default sa-enc-cl-sn)")
-    source.add_argument("--model", choices=tuple(FAMILY_REGISTRY),
-                        help=f"model family, trains the preset of that name (--model cyclegan = --preset cyclegan): "
-                             f"{_listing(FAMILY_REGISTRY)}")
+    # --family, not --model: elsewhere (evaluate, translate, export) --model is a trained run or .keras file.
+    # --model stays accepted here as the older spelling.
+    source.add_argument("--family", "--model", dest="family", choices=tuple(FAMILY_REGISTRY),
+                        help=f"model family, trains the preset of that name (--family cyclegan = --preset cyclegan; "
+                             f"--model is the older spelling): {_listing(FAMILY_REGISTRY)}")
     source.add_argument("--config", help="config JSON file (e.g. a run's config.json)")
     p.add_argument("--recipe", choices=tuple(RECIPE_REGISTRY), default="default",
                    help=f"training recipe of a preset: {_listing(RECIPE_REGISTRY)}")

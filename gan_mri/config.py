@@ -9,7 +9,7 @@ presets that override a few fields. CycleGAN, the lineage's other model, has its
 
 Model families and training recipes are registered once (`gan_mri.registry`): `register_family(Family(...))`
 gives a family its config class, its model class and its presets, and `get_preset`, `all_preset_names`,
-`config_from_dict`, `gan_mri.models.build_model` and the CLI's ``train --model`` choices read
+`config_from_dict`, `gan_mri.models.build_model` and the CLI's ``train --family`` choices read
 `FAMILY_REGISTRY`; `register_recipe(Recipe(...))` does the same for ``--recipe`` (`RECIPE_REGISTRY`).
 
 Example:
@@ -624,8 +624,8 @@ class Family:
 
     Attributes:
         name: the family's name: its config's ``model`` field (the default of that field in
-            ``config_class``), ``train --model NAME``, and the name of one of its presets (the one
-            ``--model`` trains).
+            ``config_class``), ``train --family NAME``, and the name of one of its presets (the one
+            ``--family`` trains).
         config_class: the config dataclass (a `UNITConfig`-like class with ``validate``, ``from_dict``,
             ``from_saved_dict``, ``to_dict``).
         model: the `keras.Model` subclass built from the config, or its ``"module:Class"`` path,
@@ -671,7 +671,7 @@ def _check_family(family: Family, registry: Registry) -> None:
                          f"found {family.model!r}")
     if family.name not in family.presets:
         raise ValueError(f"family {family.name!r}: expected a preset named {family.name!r} (what "
-                         f"`train --model {family.name}` trains); found presets {list(family.presets)}")
+                         f"`train --family {family.name}` trains); found presets {list(family.presets)}")
     taken = {preset: other.name for other in registry.values() if other.name != family.name
              for preset in other.presets}
     clashes = sorted(preset for preset in family.presets if preset in taken)
@@ -682,7 +682,7 @@ def _check_family(family: Family, registry: Registry) -> None:
 
 FAMILY_REGISTRY: Registry[Family] = Registry("model family", _check_family)
 """Family name (a config's ``model``) -> `Family`, read by `get_preset`, `all_preset_names`,
-`config_from_dict`, `gan_mri.models.build_model` and the CLI's ``train --model``."""
+`config_from_dict`, `gan_mri.models.build_model` and the CLI's ``train --family``."""
 
 
 def register_family(family: Family, replace: bool = False) -> Family:

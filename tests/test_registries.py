@@ -106,16 +106,18 @@ def test_a_family_registered_in_a_test_reaches_presets_configs_and_build_model()
         build_model(config)
 
 
-def test_a_registered_family_is_a_choice_of_train_model_and_its_help(capsys, monkeypatch):
+def test_a_registered_family_is_a_choice_of_train_family_and_its_help(capsys, monkeypatch):
     with pytest.raises(SystemExit):
-        parse("train", "--model", "tiny-cyclegan", "--data", "d", "--out", "r")
+        parse("train", "--family", "tiny-cyclegan", "--data", "d", "--out", "r")
     with FAMILY_REGISTRY.registered(tiny_family()):
-        args = parse("train", "--model", "tiny-cyclegan", "--data", "d", "--out", "r", "--width", 8)
+        # --model is the older spelling of train's --family (elsewhere --model is a trained run).
+        assert parse("train", "--model", "tiny-cyclegan", "--data", "d", "--out", "r").family == "tiny-cyclegan"
+        args = parse("train", "--family", "tiny-cyclegan", "--data", "d", "--out", "r", "--width", 8)
         config = cli._train_config(args, SimpleNamespace(image_shape=[64, 48]))
         assert (type(config), config.name, config.image_shape, config.base_width) == (
             TinyCycleGANConfig, "tiny-cyclegan", (64, 48), 8)
         train_help = help_of("train", capsys, monkeypatch)
-        assert "--model {unit,cyclegan,tiny-cyclegan}" in train_help
+        assert "--family {unit,cyclegan,tiny-cyclegan}, --model {unit,cyclegan,tiny-cyclegan}" in train_help
         assert "tiny-cyclegan (CycleGAN at test size)" in train_help
         assert "sa-enc-cl-sn, cyclegan, tiny-cyclegan, tiny-cyclegan-id (default" in train_help
 
