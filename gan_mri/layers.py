@@ -65,7 +65,11 @@ class SpectralNormalization(layers.Wrapper):
         if not self.layer.built:
             self.layer.build(input_shape)
         outputs = self.layer.kernel.shape[self._out_axis]
-        self.u = self.add_weight(name="u", shape=(1, outputs), trainable=False,
+        # The power iteration runs in float32 on the float32 kernel and u. Inside a mixed layer's call
+        # Keras rounds every variable it reads to the compute dtype (autocast); these two opt out, as
+        # BatchNormalization's moving statistics do. Keras has no public setter for a built variable.
+        self.layer.kernel._autocast = False
+        self.u = self.add_weight(name="u", shape=(1, outputs), trainable=False, autocast=False,
                                  initializer=keras.initializers.RandomNormal(stddev=1.0))
         self.built = True
 

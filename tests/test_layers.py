@@ -122,6 +122,76 @@ def test_self_attention_under_mixed_float16_matches_float32(x):
     np.testing.assert_allclose(got, np.asarray(reference(big)), rtol=2e-2, atol=0.5)
 
 
+# Every custom layer of gan_mri.layers (spectral norm around each kind of layer it takes), made by
+# make(dtype) for the (2, 4, 6, 16) input `x`.
+CUSTOM_LAYERS = {
+    "self_attention": lambda dtype: SelfAttention(dtype=dtype),
+    "self_attention_pooled_spectral_norm": lambda dtype: SelfAttention(pool_size=2, use_spectral_norm=True,
+                                                                       dtype=dtype),
+    "residual_block_instance_norm": lambda dtype: ResidualBlock(norm="instance", dtype=dtype),
+    "residual_block_batch_norm": lambda dtype: ResidualBlock(norm="batch", dtype=dtype),
+    "residual_block_spectral_norm": lambda dtype: ResidualBlock(use_spectral_norm=True, dtype=dtype),
+    "spectral_norm_conv2d": lambda dtype: spectral_norm(keras.layers.Conv2D(8, 3, padding="same", dtype=dtype)),
+    "spectral_norm_conv2d_transpose": lambda dtype: spectral_norm(
+        keras.layers.Conv2DTranspose(8, 3, strides=2, padding="same", dtype=dtype)),
+    "spectral_norm_dense": lambda dtype: spectral_norm(keras.layers.Dense(8, dtype=dtype)),
+}
+EPSILON = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}
+"""Machine epsilon of the compute dtypes (the spacing of numbers at 1)."""
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize("name", sorted(CUSTOM_LAYERS))
+def test_custom_layer_under_a_mixed_policy_computes_in_its_dtype_with_float32_variables_close_to_float32(
+        x, name, policy):
+    compute = policy.removeprefix("mixed_")
+    reference, layer = CUSTOM_LAYERS[name]("float32"), CUSTOM_LAYERS[name](policy)
+    reference(x)
+    layer(x)
+    if isinstance(reference, SelfAttention):
+        reference.gamma.assign(1.0)  # let the attention show
+    layer.set_weights(reference.get_weights())
+    assert (layer.compute_dtype, layer.variable_dtype) == (compute, "float32")
+    assert [w.path for w in layer.weights if w.dtype != "float32"] == []
+    out = layer(x)
+    assert keras.backend.standardize_dtype(out.dtype) == compute
+    got, expected = keras.ops.convert_to_numpy(keras.ops.cast(out, "float32")), np.asarray(reference(x))
+    assert np.all(np.isfinite(got))
+    # Measured: largest error up to 1.5 epsilons of the output's largest value, mean error up to 0.8
+    # epsilons of its mean magnitude, in either dtype.
+    error, eps = np.abs(got - expected), EPSILON[compute]
+    assert error.max() <= 8 * eps * np.abs(expected).max(), (error.max(), np.abs(expected).max())
+    assert error.mean() <= 2 * eps * np.abs(expected).mean(), (error.mean(), np.abs(expected).mean())
+    # A training call advances spectral norm's u (a float32 variable) as the float32 layer's does:
+    # the power iteration runs in float32 on the float32 kernel (see the test below).
+    layer(x, training=True)
+    reference(x, training=True)
+    vectors = [(w, r) for w, r in zip(layer.weights, reference.weights) if w.path.endswith("/u")]
+    assert len(vectors) == {"self_attention_pooled_spectral_norm": 4, "residual_block_spectral_norm": 2}.get(
+        name, 1 if name.startswith("spectral_norm") else 0)
+    for mixed_u, float32_u in vectors:
+        assert mixed_u.dtype == "float32"
+        np.testing.assert_allclose(np.asarray(mixed_u), np.asarray(float32_u), rtol=1e-6, atol=1e-7)
+    assert all(np.all(np.isfinite(np.asarray(w))) for w in layer.weights)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_spectral_norm_power_iteration_under_a_mixed_policy_reads_the_float32_kernel(x, policy):
+    # Keras autocasts variables read inside a mixed layer's call to the compute dtype; the wrapper
+    # turns that off, so u and sigma are the float32 layer's, not those of a rounded kernel.
+    reference = spectral_norm(keras.layers.Conv2D(8, 3, padding="same"))
+    layer = spectral_norm(keras.layers.Conv2D(8, 3, padding="same", dtype=policy))
+    reference(x)
+    layer(x)
+    layer.set_weights(reference.get_weights())
+    layer(x, training=True)
+    reference(x, training=True)
+    np.testing.assert_allclose(np.asarray(layer.u), np.asarray(reference.u), rtol=1e-6, atol=1e-7)
+    normalized = keras.ops.convert_to_numpy(layer.normalized_kernel())
+    assert normalized.dtype == np.float32
+    np.testing.assert_allclose(normalized, np.asarray(reference.normalized_kernel()), rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("norm, trainable, non_trainable", [("instance", 6, 0), ("batch", 6, 4)])
 def test_residual_block_shapes_and_variables(x, norm, trainable, non_trainable):
     block = ResidualBlock(norm=norm, dropout=0.5)
