@@ -13,6 +13,7 @@ from gan_mri import networks
 from gan_mri.config import CycleGANConfig, all_preset_names, config_from_dict, get_preset
 from gan_mri.models import CycleGAN, build_model
 from gan_mri.models.cyclegan import ImagePool, LinearDecaySchedule
+from model_contract import MIXED_POLICIES, check_precision_policy, check_translation_model
 from synthetic import random_shapes
 
 TINY = dict(image_shape=(32, 32), base_width=8, res_blocks=1, precision="float32")
@@ -232,64 +233,50 @@ def test_translate_and_reconstruct_reject_bad_input_and_are_deterministic():
     np.testing.assert_array_equal(np.asarray(model.translate(x, "B2A")), np.asarray(model.translate(x, "B2A")))
 
 
-def test_train_step_updates_both_players_fills_pools_then_save_load(tmp_path):
-    model = tiny(identity_weight=5.0, pool_size=3)
+def contract_model(**overrides):
+    """The CycleGAN of the model contract: an identity term and a pool that one batch does not fill."""
+    return tiny(identity_weight=5.0, pool_size=3, **overrides)
+
+
+def test_train_step_test_step_and_save_load_keep_the_model_contract(tmp_path):
     with pytest.raises(ValueError, match="must be compiled"):
-        model.train_step((images(1), images(1)))
-    model.compile()
-    x_a, x_b = images(2, seed=1), images(2, seed=2)
-    d_before = [np.asarray(v) for v in model.discriminator_variables]
-    g_before = [np.asarray(v) for v in model.generator_variables]
-    # train_on_batch runs train_step the way fit does, on either backend.
-    logs = {k: float(v) for k, v in model.train_on_batch(x_a, x_b, return_dict=True).items()}
-    assert set(logs) == {"g_loss", "d_loss", "gan_loss", "cycle_loss", "identity_loss", "d_loss_a", "d_loss_b",
-                         "d_acc_a_s0", "d_acc_b_s0"}  # one PatchGAN scale per domain
-    assert all(np.isfinite(v) for v in logs.values()) and logs["identity_loss"] > 0
-    assert logs["g_loss"] == pytest.approx(logs["gan_loss"] + 10 * logs["cycle_loss"] + 5 * logs["identity_loss"],
-                                           rel=1e-5)
-    assert logs["d_loss"] == pytest.approx(logs["d_loss_a"] + logs["d_loss_b"], rel=1e-6)
-    assert int(model.g_optimizer.iterations) == 1 and int(model.d_optimizer.iterations) == 1
-    assert all(np.abs(np.asarray(v) - b).max() > 0 for v, b in zip(model.discriminator_variables, d_before))
-    assert all(np.abs(np.asarray(v) - b).max() > 0 for v, b in zip(model.generator_variables, g_before))
-    # The pools hold the two translations of this step (made before the generator update).
-    assert int(model.pool_a.count) == 2 and int(model.pool_b.count) == 2
-    assert np.abs(np.asarray(model.pool_b.images)[:2]).max() > 0 and not np.asarray(model.pool_b.images)[2].any()
+        tiny().train_step((images(1), images(1)))
 
-    def test_logs():
-        for tracker in model.metrics:
-            tracker.reset_state()
-        return {k: float(v) for k, v in model.test_on_batch(x_a, x_b, return_dict=True).items()}
+    def pools_hold_the_step_translations(model, logs):
+        assert set(logs) == {"g_loss", "d_loss", "gan_loss", "cycle_loss", "identity_loss", "d_loss_a", "d_loss_b",
+                             "d_acc_a_s0", "d_acc_b_s0"}  # one PatchGAN scale per domain
+        assert logs["identity_loss"] > 0
+        assert logs["g_loss"] == pytest.approx(logs["gan_loss"] + 10 * logs["cycle_loss"] + 5 * logs["identity_loss"],
+                                               rel=1e-5)
+        assert logs["d_loss"] == pytest.approx(logs["d_loss_a"] + logs["d_loss_b"], rel=1e-6)
+        # The pools hold the two translations of this step (made before the generator update).
+        assert int(model.pool_a.count) == 2 and int(model.pool_b.count) == 2
+        assert np.abs(np.asarray(model.pool_b.images)[:2]).max() > 0 and not np.asarray(model.pool_b.images)[2].any()
 
-    first = test_logs()
-    assert set(first) == set(logs) and test_logs() == first and int(model.d_optimizer.iterations) == 1
-
-    expected = np.asarray(model.translate(x_a, "A2B"))
-    model.save(tmp_path / "cyclegan.keras")
-    loaded = keras.models.load_model(tmp_path / "cyclegan.keras")
-    assert isinstance(loaded, CycleGAN) and loaded.config == model.config
-    np.testing.assert_array_equal(np.asarray(loaded.translate(x_a, "A2B")), expected)
-    np.testing.assert_array_equal(np.asarray(loaded.pool_b.images), np.asarray(model.pool_b.images))
-    assert int(loaded.g_optimizer.iterations) == 1
-
-    # save_weights files (training checkpoints) carry both optimizers and the pools.
-    model.save_weights(tmp_path / "state.weights.h5")
-    other = tiny(identity_weight=5.0, pool_size=3)
-    other.compile()
-    other.load_weights(tmp_path / "state.weights.h5")
-    assert int(other.d_optimizer.iterations) == 1 and int(other.pool_a.count) == 2
-    np.testing.assert_array_equal(np.asarray(other.translate(x_a, "A2B")), expected)
+    # tests/model_contract.py: both players update, test_step is stable, .keras, save_weights and (on
+    # TensorFlow) tf.train.Checkpoint restore the weights, both optimizers and the pools (their images and
+    # counts are variables); the restored models translate and (TensorFlow) train on as the original does.
+    check_translation_model(contract_model, images(2, seed=1), images(2, seed=2), tmp_path, precisions=(),
+                            after_train_step=pools_hold_the_step_translations)
 
 
-def test_mixed_float16_train_step_is_finite_on_cpu():
-    model = tiny(precision="mixed_float16", pool_size=2)
-    assert keras.mixed_precision.global_policy().name == "float32"
-    assert model.generator_a2b.get_layer("in_conv").compute_dtype == "float16"
-    assert model.pool_a.compute_dtype == "float32"
-    model.compile(total_steps=4)
-    assert isinstance(model.g_optimizer, keras.optimizers.LossScaleOptimizer)
-    logs = model.train_on_batch(images(2, seed=3), images(2, seed=4), return_dict=True)
-    assert all(np.isfinite(float(v)) for v in logs.values())
-    assert model.translate(images(1), "B2A").dtype == "float32"
+@pytest.fixture(scope="module")
+def float32_contract_model():
+    """The float32 model that both mixed policies are compared with (built and traced once)."""
+    keras.utils.set_random_seed(0)
+    return contract_model()
+
+
+@pytest.mark.parametrize("policy", MIXED_POLICIES)
+def test_mixed_precision_keeps_the_model_contract_and_the_pools_float32(policy, float32_contract_model):
+    # tests/model_contract.py: float32 variables and translations, the policy's compute dtype in every
+    # other layer, translations close to float32's, loss scaling under float16, a finite train step.
+    model = check_precision_policy(contract_model, images(2, seed=1), images(2, seed=2), policy,
+                                   float32_contract_model)
+    assert model.generator_a2b.get_layer("in_conv").compute_dtype == policy.removeprefix("mixed_")
+    # The pools store the step's translations (the generators' float32 outputs) in float32.
+    for pool in (model.pool_a, model.pool_b):
+        assert pool.compute_dtype == "float32" and pool.images.dtype == "float32" and int(pool.count) == 2
 
 
 def test_fit_learns_cycle_consistency_on_unpaired_shapes():

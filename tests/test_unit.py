@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 
 from gan_mri.config import get_preset, preset_names
-from gan_mri.models import UNIT, build_model
+from gan_mri.models import build_model
+from model_contract import MIXED_POLICIES, check_precision_policy, check_translation_model
 from synthetic import random_shapes
 
 TINY = dict(image_shape=(32, 32), base_width=8, encoder_res_blocks=1, generator_res_blocks=1,
@@ -163,63 +164,48 @@ def test_a_model_saved_before_attention_pool_existed_loads_as_it_was_built(tmp_p
     assert get_preset("sa-enc-cl-sn").attention_pool is None
 
 
-def test_train_step_updates_both_players_then_save_load_and_checkpoint(tmp_path):
-    model = tiny("sa-enc-cl-sn")
-    model.compile()
-    assert isinstance(model.g_optimizer, keras.optimizers.Adam)
-    assert float(model.g_optimizer.learning_rate) == pytest.approx(2e-3)
-    assert float(model.g_optimizer.beta_1) == 0.5
-    x_a, x_b = images(2, seed=1), images(2, seed=2)
-    d_before = [np.asarray(v) for v in model.discriminator_variables]
-    g_before = [np.asarray(v) for v in model.generator_variables]
-    logs = model.train_step((x_a, x_b))
-    assert set(logs) >= {"g_loss", "d_loss", "gan_loss", "recon_loss", "cycle_loss", "kl_loss"}
-    assert {name for name in logs if name.startswith("d_acc_")} == {
+def _attention_trains_from_the_first_step(model):
+    """SAGAN's gamma starts at 0, which zeroes the gradients of the attention's convolutions in the
+    first step; at 0.5 one step shows that they train."""
+    for encoder in (model.encoder_a, model.encoder_b):
+        encoder.get_layer("attention").gamma.assign(0.5)
+    return model
+
+
+def contract_model(**overrides):
+    """The UNIT of the model contract: sa-enc-cl-sn holds every extra layer (attention, spectral norm);
+    no residual blocks outside the shared ones keeps the steps short."""
+    return _attention_trains_from_the_first_step(
+        tiny("sa-enc-cl-sn", encoder_res_blocks=0, generator_res_blocks=0, **overrides))
+
+
+def test_train_step_test_step_and_save_load_keep_the_model_contract(tmp_path):
+    # tests/model_contract.py: both players update, test_step is stable, .keras, save_weights and (on
+    # TensorFlow) tf.train.Checkpoint restore the weights and both optimizers; the restored models
+    # translate and (TensorFlow) train on as the original does.
+    run = check_translation_model(contract_model, images(2, seed=1), images(2, seed=2), tmp_path, precisions=())
+    # UNIT's own: the recipe's optimizers and a discriminator accuracy per domain and scale.
+    assert isinstance(run.model.g_optimizer, keras.optimizers.Adam)
+    assert float(run.model.g_optimizer.learning_rate) == pytest.approx(2e-3)
+    assert float(run.model.g_optimizer.beta_1) == 0.5
+    assert {name for name in run.logs if name.startswith("d_acc_")} == {
         f"d_acc_{d}_s{s}" for d in "ab" for s in range(3)}
-    assert all(0.0 <= float(logs[f"d_acc_{d}_s{s}"]) <= 1.0 for d in "ab" for s in range(3))
-    assert all(np.isfinite(float(v)) for v in logs.values())
-    assert int(model.g_optimizer.iterations) == 1 and int(model.d_optimizer.iterations) == 1
-    assert any(np.abs(np.asarray(v) - b).max() > 0 for v, b in zip(model.discriminator_variables, d_before))
-    assert any(np.abs(np.asarray(v) - b).max() > 0 for v, b in zip(model.generator_variables, g_before))
+    assert all(0.0 <= run.logs[f"d_acc_{d}_s{s}"] <= 1.0 for d in "ab" for s in range(3))
+    assert {"g_loss", "d_loss", "gan_loss", "recon_loss", "cycle_loss", "kl_loss"} <= set(run.logs)
 
-    # test_step: the same names, no updates, no noise: twice the same values.
-    def test_logs():
-        for tracker in model.metrics:
-            tracker.reset_state()
-        return {k: float(v) for k, v in model.test_step((x_a, x_b)).items()}
 
-    first = test_logs()
-    assert set(first) == set(logs) and test_logs() == first
-    assert int(model.g_optimizer.iterations) == 1
+@pytest.fixture(scope="module")
+def float32_contract_model():
+    """The float32 model that both mixed policies are compared with (built and traced once)."""
+    keras.utils.set_random_seed(0)
+    return contract_model()
 
-    expected = np.asarray(model.translate(x_a, "A2B"))
-    path = tmp_path / "unit.keras"
-    model.save(path)
-    loaded = keras.models.load_model(path)
-    assert isinstance(loaded, UNIT) and loaded.config == model.config
-    np.testing.assert_array_equal(np.asarray(loaded.translate(x_a, "A2B")), expected)
-    assert int(loaded.g_optimizer.iterations) == 1
 
-    # tf.train.Checkpoint tracks the model and both optimizers' state.
-    checkpoint = tf.train.Checkpoint(model=model, g_optimizer=model.g_optimizer, d_optimizer=model.d_optimizer)
-    saved = checkpoint.save(str(tmp_path / "ckpt"))
-    fresh = tiny("sa-enc-cl-sn")
-    fresh.compile()
-    tf.train.Checkpoint(model=fresh, g_optimizer=fresh.g_optimizer, d_optimizer=fresh.d_optimizer).restore(
-        saved).assert_consumed()
-    np.testing.assert_array_equal(np.asarray(fresh.translate(x_a, "A2B")), expected)
-    for restored, original in zip(fresh.g_optimizer.variables, model.g_optimizer.variables):
-        np.testing.assert_array_equal(np.asarray(restored), np.asarray(original))
-
-    # save_weights files (BackupAndRestore, training checkpoints) hold both optimizers' state too.
-    model.save_weights(tmp_path / "state.weights.h5")
-    other = tiny("sa-enc-cl-sn")
-    other.compile()
-    other.load_weights(tmp_path / "state.weights.h5")
-    assert int(other.d_optimizer.iterations) == 1
-    for restored, original in zip(other.d_optimizer.variables, model.d_optimizer.variables):
-        np.testing.assert_array_equal(np.asarray(restored), np.asarray(original))
-    np.testing.assert_array_equal(np.asarray(other.translate(x_a, "A2B")), expected)
+@pytest.mark.parametrize("policy", MIXED_POLICIES)
+def test_mixed_precision_keeps_the_model_contract(policy, float32_contract_model):
+    # tests/model_contract.py: float32 variables and translations, the policy's compute dtype in every
+    # other layer, translations close to float32's, loss scaling under float16, a finite train step.
+    check_precision_policy(contract_model, images(2, seed=1), images(2, seed=2), policy, float32_contract_model)
 
 
 def test_update_order_decides_which_losses_see_the_weights_before_the_step():
@@ -272,25 +258,6 @@ def test_the_lesion_aware_term_is_logged_weighted_and_saved_only_when_on(tmp_pat
     aware.save(tmp_path / "aware.keras")
     loaded = keras.saving.load_model(tmp_path / "aware.keras")
     assert loaded.config.contrast_weight == 5.0 and "contrast_loss" in loaded.metric_names
-
-
-def test_mixed_float16_train_step_is_finite_on_cpu():
-    model = tiny("sa-gen-cl-sn", precision="mixed_float16")
-    assert keras.mixed_precision.global_policy().name == "float32"  # the policy is per layer, not global
-    assert model.precision_policy == "mixed_float16"
-    assert model.encoder_a.get_layer("sn_conv1").compute_dtype == "float16"
-    # Every layer of every network but the inputs and float32 outputs computes in float16.
-    for network in (model.encoder_a, model.shared_encoder, model.shared_decoder, model.generator_b,
-                    model.discriminator_a):
-        policies = {layer.dtype_policy.name for layer in network.layers
-                    if not isinstance(layer, keras.layers.InputLayer)}
-        assert "mixed_float16" in policies and policies <= {"mixed_float16", "float32"}, (network.name, policies)
-    model.compile()
-    assert isinstance(model.g_optimizer, keras.optimizers.LossScaleOptimizer)
-    assert isinstance(model.d_optimizer, keras.optimizers.LossScaleOptimizer)
-    logs = model.train_step((images(2, seed=3), images(2, seed=4)))
-    assert all(np.isfinite(float(v)) for v in logs.values())
-    assert model.translate(images(1), "B2A").dtype == "float32"
 
 
 def _fit(epochs, data):
