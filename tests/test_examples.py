@@ -36,7 +36,9 @@ def test_train_bids(tiny_phantom, tmp_path):
 
 
 def test_translate_volume_with_the_shipped_model(tiny_phantom, tmp_path):
-    volume = tiny_phantom / "sub-01" / "anat" / "sub-01_T1w.nii.gz"
+    # sub-02 is brain-extracted: its brain mask is the imaged object, where sub-01's whole head would
+    # cost a template registration (tests/test_brain_mask.py and the CLI tests cover that path).
+    volume = tiny_phantom / "sub-02" / "anat" / "sub-02_T1w.nii.gz"
     stdout = run_example("translate_volume.py", volume, "--direction", "T1->T2", "--out", tmp_path / "t2w.nii.gz")
     assert nib.load(tmp_path / "t2w.nii.gz").shape == nib.load(volume).shape
     assert "same affine: True" in stdout

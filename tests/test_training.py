@@ -17,7 +17,7 @@ from gan_mri.config import get_preset
 from gan_mri.models import build_model
 from gan_mri.training import RunFolder, train
 
-EPOCHS = 3
+EPOCHS = 2
 BATCH = 36
 SEED = 3
 
@@ -37,9 +37,16 @@ def load_checkpoint(run_dir, dataset):
     return model
 
 
-def test_training_writes_a_complete_run_folder(tiny_dataset, tmp_path):
-    model, run = train(tiny_config(), tiny_dataset, tmp_path / "run", epochs=2, batch_size=BATCH,
-                       eval_epochs=[1], seed=SEED, verbose=0)
+@pytest.fixture(scope="module")
+def complete_run(tiny_dataset, tmp_path_factory):
+    """An uninterrupted run of EPOCHS epochs, evaluated at epoch 1 and the last: the run folder's
+    contents and the result a killed and resumed run must end at."""
+    return train(tiny_config(), tiny_dataset, tmp_path_factory.mktemp("complete") / "run", epochs=EPOCHS,
+                 batch_size=BATCH, eval_epochs=[1], seed=SEED, verbose=0)
+
+
+def test_training_writes_a_complete_run_folder(complete_run, tiny_dataset):
+    model, run = complete_run
 
     info = json.loads(run.run_file.read_text())
     assert info["epochs"] == 2 and info["batch_size"] == BATCH and info["seed"] == SEED
@@ -110,28 +117,28 @@ KILLED_TRAINING = textwrap.dedent(
     from gan_mri.training import train
 
     class KillAtEpoch(keras.callbacks.Callback):
-        # SIGKILL (no cleanup, like an OOM kill or a lost node) once epoch 2's checkpoint is on disk.
+        # SIGKILL (no cleanup, like an OOM kill or a lost node) once epoch 1's checkpoint is on disk.
         def on_epoch_begin(self, epoch, logs=None):
-            if epoch == 2:
+            if epoch == 1:
                 os.kill(os.getpid(), signal.SIGKILL)
 
     config = get_preset("sa-enc-cl-sn", image_shape=(32, 32), base_width=8)
-    train(config, sys.argv[1], sys.argv[2], epochs=%d, batch_size=%d, seed=%d, verbose=0,
+    train(config, sys.argv[1], sys.argv[2], epochs=%d, batch_size=%d, eval_epochs=[1], seed=%d, verbose=0,
           callbacks=[KillAtEpoch()])
     """ % (EPOCHS, BATCH, SEED)
 )
 
 
-def test_sigkilled_training_resumes_to_the_uninterrupted_result(tiny_dataset, tmp_path):
+def test_sigkilled_training_resumes_to_the_uninterrupted_result(complete_run, tiny_dataset, tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     killed = subprocess.run([sys.executable, "-c", KILLED_TRAINING, str(tiny_dataset.path), str(tmp_path / "killed")],
                             env=env, capture_output=True, text=True, timeout=600)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     run = RunFolder.open(tmp_path / "killed")
-    assert run.epochs_done() == 2 and not run.model_file.exists()
+    assert run.epochs_done() == 1 and not run.model_file.exists()
     interrupted = load_checkpoint(run.root, tiny_dataset)
     for optimizer in ("g_optimizer", "d_optimizer"):
-        assert int(getattr(interrupted, optimizer).iterations) == 2 * tiny_dataset.steps_per_epoch(BATCH)
+        assert int(getattr(interrupted, optimizer).iterations) == tiny_dataset.steps_per_epoch(BATCH)
 
     resumed = subprocess.run(
         [sys.executable, "-m", "gan_mri.cli", "train", "--data", str(tiny_dataset.path), "--out", str(run.root),
@@ -139,10 +146,9 @@ def test_sigkilled_training_resumes_to_the_uninterrupted_result(tiny_dataset, tm
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert run.epochs_done() == EPOCHS
     with open(run.history_file) as stream:
-        assert [row["epoch"] for row in csv.DictReader(stream)] == ["0", "1", "2"]
+        assert [row["epoch"] for row in csv.DictReader(stream)] == ["0", "1"]
 
-    _, full = train(tiny_config(), tiny_dataset, tmp_path / "full", epochs=EPOCHS, batch_size=BATCH, seed=SEED,
-                    verbose=0)
+    _, full = complete_run
     # Weights, optimizer moments and the random state all came back from the checkpoint: resuming ends where
     # the uninterrupted run ends (a lost moment or a restarted schedule would show here).
     resumed_model, full_model = load_checkpoint(run.root, tiny_dataset), load_checkpoint(full.root, tiny_dataset)
