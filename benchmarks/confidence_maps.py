@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/confidence_maps.py                        # the shipped model, its own phantom kind
-    python benchmarks/confidence_maps.py --model gan-mri-demo/run --sequences mprage,tse
+    python benchmarks/confidence_maps.py --model gan-mri-demo/run --resolution 2
 
 Simulates ``--subjects`` phantom subjects with ``--lesions`` white-matter hyperintensities each (the
 model never saw one), prepares them at the model's image size as a test-only dataset, and for each
@@ -47,7 +47,10 @@ def main(argv=None) -> None:
     parser.add_argument("--subjects", type=int, default=4)
     parser.add_argument("--lesions", type=int, default=8)
     parser.add_argument("--seed", type=int, default=21)
-    parser.add_argument("--sequences", default="se,se", help="T1w,T2w phantom sequences (the shipped model: se,se)")
+    parser.add_argument("--sequences", default="mprage,tse", help="T1w,T2w phantom sequences (default: the shipped "
+                        "model's, mprage,tse)")
+    parser.add_argument("--resolution", type=int, choices=(1, 2), default=1,
+                        help="phantom voxel size in mm (default: the shipped model's, 1; the demo's: 2)")
     parser.add_argument("--head", action="store_true", help="simulate heads (default: brain only)")
     args = parser.parse_args(argv)
 
@@ -56,7 +59,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         simulate(args.subjects, root / "bids", seed=args.seed, lesions=args.lesions, lesions_in="all",
-                 t1w_sequence=t1w, t2w_sequence=t2w, head=args.head)
+                 t1w_sequence=t1w, t2w_sequence=t2w, head=args.head, resolution=args.resolution)
         dataset = prepare(root / "bids", root / "data", image_shape=model.image_shape, test_fraction=1.0,
                           seed=0, spacing=(model.preprocessing or {}).get("spacing"))
         standardization = model.standardization
