@@ -49,7 +49,7 @@ def test_training_writes_a_complete_run_folder(complete_run, tiny_dataset):
     model, run = complete_run
 
     info = json.loads(run.run_file.read_text())
-    assert info["epochs"] == 2 and info["batch_size"] == BATCH and info["seed"] == SEED
+    assert info["epochs"] == EPOCHS and info["batch_size"] == BATCH and info["seed"] == SEED
     assert info["precision"] == model.precision_policy == "float32"  # "auto" resolved on this CPU
     # Trained on standardized volumes: the run and the model keep the dataset's reference.
     assert info["standardization"] == tiny_dataset.standardization.to_dict()
