@@ -310,7 +310,7 @@ def test_cli_train_contrast_weight_reaches_the_config_and_cyclegan_names_the_fie
 
     base = ["train", "--data", str(tiny_dataset.path), "--out", str(tmp_path / "run"), "--contrast-weight", "50"]
     config = cli._train_config(cli.build_parser().parse_args(base), tiny_dataset)
-    assert (config.name, config.contrast_weight, config.structure_weight) == ("sa-enc-cl-sn", 50.0, 30.0)
+    assert (config.name, config.contrast_weight, config.structure_weight) == ("sa-enc-cl-sn", 50.0, 0.0)
     assert cli._train_config(cli.build_parser().parse_args(base[:-2]), tiny_dataset).contrast_weight == 0.0
     with pytest.raises(ValueError, match=r"Unknown CycleGANConfig fields \['contrast_weight'\]"):
         cli._train_config(cli.build_parser().parse_args(base + ["--model", "cyclegan"]), tiny_dataset)
