@@ -128,6 +128,8 @@ def _train_config(args, dataset):
         overrides["precision"] = args.precision
     if args.contrast_weight is not None:
         overrides["contrast_weight"] = args.contrast_weight
+    if args.structure_weight is not None:
+        overrides["structure_weight"] = args.structure_weight
     if args.config:
         config = config_from_dict(json.loads(Path(args.config).read_text(encoding="utf-8")))
         return config.replace(**overrides) if overrides else config
@@ -229,7 +231,7 @@ def cmd_demo(args) -> None:
 
     settings = DemoSettings(out_dir=Path(args.out), subjects=args.subjects, image_size=args.size,
                             epochs=args.epochs, base_width=args.width, batch_size=args.batch_size,
-                            seed=args.seed, overwrite=args.overwrite)
+                            seed=args.seed, structure_weight=args.structure_weight, overwrite=args.overwrite)
     summary = run_demo(settings, progress=print)
     print()
     print("gan-mri demo finished")
@@ -284,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=_positive_int, default=16, help="base width of the networks (default 16)")
     p.add_argument("--batch-size", type=_positive_int, default=4, help="batch size (default 4)")
     p.add_argument("--seed", type=int, default=0, help="seed of the phantom, the split and training (default 0)")
+    p.add_argument("--structure-weight", type=float, default=0.0, metavar="W",
+                   help="weight of the structure term (default 0: off, as it costs quality on the demo's "
+                        "whole-head subjects; the library's default is 30)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing demo folder")
     p.set_defaults(func=cmd_demo)
 
@@ -365,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", help="auto (mixed_float16 on a GPU; on a CPU mixed_bfloat16 where a short probe "
                                        "finds bfloat16 faster, float32 otherwise; -v logs the choice), float32, "
                                        "mixed_float16 or mixed_bfloat16 (default: the preset's, auto)")
+    p.add_argument("--structure-weight", type=float, metavar="W",
+                   help="UNIT's structure term, local correlation of each translation with its input (default: "
+                        "the recipe's, 30, the lineage's 0; 0 is better on whole-head scans, docs/training_recipe.md)")
     p.add_argument("--contrast-weight", type=float, metavar="W",
                    help="UNIT's lesion-aware term: penalize local contrast of the input that the translation loses "
                         "(docs/lesions.md; default 0, off)")

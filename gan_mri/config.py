@@ -412,9 +412,10 @@ class UNITConfig(_ConfigIO):
         cycle_kl_weight: lambda_3, weight of the KL term on the cycle latent codes.
         cycle_weight: lambda_4, weight of the cycle reconstruction terms.
         structure_weight: weight of the structure term of each translation against its own
-            input (`gan_mri.losses.local_correlation_loss`); 0 (the default and the lineage)
-            leaves it out. 30 was the default until 2026-12-05: on the realistic phantom it costs
-            0.01-0.03 brain SSIM at the demo's budget (docs/training_recipe.md, seventh round).
+            input (`gan_mri.losses.local_correlation_loss`); 0 (the lineage) leaves it out.
+            Default 30. It helps on brain-extracted slices and costs 0.01-0.03 brain SSIM on
+            cohorts with whole-head scans, where the demo runs without it (docs/training_recipe.md,
+            seventh round; ``gan-mri train --structure-weight 0``).
         contrast_weight: weight of the lesion-aware term, the local contrast of each input that
             its translation loses (`gan_mri.losses.local_contrast_loss`); 0 (the default and the
             lineage) leaves it out. See docs/lesions.md for what it buys and costs.
@@ -467,7 +468,7 @@ class UNITConfig(_ConfigIO):
     recon_weight: float = 100.0
     cycle_kl_weight: float = 0.1
     cycle_weight: float = 100.0
-    structure_weight: float = 0.0
+    structure_weight: float = 30.0
     contrast_weight: float = 0.0
     g_learning_rate: float = 2e-3
     d_learning_rate: float = 2e-3

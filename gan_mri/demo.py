@@ -31,6 +31,10 @@ class DemoSettings:
         batch_size: images per domain per step.
         seed: seed of the phantom, the split, the weights and the data order.
         preset: the model preset to train.
+        structure_weight: `UNITConfig.structure_weight` (UNIT presets); 0, no structure term, where
+            the library's default is 30: half the demo's subjects are whole-head scans, on which the
+            term costs 0.01-0.03 brain SSIM at this budget (seeds 0, 1, 2; docs/training_recipe.md,
+            seventh round).
         overwrite: replace an existing ``out_dir``.
     """
 
@@ -42,6 +46,7 @@ class DemoSettings:
     batch_size: int = 4
     seed: int = 0
     preset: str = "sa-enc-cl-sn"
+    structure_weight: float = 0.0
     overwrite: bool = False
 
 
@@ -92,7 +97,9 @@ def run_demo(settings: DemoSettings, progress: Callable[[str], None] = _noop) ->
         `gan_mri.evaluation.evaluate` results), ``seconds`` (step -> wall time).
 
     Raises:
-        ValueError: if ``out_dir`` exists and is not empty and ``overwrite`` is false.
+        ValueError: if ``out_dir`` exists and is not empty and ``overwrite`` is false, or a setting
+            is invalid for the model config (``UNITConfig.structure_weight must be >= 0 ...``);
+            both before anything is written.
     """
     from gan_mri.config import get_preset
     from gan_mri.data.dataset import prepare
@@ -100,6 +107,10 @@ def run_demo(settings: DemoSettings, progress: Callable[[str], None] = _noop) ->
     from gan_mri.export import export_saved_model
     from gan_mri.training import train
 
+    size = (settings.image_size, settings.image_size)
+    config = get_preset(settings.preset, image_shape=size, base_width=settings.base_width)
+    if hasattr(config, "structure_weight"):  # UNIT's term; CycleGAN has none. Validated here, before any write.
+        config = config.replace(structure_weight=settings.structure_weight)
     out = Path(settings.out_dir)
     fresh_folder(out, "demo folder", settings.overwrite)
     seconds = {}
@@ -115,13 +126,11 @@ def run_demo(settings: DemoSettings, progress: Callable[[str], None] = _noop) ->
     simulate(settings.subjects, phantom_dir, seed=settings.seed)
     step_done("simulate")
 
-    size = (settings.image_size, settings.image_size)
     progress(f"[2/5] preparing axial slices at {size[0]}x{size[1]}")
     dataset = prepare(phantom_dir, out / "dataset", image_shape=size, seed=settings.seed)
     progress(f"      {dataset.describe()}")
     step_done("prepare")
 
-    config = get_preset(settings.preset, image_shape=size, base_width=settings.base_width)
     run_dir = out / "run"
     progress(f"[3/5] training {settings.preset} (base width {settings.base_width}) for "
              f"{settings.epochs} epochs, evaluating every epoch")

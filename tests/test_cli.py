@@ -75,7 +75,8 @@ def test_demo_writes_every_output_and_prints_the_ssim_table(demo):
                  "run/export/1/saved_model.pb"):
         assert (out / path).exists(), path
     assert list((run / "logs" / "train").glob("events.out.tfevents.*"))
-    assert json.loads((run / "config.json").read_text())["name"] == "sa-enc-cl-sn"
+    config = json.loads((run / "config.json").read_text())
+    assert (config["name"], config["structure_weight"]) == ("sa-enc-cl-sn", 0.0)  # the demo's, not the library's 30
     metrics = json.loads((run / "evaluation" / "metrics.json").read_text())
     assert set(metrics) == {"A2B", "B2A"} and -1 <= metrics["A2B"]["ssim"] <= 1
     assert "T1w -> T2w" in stdout and "T2w -> T1w" in stdout and "SSIM" in stdout
@@ -207,6 +208,10 @@ def test_argument_errors_exit_nonzero_with_usage(tmp_path):
     assert result.returncode == 2 and "expected a positive integer" in result.stderr
     result = gan_mri("train", "--preset", "unit-typo", "--data", tmp_path, "--out", tmp_path / "r")
     assert result.returncode == 2
+    # A bad demo setting is refused before the demo writes anything.
+    assert_fails(gan_mri("demo", "--out", tmp_path / "d", "--structure-weight", -1),
+                 "UNITConfig.structure_weight must be a number >= 0; found -1.0")
+    assert not (tmp_path / "d").exists()
 
 
 def test_translate_uses_the_shipped_model_by_default(demo, tmp_path):

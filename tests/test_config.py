@@ -13,7 +13,7 @@ def test_defaults_are_the_library_recipe():
     assert (config.base_width, config.encoder_res_blocks, config.shared_res_blocks,
             config.generator_res_blocks) == (64, 3, 1, 3)
     assert (config.gan_weight, config.kl_weight, config.recon_weight,
-            config.cycle_kl_weight, config.cycle_weight, config.structure_weight) == (30.0, 0.1, 100.0, 0.1, 100.0, 0.0)
+            config.cycle_kl_weight, config.cycle_weight, config.structure_weight) == (30.0, 0.1, 100.0, 0.1, 100.0, 30.0)
     assert (config.g_learning_rate, config.d_learning_rate, config.beta_1, config.beta_2) == (
         2e-3, 2e-3, 0.5, 0.999)
     assert (config.decay_start, config.latent_noise_std, config.dropout) == (0.5, 1.0, 0.1)

@@ -305,12 +305,29 @@ def test_training_on_another_backend_is_refused_by_name_while_translation_works(
     np.testing.assert_array_equal(np.asarray(model.translate(x, "A2B")), expected)
 
 
+def test_cli_train_structure_weight_overrides_the_recipe(tiny_dataset, tmp_path):
+    from gan_mri import cli
+
+    base = ["train", "--data", str(tiny_dataset.path), "--out", str(tmp_path / "run")]
+
+    def config(*extra):
+        return cli._train_config(cli.build_parser().parse_args(base + list(extra)), tiny_dataset)
+
+    assert config().structure_weight == 30.0 and config("--recipe", "lineage").structure_weight == 0.0
+    assert config("--structure-weight", "0").structure_weight == 0.0
+    assert config("--structure-weight", "5", "--recipe", "lineage").structure_weight == 5.0
+    with pytest.raises(ValueError, match=r"UNITConfig.structure_weight must be a number >= 0; found -1.0"):
+        config("--structure-weight", "-1")
+    with pytest.raises(ValueError, match=r"Unknown CycleGANConfig fields \['structure_weight'\]"):
+        config("--structure-weight", "0", "--model", "cyclegan")
+
+
 def test_cli_train_contrast_weight_reaches_the_config_and_cyclegan_names_the_field(tiny_dataset, tmp_path):
     from gan_mri import cli
 
     base = ["train", "--data", str(tiny_dataset.path), "--out", str(tmp_path / "run"), "--contrast-weight", "50"]
     config = cli._train_config(cli.build_parser().parse_args(base), tiny_dataset)
-    assert (config.name, config.contrast_weight, config.structure_weight) == ("sa-enc-cl-sn", 50.0, 0.0)
+    assert (config.name, config.contrast_weight, config.structure_weight) == ("sa-enc-cl-sn", 50.0, 30.0)
     assert cli._train_config(cli.build_parser().parse_args(base[:-2]), tiny_dataset).contrast_weight == 0.0
     with pytest.raises(ValueError, match=r"Unknown CycleGANConfig fields \['contrast_weight'\]"):
         cli._train_config(cli.build_parser().parse_args(base + ["--model", "cyclegan"]), tiny_dataset)
