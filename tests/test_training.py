@@ -213,5 +213,7 @@ def test_jax_backend_trains_evaluates_and_resumes_a_run_folder(tiny_dataset, tmp
     one, parallel = np.load(tmp_path / "one_device.npz"), np.load(tmp_path / "parallel.npz")
     assert len(one.files) == len(parallel.files) > 20
     for key in one.files:
-        # Summation order only: up to ~1e-5 in a few weights (4.8e-6 seen), 1 % of one Adam step.
-        np.testing.assert_allclose(parallel[key], one[key], rtol=1e-4, atol=2e-5, err_msg=key)
+        # Summation order only: a few weights differ by up to 4.8e-6 on an AVX2 CPU and 3.5e-5 on an
+        # AVX-512 one (Adam's normalized step magnifies the noise of a near-zero gradient). The bound,
+        # 1e-4, is 5 % of one Adam step (lr 2e-3); a wrong split of the batch moves weights by a whole step.
+        np.testing.assert_allclose(parallel[key], one[key], rtol=1e-4, atol=1e-4, err_msg=key)
