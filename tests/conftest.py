@@ -23,22 +23,6 @@ def _seed_everything():
     keras.mixed_precision.set_global_policy("float32")
 
 
-# The heaviest test files, heaviest first (seconds of test time on a 2-core machine, `--durations`,
-# 2026-12-05: test_cli 462, test_backends 337, test_training 311, test_examples 186, test_recipe 169,
-# test_unit 148, test_distributed 120, test_faults 115; every other file under 100). README's test
-# command hands whole files to two workers in collection order (`--dist loadfile
-# --no-loadscope-reorder`), so starting with the longest lets both finish together; xdist's own order,
-# most tests first, left the few-but-slow files to the end and one worker idle for minutes.
-HEAVY_FILES = ("test_cli.py", "test_backends.py", "test_training.py", "test_examples.py", "test_recipe.py",
-               "test_unit.py", "test_distributed.py", "test_faults.py")
-
-
-def pytest_collection_modifyitems(items):
-    """Runs the files of `HEAVY_FILES` first, in that order; the rest after, in collection order."""
-    rank = {name: index for index, name in enumerate(HEAVY_FILES)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(HEAVY_FILES)))
-
-
 TINY_SIZE = (32, 32)
 
 
