@@ -123,13 +123,9 @@ def cmd_prepare(args) -> None:
 def _train_config(args, dataset):
     from gan_mri.config import config_from_dict, get_preset
 
-    overrides = {} if args.width is None else {"base_width": args.width}
-    if args.precision:
-        overrides["precision"] = args.precision
-    if args.contrast_weight is not None:
-        overrides["contrast_weight"] = args.contrast_weight
-    if args.structure_weight is not None:
-        overrides["structure_weight"] = args.structure_weight
+    given = {"base_width": args.width, "precision": args.precision or None,
+             "contrast_weight": args.contrast_weight, "structure_weight": args.structure_weight}
+    overrides = {field: value for field, value in given.items() if value is not None}
     if args.config:
         config = config_from_dict(json.loads(Path(args.config).read_text(encoding="utf-8")))
         return config.replace(**overrides) if overrides else config
