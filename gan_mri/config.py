@@ -26,7 +26,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from gan_mri.registry import Registry
 
@@ -35,7 +35,7 @@ CONV_NORMS = ("none", "instance", "layer")
 UPSAMPLING = ("transpose", "nearest")
 GAN_LOSSES = ("bce", "lsgan")
 """The built-in adversarial criteria, each registered with its per-scale term and decision threshold
-in `gan_mri.losses.CRITERION_REGISTRY`; a config's ``gan_loss`` may name any registered criterion."""
+in `CRITERION_REGISTRY` by `gan_mri.losses`; a config's ``gan_loss`` may name any registered criterion."""
 ATTENTION_PLACEMENTS = ("none", "encoder", "generator")
 SPECTRAL_NORM_SCOPES = ("encoder", "generator", "discriminator")
 RECON_LOSSES = ("mae", "charbonnier")
@@ -48,6 +48,42 @@ DISTRIBUTIONS = ("none", "mirrored", "multi-worker")
 """The values of `--distribute` / `train(distribute=...)`; `gan_mri.distribute` implements them."""
 # CycleGAN's generator halves the resolution twice, then doubles it twice.
 SPATIAL_MULTIPLE = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class GANCriterion:
+    """An adversarial criterion: its per-scale term and the output at which its discriminator is undecided.
+
+    Attributes:
+        name: the value of a config's ``gan_loss`` and of the loss functions' ``criterion=``.
+        term: f(outputs, target) -> scalar float32, the mean over one scale's map against the
+            target 1.0 ("real") or 0.0 ("fake").
+        threshold: the discriminator output at which "real" and "fake" are equally likely
+            (`gan_mri.losses.discriminator_accuracy` counts outputs above it as "real").
+        description: a few words for the docs.
+    """
+
+    name: str
+    term: Callable
+    threshold: float
+    description: str
+
+
+CRITERION_REGISTRY: Registry[GANCriterion] = Registry("GAN criterion")
+"""Criterion name -> `GANCriterion`, read by the loss functions of `gan_mri.losses` (which registers the
+built-in ones, `GAN_LOSSES`, with their Keras terms) and by the configs' validation of ``gan_loss``. It
+lives here, beside the loss-name lists, so that the configs read it without importing the losses."""
+
+
+def register_gan_criterion(criterion: GANCriterion, replace: bool = False) -> GANCriterion:
+    """Registers an adversarial criterion (`Registry.register`; `CRITERION_REGISTRY.registered` for a
+    ``with`` block); configs accept its name as ``gan_loss`` from then on.
+
+    Raises:
+        ValueError: for a name already registered (without ``replace``).
+    """
+    return CRITERION_REGISTRY.register(criterion, replace=replace)
+
 
 PRESETS: dict[str, dict[str, Any]] = {
     "unit-rgb": {"channels": 3},
@@ -154,11 +190,10 @@ def _precisions() -> tuple[str, ...]:
 
 
 def _gan_criteria() -> tuple[str, ...]:
-    """The registered adversarial criteria (`gan_mri.losses.CRITERION_REGISTRY`), imported when a
-    config is first validated, as `_precisions` is: their terms are Keras functions."""
-    from gan_mri.losses import CRITERION_REGISTRY
-
-    return tuple(CRITERION_REGISTRY)
+    """The adversarial criteria a config may name: the built-in `GAN_LOSSES` (registered with their Keras
+    terms when `gan_mri.losses` is imported, which need not have happened yet), then any other
+    `CRITERION_REGISTRY` entry, in registration order."""
+    return GAN_LOSSES + tuple(name for name in CRITERION_REGISTRY if name not in GAN_LOSSES)
 
 
 def _is_int(value: Any) -> bool:

@@ -6,13 +6,17 @@ the networks run in mixed_float16, and returns a scalar (the mean over every ele
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Callable
-
 from keras import ops
 
-from gan_mri.config import GAN_LOSSES, RECON_LOSSES
-from gan_mri.registry import Registry
+# The criterion registry lives with the loss-name lists in gan_mri.config (so that the configs read it
+# without importing Keras); this module registers the built-in criteria's terms in it.
+from gan_mri.config import (  # noqa: F401  (CRITERION_REGISTRY, GANCriterion, register_gan_criterion: public here too)
+    CRITERION_REGISTRY,
+    GAN_LOSSES,
+    RECON_LOSSES,
+    GANCriterion,
+    register_gan_criterion,
+)
 
 
 def _f32(x):
@@ -166,40 +170,6 @@ def least_squares(scores, target: float):
         Scalar float32 tensor.
     """
     return ops.mean(ops.square(_f32(scores) - target))
-
-
-@dataclasses.dataclass(frozen=True)
-class GANCriterion:
-    """An adversarial criterion: its per-scale term and the output at which its discriminator is undecided.
-
-    Attributes:
-        name: the value of a config's ``gan_loss`` and of ``criterion=`` below.
-        term: f(outputs, target) -> scalar float32, the mean over one scale's map against the
-            target 1.0 ("real") or 0.0 ("fake").
-        threshold: the discriminator output at which "real" and "fake" are equally likely
-            (`discriminator_accuracy` counts outputs above it as "real").
-        description: a few words for the docs.
-    """
-
-    name: str
-    term: Callable
-    threshold: float
-    description: str
-
-
-CRITERION_REGISTRY: Registry[GANCriterion] = Registry("GAN criterion")
-"""Criterion name -> `GANCriterion`, read by the loss functions below and by the configs' validation
-of ``gan_loss`` (`gan_mri.config`)."""
-
-
-def register_gan_criterion(criterion: GANCriterion, replace: bool = False) -> GANCriterion:
-    """Registers an adversarial criterion (`Registry.register`; `CRITERION_REGISTRY.registered` for a
-    ``with`` block); configs accept its name as ``gan_loss`` from then on.
-
-    Raises:
-        ValueError: for a name already registered (without ``replace``).
-    """
-    return CRITERION_REGISTRY.register(criterion, replace=replace)
 
 
 register_gan_criterion(GANCriterion("bce", bce_from_logits, 0.0,

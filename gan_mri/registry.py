@@ -7,7 +7,8 @@ a layout is therefore one registration, as a keras-hub preset is one entry and a
 file. The registries themselves live beside what they register:
 
 - `gan_mri.config.FAMILY_REGISTRY` (`Family`) and `gan_mri.config.RECIPE_REGISTRY` (`Recipe`);
-- `gan_mri.losses.CRITERION_REGISTRY` (`GANCriterion`);
+- `gan_mri.config.CRITERION_REGISTRY` (`GANCriterion`; `gan_mri.losses` registers the built-in terms and
+  re-exports both);
 - `gan_mri.data.layouts.LAYOUT_REGISTRY` (`Layout`).
 
 This module is standard library only, so that the CLI can read registries to build its parser without
