@@ -11,12 +11,27 @@ from gan_mri.baseline import IntensityRemap
 from gan_mri.data.preprocessing import check_preprocessing
 from gan_mri.evaluation import evaluate, translation_examples
 from gan_mri.results import atomic_write_text, save_results
-from gan_mri.sim_to_real import save_sim_to_real, scores_only, sim_to_real
+from gan_mri.sim_to_real import scores_only, sim_to_real
 from gan_mri.training import check_dataset_fits
 from gan_mri.volume_metrics import SLICE_PROTOCOL, evaluate_volumes, without_volumes
 from gan_mri.fileutil import fresh_folder
 
 logger = logging.getLogger(__name__)
+
+
+def save_sim_to_real(results: dict, out_dir) -> dict:
+    """Writes ``sim_to_real.json`` (the scores) and ``sim_to_real.png`` (:func:`gan_mri.plots.sim_to_real_grid`)
+    of `gan_mri.sim_to_real.sim_to_real`'s ``results`` into ``out_dir``; returns name -> path.
+
+    Here, not in `gan_mri.sim_to_real`, so that the scores do not call the figures (plots reads
+    `gan_mri.sim_to_real.scale_to_unit`).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    scores = scores_only(results)
+    atomic_write_text(out / "sim_to_real.json", json.dumps(scores, indent=2, sort_keys=True) + "\n")
+    figure = plots.sim_to_real_grid(results["volumes"], out / "sim_to_real.png")
+    return {"sim-to-real scores": out / "sim_to_real.json", "sim-to-real figure": figure}
 
 
 def evaluate_to_folder(model, dataset, out_dir, *, max_batches: int | None = None,

@@ -32,9 +32,7 @@ Example:
 from __future__ import annotations
 
 import functools
-import json
 import logging
-from pathlib import Path
 
 import numpy as np
 
@@ -207,20 +205,6 @@ def sim_to_real(model, directions=DIRECTIONS, batch_size: int = 16) -> dict:
 def scores_only(results: dict) -> dict:
     """``results`` of :func:`sim_to_real` without the ``"volumes"`` arrays (what JSON holds)."""
     return {key: value for key, value in results.items() if key != "volumes"}
-
-
-def save_sim_to_real(results: dict, out_dir) -> dict:
-    """Writes ``sim_to_real.json`` (the scores) and ``sim_to_real.png`` (:func:`gan_mri.plots.sim_to_real_grid`)
-    into ``out_dir``; returns name -> path."""
-    from gan_mri import plots
-    from gan_mri.results import atomic_write_text
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    scores = scores_only(results)
-    atomic_write_text(out / "sim_to_real.json", json.dumps(scores, indent=2, sort_keys=True) + "\n")
-    figure = plots.sim_to_real_grid(results["volumes"], out / "sim_to_real.png")
-    return {"sim-to-real scores": out / "sim_to_real.json", "sim-to-real figure": figure}
 
 
 def format_sim_to_real(results: dict) -> str:

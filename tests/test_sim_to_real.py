@@ -11,13 +11,13 @@ from gan_mri import DIRECTIONS
 from gan_mri.config import get_preset
 from gan_mri.data.icbm152 import load_icbm152
 from gan_mri.models import build_model
+from gan_mri.report import save_sim_to_real
 from gan_mri.sim_to_real import (
     RESULTS,
     format_sim_to_real,
     inverse_quantile_remap,
     lookup_table,
     resolution_ceiling,
-    save_sim_to_real,
     scale_to_unit,
     score_volume,
     scores_only,
