@@ -22,7 +22,7 @@ import numpy as np
 from keras import ops
 
 from gan_mri import Direction
-from gan_mri.inference import checked_slices, parse_direction
+from gan_mri.translation import checked_slices, parse_direction
 
 CONFIDENCE_METHODS = ("cycle", "latent", "flip")
 DEFAULT_SAMPLES = 8
@@ -103,7 +103,7 @@ def uncertainty_map(model, slices, direction: str, method: str | None = None, sa
 
     Args:
         model: a gan-mri model.
-        slices: float32 ``(N, H, W, C)`` in [-1, 1], as for :func:`gan_mri.inference.translate_slices`.
+        slices: float32 ``(N, H, W, C)`` in [-1, 1], as for :func:`gan_mri.translation.translate_slices`.
         direction: any spelling accepted by `parse_direction`.
         method: one of :data:`CONFIDENCE_METHODS`; default: :func:`default_method`.
         samples: latent codes drawn for ``"latent"``.

@@ -13,6 +13,9 @@ Files are written atomically: every output is first written under a temporary na
 folder and renamed into place only when all outputs of the call are complete, so an error (an
 unreadable volume, a wrong shape) leaves nothing half-written.
 
+The slices go through the model by `gan_mri.translation.translate_slices` (plain translation, one floor
+down) and their uncertainty maps come from `gan_mri.confidence` (the floor between).
+
 Example:
     >>> from gan_mri.inference import load_model, translate_path
     >>> model = load_model("saved_models/phantom-sa-enc-cl-sn")          # doctest: +SKIP
@@ -23,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import zipfile
 from pathlib import Path
 
@@ -31,53 +33,27 @@ import keras
 import nibabel as nib
 import numpy as np
 
-from gan_mri import Direction
+from gan_mri.confidence import default_method, uncertainty_map
 from gan_mri.data import png, resize, volumes
 from gan_mri.data.brain_mask import brain_mask as find_brain_mask
 from gan_mri.data.preprocessing import slice_settings
 from gan_mri.fileutil import partial_dir, refuse_existing
 from gan_mri.run_files import CONFIG_FILE, MODEL_FILE, RunFolder
 from gan_mri.standardization import landmarks
+# Plain slice translation lives one floor down (gan_mri.translation, under gan_mri.confidence too); its public
+# names stay importable from here.
+from gan_mri.translation import (  # noqa: F401
+    VALID_DIRECTION_SPELLINGS,
+    checked_slices,
+    model_input_shape,
+    parse_direction,
+    translate_slices,
+)
 
 logger = logging.getLogger(__name__)
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 PNG_SUFFIX = ".png"
-
-_DIRECTION_ALIASES = {"a2b": "A2B", "b2a": "B2A", "t12t2": "A2B", "t22t1": "B2A"}
-VALID_DIRECTION_SPELLINGS = (
-    "A2B", "B2A", "T1->T2", "T2->T1", "T1w->T2w", "T2w->T1w", "t1w2t2w", "t2w2t1w", "T1 to T2",
-)
-
-
-def parse_direction(direction: str) -> str:
-    """Normalizes a translation direction to ``"A2B"`` (T1w -> T2w) or ``"B2A"`` (T2w -> T1w).
-
-    Case, spaces, ``-``/``_`` separators, arrows (``->``, ``→``), ``to`` and the ``w`` of
-    ``T1w``/``T2w`` are ignored, so ``"a2b"``, ``"T1->T2"``, ``"t1w2t2w"``, ``"T1w to T2w"`` all
-    mean ``"A2B"``.
-
-    Args:
-        direction: the direction as a user spelled it.
-
-    Returns:
-        `gan_mri.Direction.A2B` or `gan_mri.Direction.B2A` (strings "A2B" / "B2A").
-
-    Raises:
-        ValueError: if the spelling is not recognized; the message lists valid spellings.
-    """
-    key = None
-    if isinstance(direction, str):
-        key = direction.strip().lower().replace("→", "2").replace("->", "2")
-        key = re.sub(r"[\s_-]+", "", key)
-        # Only a, b, t, 1, 2 and w make up a direction, so any "to" left is the separator.
-        key = re.sub(r"t([12])w", r"t\1", key.replace("to", "2"))
-    if key not in _DIRECTION_ALIASES:
-        raise ValueError(
-            f"direction: expected one of {', '.join(VALID_DIRECTION_SPELLINGS)} "
-            f"(A = T1w, B = T2w), found {direction!r}"
-        )
-    return Direction(_DIRECTION_ALIASES[key])
 
 
 def load_model(path: str | os.PathLike) -> keras.Model:
@@ -158,61 +134,6 @@ def _check_keras_archive(path: Path, model_file: Path) -> None:
         raise ValueError(f"not a gan-mri run or model: {path} ({model_file}: {problem})")
 
 
-def model_input_shape(model) -> tuple[int, int, int]:
-    """Returns ``(height, width, channels)`` of the images a model translates."""
-    height, width = (int(size) for size in model.image_shape)
-    return height, width, int(model.channels)
-
-
-def checked_slices(model, slices, batch_size: int) -> np.ndarray:
-    """``slices`` as a float32 array, after checking them and ``batch_size`` against ``model``.
-
-    Returns:
-        float32 array ``(N, H, W, C)``.
-
-    Raises:
-        ValueError: for a batch size that is not a positive integer, or slices that are not
-            ``(N, H, W, C)`` with the model's image shape and channels (naming the expected shape).
-    """
-    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive integer, found {batch_size!r}")
-    slices = np.asarray(slices, dtype=np.float32)
-    expected = model_input_shape(model)
-    if slices.ndim != 4 or tuple(slices.shape[1:]) != expected:
-        raise ValueError(
-            f"slices: expected shape (N, {expected[0]}, {expected[1]}, {expected[2]}) to match the "
-            f"model's image shape and channels, found {slices.shape}"
-        )
-    return slices
-
-
-def translate_slices(model, slices, direction: str, batch_size: int = 16) -> np.ndarray:
-    """Translates a stack of slices in batches.
-
-    Args:
-        model: a gan-mri model (``translate``, ``image_shape``, ``channels``).
-        slices: float32 array ``(N, H, W, C)`` in [-1, 1] with ``(H, W)`` the model's image shape and
-            ``C`` its channels.
-        direction: any spelling accepted by `parse_direction`.
-        batch_size: slices per call to the model.
-
-    Returns:
-        float32 array ``(N, H, W, C)`` of translated slices in [-1, 1].
-
-    Raises:
-        ValueError: for a bad direction, batch size or slice shape (naming the expected shape).
-    """
-    direction = parse_direction(direction)
-    slices = checked_slices(model, slices, batch_size)
-    translated = np.empty_like(slices)
-    for start in range(0, len(slices), batch_size):
-        batch = slices[start : start + batch_size]
-        output = keras.ops.convert_to_numpy(model.translate(batch, direction))
-        translated[start : start + len(batch)] = output
-    logger.debug("translated %d slices %s", len(slices), direction)
-    return translated
-
-
 def translate_volume(
     model, path_or_image, direction: str, batch_size: int = 16, max_voxels: int = volumes.DEFAULT_MAX_VOXELS,
     brain_mask=None, uncertainty: str | None = None,
@@ -281,8 +202,6 @@ def translate_volume(
     translated = translate_slices(model, slices, direction, batch_size=batch_size)
     if uncertainty is None:
         return stack.to_volume(translated)
-    from gan_mri.confidence import default_method, uncertainty_map
-
     method = default_method(model) if uncertainty == "default" else uncertainty
     spread = uncertainty_map(model, slices, direction, method, batch_size=batch_size)
     return stack.to_volume(translated), stack.to_volume(spread, intensities=False)
