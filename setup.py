@@ -22,7 +22,9 @@ setup(
     package_dir={"gan_mri.pretrained_models": "saved_models"},
     package_data={"gan_mri.pretrained_models": ["README.md", "phantom-sa-enc-cl-sn/*", "phantom-sa-enc-cl-sn/*/*"],
                   # The real ICBM 2009c T1w/T2w pair (gan_mri.data.icbm152) and its McGill notice.
-                  "gan_mri.data": ["icbm152/*.nii.xz", "icbm152/COPYING"]},
+                  # and the real-anatomy phantom's label maps (gan_mri.data.anatomy) with SynthSeg's licence.
+                  "gan_mri.data": ["icbm152/*.nii.xz", "icbm152/COPYING", "synthseg/*.nii.xz", "synthseg/LICENSE.txt",
+                                   "synthseg/NOTICE"]},
     install_requires=[
         "tensorflow>=2.16",
         "tensorboard",  # TensorFlow 2.21 no longer pulls it in; the TensorBoard callback needs it

@@ -96,11 +96,17 @@ class _RegisteredLayouts:
 def cmd_simulate(args) -> None:
     from gan_mri.data.phantom import simulate
 
+    # Only the protocol settings given: each one fixes that setting for every subject.
+    protocol = {key: value for key, value in (("t1w_sequence", args.t1w_sequence), ("t2w_sequence", args.t2w_sequence),
+                                              ("field", args.field), ("slice_mm", args.slice_mm),
+                                              ("gap_mm", args.gap_mm)) if value is not None}
     folders = simulate(args.subjects, args.out, seed=args.seed, resolution=args.resolution,
-                       overwrite=args.overwrite, skull_stripped=args.skull_stripped, t1w_sequence=args.t1w_sequence,
-                       t2w_sequence=args.t2w_sequence, head=args.head, lesions=args.lesions,
-                       lesions_in=args.lesions_in, test_fraction=args.test_fraction, split_seed=args.split_seed)
-    print(f"wrote {len(folders)} simulated subjects (T1w, T2w, dseg, brain mask) to {args.out}")
+                       overwrite=args.overwrite, skull_stripped=args.skull_stripped, head=args.head,
+                       lesions=args.lesions, lesions_in=args.lesions_in, test_fraction=args.test_fraction,
+                       split_seed=args.split_seed, anatomy=args.anatomy, protocols=args.protocols,
+                       lesion_kind=args.lesion_kind, **protocol)
+    labels = "dseg, structures, brain mask" if args.anatomy == "synthseg" else "dseg, brain mask"
+    print(f"wrote {len(folders)} simulated subjects (T1w, T2w, {labels}) to {args.out}")
 
 
 def cmd_icbm152(args) -> None:
@@ -293,18 +299,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="BIDS folder to write")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resolution", type=int, choices=(1, 2), default=2, help="voxel size in mm (default 2)")
-    # Sequence names: gan_mri.data.sequences.SEQUENCES, written out so --help needs no numpy.
-    p.add_argument("--t1w-sequence", choices=("mprage", "se"), default="mprage",
-                   help="T1w sequence: mprage (default, as HCP, ADNI, the MNI templates) or se (spin echo TR 500/TE 10)")
-    p.add_argument("--t2w-sequence", choices=("tse", "se"), default="tse",
-                   help="T2w sequence: tse (default, turbo spin echo) or se (spin echo TR 4000/TE 100)")
+    # Choices written out (anatomies, protocols, sequences, lesion kinds of gan_mri.data) so --help needs no numpy.
+    p.add_argument("--anatomy", choices=("synthseg", "mni152"), default="synthseg",
+                   help="synthseg (default): 20 real subjects' label maps (SynthSeg's, with deep grey nuclei, "
+                        "cerebellum, brainstem and the head's tissues); mni152: the MNI152 template's three tissue "
+                        "classes, the phantom of earlier releases (reproduces their numbers)")
+    p.add_argument("--protocols", choices=("research", "clinical", "mixed"), default="research",
+                   help="research (default): 3 T, 3D MPRAGE T1w, TSE T2w; clinical: 2D spin-echo T1w and TSE T2w with "
+                        "3-6 mm axial slices resampled to the grid, 1.5 or 3 T; mixed: one of these per subject "
+                        "(research T1w MPRAGE or 3D spoiled gradient echo), recorded in each BIDS sidecar")
+    p.add_argument("--t1w-sequence", choices=("mprage", "spgr", "se"), default=None,
+                   help="one T1w sequence for every subject: mprage (as HCP, ADNI, the MNI templates), spgr (3D spoiled "
+                        "gradient echo) or se (spin echo TR 500/TE 10; mni152: mprage or se)")
+    p.add_argument("--t2w-sequence", choices=("tse", "se"), default=None,
+                   help="one T2w sequence for every subject: tse (turbo spin echo) or se (spin echo TR 4000/TE 100)")
+    p.add_argument("--field", type=float, choices=(1.5, 3.0), default=None,
+                   help="one field strength (tesla) for every subject (real anatomy; default 3)")
+    p.add_argument("--slice-mm", type=float, default=None, metavar="MM",
+                   help="2D acquisitions of both contrasts with axial slices this thick, resampled to the grid (real "
+                        "anatomy; default: 3D)")
+    p.add_argument("--gap-mm", type=float, default=None, metavar="MM", help="gap between the 2D slices (default 0)")
     p.add_argument("--skull-stripped", type=float, default=0.5, metavar="SHARE",
                    help="share of subjects written brain-extracted (default 0.5; the rest with the head on)")
     p.add_argument("--no-head", dest="head", action="store_false",
                    help="no head around the brain (every subject is then a brain floating in noise)")
     p.add_argument("--lesions", type=int, default=0, metavar="N",
-                   help="white-matter hyperintensities per lesioned subject (3-20 mm; bright on T2w, dark on T1w), "
-                        "labelled in sub-XX_label-lesion_mask.nii.gz (default 0)")
+                   help="lesions per lesioned subject, labelled in sub-XX_label-lesion_mask.nii.gz (default 0)")
+    p.add_argument("--lesion-kind", choices=("wmh", "cavity", "tumour"), default="wmh",
+                   help="wmh (default): white-matter hyperintensities 3-20 mm, bright on T2w, dark on T1w; cavity: a "
+                        "fluid-filled cavity 10-30 mm (CSF-like); tumour: a solid tumour 10-30 mm with oedema around "
+                        "it (real anatomy)")
     p.add_argument("--lesions-in", choices=("test", "all"), default="test",
                    help="test (default): only the subjects prepare puts in the test set with --test-fraction and "
                         "--split-seed, so the model never sees a lesion in training; all: every subject")

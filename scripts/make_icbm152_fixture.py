@@ -14,6 +14,8 @@ its data files are used, not its code. This script, run once by a maintainer, wr
   resampled onto the 2009c grid (the two templates correlate 0.979 inside the brain), inside the
   2009c brain mask.
 - ``ventricles.nii.xz``: the lateral ventricles, CerebrA labels 41 and 92.
+- ``cerebra.nii.xz``: the CerebrA labels (Manera et al. 2020; 51 per hemisphere: cortical regions, the deep
+  grey nuclei, hippocampus, amygdala, ventricles, cerebellum, brainstem), for per-structure comparisons.
 - ``COPYING``: the McGill notice, which allows copying and redistribution with it.
 
 Each file is a NIfTI-1 image in S, A, R voxel order (what compresses best), xz-compressed (about 4 MB
@@ -85,6 +87,7 @@ def main() -> None:
     write_xz(mask.astype(np.uint8)[crop], affine, OUT / "brain_mask.nii.xz")
     write_xz(dseg[crop], affine, OUT / "dseg.nii.xz")
     write_xz(np.isin(cerebra, (41, 92)).astype(np.uint8)[crop], affine, OUT / "ventricles.nii.xz")
+    write_xz(cerebra.astype(np.uint8)[crop], affine, OUT / "cerebra.nii.xz")
     shutil.copyfile(mni / "COPYING", OUT / "COPYING")
 
 

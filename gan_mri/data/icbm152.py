@@ -10,10 +10,13 @@ about 3.5 MB, with the McGill notice in ``COPYING``, which allows redistribution
 - the template's brain mask; their brain-extracted versions are the whole head times the mask, as the
   templates' own ``*bet*`` files are;
 - tissue labels 0 background, 1 CSF, 2 GM, 3 WM (the most probable class of nilearn's ICBM 2009a tissue
-  maps on this grid), and the lateral ventricles (CerebrA labels 41 and 92, Manera et al. 2020).
+  maps on this grid), the lateral ventricles (CerebrA labels 41 and 92, Manera et al. 2020) and all the CerebrA
+  labels (:data:`CEREBRA_STRUCTURES` names the ones gan-mri compares: the deep grey nuclei, hippocampus,
+  amygdala, ventricles, cerebellum, brainstem, cortex).
 
-The phantom's anatomy comes from the same population (nilearn's ICBM 2009a maps), so a phantom-trained
-model scored on this pair is tested on real contrasts and image texture, not on unseen anatomy.
+The MNI152-anatomy phantom comes from the same population (nilearn's ICBM 2009a maps); the real-anatomy phantom
+(SynthSeg's label maps of 20 subjects, :mod:`gan_mri.data.anatomy`) does not, so a model trained on it meets this
+pair's anatomy for the first time.
 
 Example:
     >>> pair = load_icbm152()
@@ -40,6 +43,30 @@ SUBJECT = "sub-icbm152"
 SESSIONS = {"brain": True, "head": False}
 """BIDS session -> skull-stripped: ``ses-brain`` holds the brain-extracted pair, ``ses-head`` the whole head."""
 CONTRASTS = ("T1w", "T2w")
+_CORTEX = (30, 81, 42, 93, 43, 94, 36, 87, 24, 75, 10, 61, 3, 54, 33, 84, 34, 85, 7, 58, 12, 63, 15, 66, 28, 79, 18,
+           69, 16, 67, 32, 83, 44, 95, 22, 73, 6, 57, 13, 64, 47, 98, 35, 86, 31, 82, 8, 59, 1, 52, 38, 89, 9, 60,
+           45, 96, 51, 102, 14, 65, 23, 74)
+CEREBRA_STRUCTURES = {
+    "cerebral cortex": _CORTEX,
+    "lateral ventricles": (41, 92),
+    "inferior lateral ventricles": (5, 56),
+    "3rd ventricle": (29, 80),
+    "4th ventricle": (37, 88),
+    "thalamus": (40, 91),
+    "caudate": (49, 100),
+    "putamen": (21, 72),
+    "pallidum": (27, 78),
+    "hippocampus": (48, 99),
+    "amygdala": (19, 70),
+    "accumbens": (4, 55),
+    "ventral diencephalon": (26, 77),
+    "brainstem": (11, 62),
+    "cerebellar cortex": (46, 97, 50, 101, 2, 53, 20, 71),
+    "cerebellar white matter": (39, 90),
+}
+"""Structure -> its CerebrA labels (right, left; the cortex: the 31 cortical regions of each hemisphere; the
+cerebellar cortex: the cerebellar grey matter and the vermal lobules). Cerebral white matter has no CerebrA label:
+:meth:`RealPair.structure_mask` takes it as the white matter of ``dseg`` that no CerebrA label claims."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +79,7 @@ class RealPair:
         dseg: uint8 tissue labels (0 background, 1 CSF, 2 GM, 3 WM).
         ventricles: bool mask of the lateral ventricles.
         affine: the 4x4 voxel-to-MNI affine.
+        cerebra: uint8 CerebrA labels (0 where none).
     """
 
     t1w: np.ndarray
@@ -60,6 +88,21 @@ class RealPair:
     dseg: np.ndarray
     ventricles: np.ndarray
     affine: np.ndarray
+    cerebra: np.ndarray | None = None
+
+    def structure_mask(self, name: str) -> np.ndarray:
+        """The bool mask of a structure of :data:`CEREBRA_STRUCTURES`, or ``"cerebral white matter"``, inside
+        the brain mask.
+
+        Raises:
+            ValueError: for another name.
+        """
+        if name == "cerebral white matter":
+            return (self.dseg == 3) & (self.cerebra == 0) & self.brain_mask
+        if name not in CEREBRA_STRUCTURES:
+            raise ValueError(f"structure: expected 'cerebral white matter' or one of {list(CEREBRA_STRUCTURES)}, "
+                             f"found {name!r}")
+        return np.isin(self.cerebra, CEREBRA_STRUCTURES[name]) & self.brain_mask
 
     def array(self, contrast: str, skull_stripped: bool = True) -> np.ndarray:
         """The float32 volume of ``contrast`` ("T1w" or "T2w"), brain-extracted (0 outside the mask) or not.
@@ -108,7 +151,7 @@ def load_icbm152() -> RealPair:
         A :class:`RealPair`.
     """
     t1w = _read("t1w")
-    arrays = {name: np.asarray(_read(name).dataobj) for name in ("brain_mask", "dseg", "ventricles")}
+    arrays = {name: np.asarray(_read(name).dataobj) for name in ("brain_mask", "dseg", "ventricles", "cerebra")}
     return RealPair(
         t1w=np.asarray(t1w.get_fdata(), dtype=np.float32),
         t2w=np.asarray(_read("t2w").get_fdata(), dtype=np.float32),
@@ -116,6 +159,7 @@ def load_icbm152() -> RealPair:
         dseg=arrays["dseg"].astype(np.uint8),
         ventricles=arrays["ventricles"] > 0,
         affine=t1w.affine.copy(),
+        cerebra=arrays["cerebra"].astype(np.uint8),
     )
 
 
