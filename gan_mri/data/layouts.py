@@ -99,7 +99,8 @@ def _first(paths, what: str, where) -> Path | None:
 
 
 def _niftis(folder: Path, suffix: str):
-    return [p for p in folder.glob(f"*_{suffix}.nii*") if _NIFTI.search(p.name)]
+    # The phantom's structure labels (*_desc-structures_dseg) are not the tissue classes a *_dseg holds.
+    return [p for p in folder.glob(f"*_{suffix}.nii*") if _NIFTI.search(p.name) and "_desc-structures_" not in p.name]
 
 
 def _discover_bids(source: Path) -> list[VolumeSet]:

@@ -41,6 +41,8 @@ from scipy import ndimage
 from ..fileutil import atomic_output
 from .head import HEAD_TISSUES, LAYERS, head_fractions, meninges_fraction
 from .layouts import split_subjects
+from .lesion_kinds import white_matter_lesions
+from .scanner import scan, smooth_field
 from .sequences import SEQUENCES, TISSUES, jitter_timings, sequence
 
 logger = logging.getLogger(__name__)
@@ -109,30 +111,6 @@ def tissue_signal(t1: float, t2: float, pd: float, sequence_name: str) -> float:
     return float(SEQUENCES[sequence_name].signal(t1, t2, pd))
 
 
-def _smooth_field(rng, shape, components: int, frequencies: int) -> np.ndarray:
-    """Smooth random fields with unit standard deviation, from a low-frequency cosine (DCT) basis.
-
-    ``field(x, y, z) = sum_klm c_klm cos(pi k x') cos(pi l y') cos(pi m z')`` over frequencies
-    ``1..frequencies`` per axis (plus 0 on the others), with ``c ~ N(0, 1) / (1 + k^2 + l^2 + m^2)``,
-    ``x' = (x + 0.5) / X``. Separable, so it costs a few small tensor products (as SPM's bias basis).
-    """
-    bases = []
-    for size in shape:
-        position = (np.arange(size) + 0.5) / size
-        bases.append(np.cos(np.pi * np.outer(position, np.arange(frequencies + 1))))
-    k = np.arange(frequencies + 1)
-    weights = 1.0 / (1.0 + k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2)
-    weights[0, 0, 0] = 0.0  # no constant offset
-    fields = []
-    for _ in range(components):
-        coefficients = rng.standard_normal(weights.shape) * weights
-        field = np.einsum("klm,xk->xlm", coefficients, bases[0])
-        field = np.einsum("xlm,yl->xym", field, bases[1])
-        field = np.einsum("xym,zm->xyz", field, bases[2])
-        fields.append(field / max(float(field.std()), 1e-12))
-    return np.stack(fields).astype(np.float32)
-
-
 def _warp_coordinates(rng, shape, voxel_mm: float, deformation_mm, rotation_deg, scale_jitter, translation_mm):
     """Source coordinates of each output voxel: a small affine about the centre plus a smooth warp."""
     angles = np.deg2rad(rng.uniform(-rotation_deg, rotation_deg, size=3))
@@ -146,7 +124,7 @@ def _warp_coordinates(rng, shape, voxel_mm: float, deformation_mm, rotation_deg,
     centre = (np.asarray(shape) - 1) / 2.0
     grid = np.indices(shape, dtype=np.float32).reshape(3, -1)
     coords = (matrix.astype(np.float32) @ (grid - centre[:, None].astype(np.float32))) + (centre + shift)[:, None]
-    warp = _smooth_field(rng, shape, 3, frequencies=8) * (deformation_mm / voxel_mm)
+    warp = smooth_field(rng, shape, 3, frequencies=8) * (deformation_mm / voxel_mm)
     return (coords + warp.reshape(3, -1)).astype(np.float32)
 
 
@@ -209,7 +187,7 @@ def simulate_subject(
     tissues = [*BRAIN_TISSUES, "meninges"]
     maps = [probabilities[0] - meninges, probabilities[1], probabilities[2], meninges]
     if head:
-        fractions = head_fractions(template_mask, float(resolution), _smooth_field(rng, shape, len(LAYERS), 3))
+        fractions = head_fractions(template_mask, float(resolution), smooth_field(rng, shape, len(LAYERS), 3))
         tissues += list(HEAD_TISSUES)
         maps += [fractions[name] for name in HEAD_TISSUES]
     coords = _warp_coordinates(rng, shape, float(resolution), deformation_mm, rotation_deg, scale_jitter,
@@ -239,63 +217,13 @@ def simulate_subject(
         clean = np.tensordot(signals, warped, axes=1)
         if lesion_map is not None:
             clean += protocols[contrast].signal(*lesion_parameters).astype(np.float32) * lesion_map
-        if blur > 0:
-            clean = ndimage.gaussian_filter(clean, blur)
-        bias = np.exp(bias_field * _smooth_field(rng, shape, 1, frequencies=3)[0])
-        sigma = noise_level * float(signals[tissues.index("WM")])
-        real = clean * bias + rng.normal(0.0, sigma, size=shape).astype(np.float32)
-        imaginary = rng.normal(0.0, sigma, size=shape).astype(np.float32)
-        magnitude = np.sqrt(real * real + imaginary * imaginary)
-        # Scanner gain: the brightest brain tissue lands near 1000 +- 20 % of the int16 range.
-        gain = 1000.0 * rng.uniform(0.8, 1.2) / float(signals[:len(BRAIN_TISSUES)].max())
-        volumes[contrast] = np.clip(np.round(magnitude * gain), 0, np.iinfo(np.int16).max).astype(np.int16)
+        volumes[contrast] = scan(rng, clean, blur, bias_field, noise_level * float(signals[tissues.index("WM")]),
+                                 float(signals[:len(BRAIN_TISSUES)].max()))
     subject = {"T1w": volumes["T1w"], "T2w": volumes["T2w"], "dseg": dseg, "brain_mask": brain_mask,
                "affine": affine, "protocols": protocols}
     if lesion_labels is not None:
         subject["lesions"] = lesion_labels
     return subject
-
-
-LESION_DIAMETER_MM = (3.0, 20.0)
-"""Range of the lesions' largest diameter (MS plaques and small-vessel hyperintensities: a few mm to 2 cm)."""
-
-
-def white_matter_lesions(rng, white_matter: np.ndarray, count: int, voxel_mm: float):
-    """Ellipsoidal lesions inside white matter: their partial-volume fraction and their labels.
-
-    Each lesion gets a diameter drawn log-uniformly from :data:`LESION_DIAMETER_MM`, axes 0.6-1 times it
-    in random proportions, and a centre in white matter at least its radius deep (a voxel whose
-    white-matter fraction is above 0.9 after an erosion by the radius); a lesion takes over the white
-    matter it covers, with a one-voxel soft edge. Lesions may touch; the later one keeps the label.
-
-    Args:
-        rng: numpy Generator.
-        white_matter: white-matter fraction on the subject's grid.
-        count: number of lesions (fewer if white matter runs out of room).
-        voxel_mm: voxel size in mm.
-
-    Returns:
-        ``(fraction float32 of the white matter's share that is lesion, labels uint8 1..count)``.
-    """
-    core = white_matter > 0.9
-    fraction = np.zeros(white_matter.shape, dtype=np.float32)
-    labels = np.zeros(white_matter.shape, dtype=np.uint8)
-    grid = np.indices(white_matter.shape, dtype=np.float32)
-    low, high = np.log(LESION_DIAMETER_MM)
-    for number in range(1, count + 1):
-        radius = np.exp(rng.uniform(low, high)) / 2.0 / voxel_mm  # voxels
-        deep = ndimage.binary_erosion(core, iterations=max(1, int(round(radius))))
-        candidates = np.argwhere(deep & (labels == 0))
-        if len(candidates) == 0:
-            break
-        centre = candidates[rng.integers(len(candidates))]
-        axes = radius * rng.uniform(0.6, 1.0, size=3)
-        axes[rng.integers(3)] = radius
-        distance = np.sqrt(sum(((grid[i] - centre[i]) / axes[i]) ** 2 for i in range(3)))
-        soft = np.clip((1.0 - distance) * radius + 0.5, 0.0, 1.0)  # about one voxel from 1 to 0
-        fraction = np.maximum(fraction, soft)
-        labels[soft >= 0.5] = number
-    return (fraction * white_matter).astype(np.float32), labels
 
 
 SEQUENCE_TYPES = {"SpinEcho": "SE", "TurboSpinEcho": "TSE"}
@@ -348,12 +276,76 @@ def nifti_image(array: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
 
 LESION_SUFFIX = "label-lesion_mask"
 """BIDS suffix of a lesion label map (``sub-XX_label-lesion_mask.nii.gz``: 0 outside, 1..n per lesion)."""
+STRUCTURES_SUFFIX = "desc-structures_dseg"
+"""BIDS suffix of the real-anatomy subjects' structure labels (FreeSurfer codes, named in the root's
+``desc-structures_dseg.tsv``)."""
 LESIONS_IN = ("test", "all")
+ANATOMIES = ("synthseg", "mni152")
+"""``"synthseg"``: SynthSeg's 20 real label maps (:mod:`gan_mri.data.real_anatomy`, the default); ``"mni152"``:
+the MNI152 template's three tissue classes (:func:`simulate_subject`), the phantom of earlier releases."""
+PROTOCOL_KEYS = {"t1w_sequence": "t1w", "t2w_sequence": "t2w", "field": "field", "slice_mm": "slice_mm",
+                 "gap_mm": "gap_mm"}
+"""``simulate`` keywords that fix one protocol for every real-anatomy subject -> :class:`Protocols` fields."""
+
+
+def _keywords(function, *without) -> set:
+    code = function.__code__
+    return set(code.co_varnames[1:code.co_argcount]) - set(without)
+
+
+def label_map_order(seed: int) -> np.ndarray:
+    """The label maps (1..20) of a real-anatomy cohort in subject order: subject ``i`` is built on map
+    ``order[i % 20]``, a permutation drawn from the cohort seed, so every map is used once before any repeats
+    (the 20 subjects of one cohort are 20 different heads)."""
+    from .anatomy import LABEL_MAPS
+
+    return np.random.default_rng([int(seed), 2**31 - 1]).permutation(LABEL_MAPS) + 1
+
+
+def _subject_builder(anatomy: str, seed: int, resolution: int, protocols: str, lesion_kind: str, variation: dict):
+    """``build(index, lesions) -> subject`` for one cohort, after checking the keywords against ``anatomy``."""
+    if anatomy not in ANATOMIES:
+        raise ValueError(f"anatomy: expected one of {list(ANATOMIES)}, found {anatomy!r}")
+    if anatomy == "mni152":
+        allowed = _keywords(simulate_subject, "resolution", "lesions")
+        if protocols != "research" or lesion_kind != "wmh":
+            raise ValueError(f"anatomy 'mni152': expected protocols 'research' and lesion_kind 'wmh' (the other "
+                             f"protocols and lesion kinds need the real anatomy), found {protocols!r}, {lesion_kind!r}")
+    else:
+        from .real_anatomy import simulate_labelled_subject
+
+        allowed = _keywords(simulate_labelled_subject, "number", "resolution", "lesions", "lesion_kind",
+                            "protocols") | set(PROTOCOL_KEYS)
+    unknown = sorted(set(variation) - allowed)
+    if unknown:
+        raise ValueError(f"simulate: unknown keyword(s) {unknown} for anatomy {anatomy!r}; expected some of "
+                         f"{sorted(allowed)}")
+    if anatomy == "mni152":
+        return lambda index, lesions: simulate_subject(np.random.default_rng([int(seed), index]),
+                                                       resolution=resolution, lesions=lesions, **variation)
+    from .protocols import Protocols, draw_protocols
+
+    fixed = {PROTOCOL_KEYS[key]: variation.pop(key) for key in list(variation) if key in PROTOCOL_KEYS}
+    if fixed and protocols != "research":
+        raise ValueError(f"simulate: give either protocols={protocols!r} or fixed sequences {sorted(fixed)}, not both")
+    if fixed.get("slice_mm", 0) > 0:
+        fixed["two_d"] = ("T1w", "T2w")
+    fixed_protocols = Protocols(**fixed) if fixed else None
+    order = label_map_order(seed)
+
+    def build(index, lesions):
+        subject_protocols = fixed_protocols or draw_protocols(np.random.default_rng([int(seed), index, 1]), protocols)
+        return simulate_labelled_subject(np.random.default_rng([int(seed), index]), int(order[index % len(order)]),
+                                         resolution=resolution, protocols=subject_protocols, lesions=lesions,
+                                         lesion_kind=lesion_kind, **variation)
+
+    return build
 
 
 def simulate(n_subjects: int, out_dir, seed: int = 0, resolution: int = 2, overwrite: bool = False,
              skull_stripped: float = 0.5, lesions: int = 0, lesions_in: str = "test", test_fraction: float = 0.2,
-             split_seed: int = 0, **variation):
+             split_seed: int = 0, anatomy: str = "synthseg", protocols: str = "research", lesion_kind: str = "wmh",
+             **variation):
     """Write a simulated BIDS cohort: ``sub-XX/anat/sub-XX_{T1w,T2w,dseg,desc-brain_mask}.nii.gz``.
 
     Args:
@@ -364,23 +356,31 @@ def simulate(n_subjects: int, out_dir, seed: int = 0, resolution: int = 2, overw
         overwrite: replace existing subject files instead of raising.
         skull_stripped: share of the subjects written brain-extracted (T1w and T2w set to 0 outside the
             brain mask), evenly spread (0.5: every second subject, from ``sub-02``). Ignored without a head.
-        lesions: white-matter hyperintensities per lesioned subject
-            (:func:`white_matter_lesions`), with their labels in ``sub-XX_label-lesion_mask.nii.gz``.
+        lesions: lesions per lesioned subject, with their labels in ``sub-XX_label-lesion_mask.nii.gz``.
         lesions_in: ``"test"``: only the subjects that ``prepare`` with ``test_fraction`` and
             ``split_seed`` (its defaults: 0.2 and 0) puts in the test set, so that a model never sees a
             lesion in training, the realistic hazard; ``"all"``: every subject.
         test_fraction, split_seed: the split ``lesions_in="test"`` follows.
-        **variation: keyword arguments of :func:`simulate_subject` (deformation_mm, rotation_deg,
-            scale_jitter, translation_mm, bias_field, noise, tissue_jitter, t1w_sequence, t2w_sequence,
-            sequence_jitter, head, blur_mm).
+        anatomy: one of :data:`ANATOMIES`. Real-anatomy subjects also get their structure labels
+            (``sub-XX_desc-structures_dseg.nii.gz``, FreeSurfer codes named in the root's
+            ``desc-structures_dseg.tsv``) and the label map and protocol in ``participants.tsv``.
+        protocols: ``"research"``, ``"clinical"`` or ``"mixed"`` (:func:`gan_mri.data.protocols.draw_protocols`,
+            one per subject from ``default_rng([seed, i, 1])``); real anatomy only.
+        lesion_kind: ``"wmh"``, ``"cavity"`` or ``"tumour"`` (:mod:`gan_mri.data.lesion_kinds`); real anatomy
+            only (the MNI152 anatomy has white-matter hyperintensities).
+        **variation: keyword arguments of :func:`simulate_subject` (MNI152) or of
+            :func:`gan_mri.data.real_anatomy.simulate_labelled_subject` (deformation_mm, rotation_deg,
+            scale_jitter, translation_mm, bias_field, noise, tissue_jitter, texture, sequence_jitter, head,
+            blur_mm), and for the real anatomy one protocol for every subject: t1w_sequence, t2w_sequence,
+            field (1.5 or 3), slice_mm and gap_mm (2D acquisitions of both contrasts).
 
     Returns:
         List of the subject folders written.
 
     Raises:
         ValueError: for ``n_subjects < 1``, ``skull_stripped`` outside [0, 1], a negative ``lesions``, an
-            unknown ``lesions_in``, unknown variation keywords, or an existing non-empty ``out_dir`` without
-            ``overwrite``.
+            unknown ``lesions_in``, anatomy, protocols or lesion kind, unknown variation keywords, or an
+            existing non-empty ``out_dir`` without ``overwrite``.
     """
     if not isinstance(n_subjects, (int, np.integer)) or n_subjects < 1:
         raise ValueError(f"n_subjects: expected an integer >= 1, found {n_subjects!r}")
@@ -390,11 +390,15 @@ def simulate(n_subjects: int, out_dir, seed: int = 0, resolution: int = 2, overw
         raise ValueError(f"lesions: expected an integer >= 0, found {lesions!r}")
     if lesions_in not in LESIONS_IN:
         raise ValueError(f"lesions_in: expected one of {LESIONS_IN}, found {lesions_in!r}")
-    allowed = set(simulate_subject.__code__.co_varnames[1:simulate_subject.__code__.co_argcount]) - {
-        "resolution", "lesions"}
-    unknown = sorted(set(variation) - allowed)
-    if unknown:
-        raise ValueError(f"simulate: unknown keyword(s) {unknown}; expected some of {sorted(allowed)}")
+    from .lesion_kinds import LESION_KINDS
+    from .protocols import PROTOCOL_CHOICES
+
+    if protocols not in PROTOCOL_CHOICES:
+        raise ValueError(f"protocols: expected one of {list(PROTOCOL_CHOICES)}, found {protocols!r}")
+    if lesion_kind not in LESION_KINDS:
+        raise ValueError(f"lesion_kind: expected one of {list(LESION_KINDS)}, found {lesion_kind!r}")
+    head = variation.get("head", True)
+    build = _subject_builder(anatomy, seed, resolution, protocols, lesion_kind, dict(variation))
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise ValueError(f"{out_dir}: expected an empty or new folder (or overwrite=True), found existing files")
@@ -405,37 +409,52 @@ def simulate(n_subjects: int, out_dir, seed: int = 0, resolution: int = 2, overw
     if lesions:
         lesioned = set(names) if lesions_in == "all" or n_subjects < 2 else set(
             split_subjects(names, test_fraction, split_seed)[1])
-    subjects, stripped_ids = [], []
+    subjects, rows, codes = [], [], set()
     for index, subject in enumerate(names):
-        volumes = simulate_subject(np.random.default_rng([int(seed), index]), resolution=resolution,
-                                   lesions=lesions if subject in lesioned else 0, **variation)
+        volumes = build(index, lesions if subject in lesioned else 0)
         # Evenly spread, whatever n_subjects: subject i is stripped when (i + 1) * share passes an integer.
-        stripped = variation.get("head", True) and int((index + 1) * skull_stripped) > int(index * skull_stripped)
+        stripped = head and int((index + 1) * skull_stripped) > int(index * skull_stripped)
         anat = out_dir / subject / "anat"
         anat.mkdir(parents=True, exist_ok=True)
+        protocol = volumes["protocols"]
         for suffix in CONTRASTS:
             image = volumes[suffix] * volumes["brain_mask"] if stripped else volumes[suffix]
             save_atomically(nifti_image(image.astype(np.int16), volumes["affine"]), anat / f"{subject}_{suffix}.nii.gz")
-            sidecar = dict(bids_sidecar(volumes["protocols"][suffix]), SkullStripped=bool(stripped))
+            fields = protocol.sidecar(suffix) if hasattr(protocol, "sidecar") else bids_sidecar(protocol[suffix])
+            sidecar = dict(fields, SkullStripped=bool(stripped))
             (anat / f"{subject}_{suffix}.json").write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
-        save_atomically(nifti_image(volumes["dseg"], volumes["affine"]), anat / f"{subject}_dseg.nii.gz")
-        save_atomically(nifti_image(volumes["brain_mask"].astype(np.uint8), volumes["affine"]),
-                         anat / f"{subject}_{BRAIN_MASK_SUFFIX}.nii.gz")
+        labels = {"dseg": volumes["dseg"], BRAIN_MASK_SUFFIX: volumes["brain_mask"].astype(np.uint8)}
+        if "structures" in volumes:
+            labels[STRUCTURES_SUFFIX] = volumes["structures"]
+            codes.update(np.unique(volumes["structures"]).tolist())
         if "lesions" in volumes:
-            save_atomically(nifti_image(volumes["lesions"], volumes["affine"]), anat / f"{subject}_{LESION_SUFFIX}.nii.gz")
+            labels[LESION_SUFFIX] = volumes["lesions"]
+        for suffix, array in labels.items():
+            save_atomically(nifti_image(array, volumes["affine"]), anat / f"{subject}_{suffix}.nii.gz")
+        row = {"participant_id": subject, "skull_stripped": "yes" if stripped else "no"}
+        if lesions:
+            row["lesions"] = str(lesions if subject in lesioned else 0)
+        if anatomy == "synthseg":
+            row["anatomy"] = f"synthseg-{int(label_map_order(seed)[index % 20]):02d}"
+            row.update(field_T=f"{protocol.field:g}", T1w=protocol.sidecar("T1w")["PulseSequenceType"],
+                       acquisition="2D" if protocol.two_d else "3D")
+        rows.append(row)
         subjects.append(out_dir / subject)
-        if stripped:
-            stripped_ids.append(subject)
         logger.info("simulated %s%s", subject, " (skull-stripped)" if stripped else "")
-    description = {"Name": "gan-mri MNI152 brain phantom", "BIDSVersion": "1.8.0", "DatasetType": "raw",
-                   "GeneratedBy": [{"Name": "gan-mri phantom", "Description": f"seed={int(seed)}"}]}
+    name = "gan-mri brain phantom on SynthSeg's real label maps" if anatomy == "synthseg" else "gan-mri MNI152 brain phantom"
+    description = {"Name": name, "BIDSVersion": "1.8.0", "DatasetType": "raw",
+                   "GeneratedBy": [{"Name": "gan-mri phantom", "Description": f"seed={int(seed)}, anatomy={anatomy}, "
+                                    f"protocols={protocols}"}]}
+    if anatomy == "synthseg":
+        description["ReferencesAndLinks"] = [
+            "Anatomy: SynthSeg's training label maps (github.com/BBillot/SynthSeg, Apache-2.0); Billot et al., "
+            "Medical Image Analysis 86 (2023) 102789"]
+        from .anatomy import structures_tsv
+
+        (out_dir / f"{STRUCTURES_SUFFIX}.tsv").write_text(structures_tsv(codes))
     (out_dir / "dataset_description.json").write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
-    columns = {"skull_stripped": lambda name: "yes" if name in stripped_ids else "no"}
-    if lesions:
-        columns["lesions"] = lambda name: str(lesions if name in lesioned else 0)
-    (out_dir / "participants.tsv").write_text(
-        "\t".join(["participant_id", *columns]) + "\n"
-        + "".join("\t".join([path.name, *(value(path.name) for value in columns.values())]) + "\n"
-                  for path in subjects))
+    columns = list(rows[0])
+    (out_dir / "participants.tsv").write_text("\t".join(columns) + "\n"
+                                              + "".join("\t".join(row[c] for c in columns) + "\n" for row in rows))
     (out_dir / "dseg.tsv").write_text("index\tname\n" + "".join(f"{v}\t{k}\n" for k, v in LABELS.items()))
     return subjects

@@ -8,6 +8,9 @@ units, proportional to the voxel's signal when the tissue fills it):
 - :class:`TurboSpinEcho`: the same equation with the effective echo time (the echo that fills the
   centre of k-space) of the T2w scans research protocols use. Fat's brightness in TSE (J-coupling)
   is carried by its apparent T2 in :data:`TISSUES`.
+- :class:`SpoiledGradientEcho`: the 3D spoiled gradient echo (FLASH, SPGR) of many clinical T1w,
+  ``S = PD sin(a) (1 - E1) / (1 - cos(a) E1) exp(-TE/T2)`` with ``E1 = exp(-TR/T1)`` (the Ernst equation at
+  steady state; T2 stands in for T2* at its short echo time).
 - :class:`MPRAGE`: the 3D inversion-prepared gradient echo of HCP, ADNI and most research T1w: an
   inversion, ``TI`` to the centre of a train of ``readouts`` small-flip gradient echoes ``echo_spacing``
   apart, recovery until the next inversion ``TR`` later. The longitudinal magnetization is followed
@@ -64,6 +67,22 @@ class TurboSpinEcho(SpinEcho):
 
 
 @dataclass(frozen=True)
+class SpoiledGradientEcho:
+    """Spoiled gradient echo at steady state (times in ms, flip angle in degrees)."""
+
+    TR: float
+    TE: float
+    flip: float
+
+    def signal(self, t1, t2, pd):
+        """Magnitude signal of tissues with relaxation ``t1``, ``t2`` (ms) and proton density ``pd``."""
+        t1, t2, pd = (np.asarray(v, dtype=np.float64) for v in (t1, t2, pd))
+        e1 = np.exp(-self.TR / t1)
+        angle = np.deg2rad(self.flip)
+        return pd * np.sin(angle) * (1.0 - e1) / (1.0 - np.cos(angle) * e1) * np.exp(-self.TE / t2)
+
+
+@dataclass(frozen=True)
 class MPRAGE:
     """Magnetization-prepared rapid gradient echo (times in ms, flip angle in degrees).
 
@@ -116,10 +135,12 @@ class MPRAGE:
 
 
 #: The phantom's sequences by name. ``T1w-mprage`` and ``T2w-tse`` are the defaults (calibrated, see
-#: the module docstring); ``T1w-se`` and ``T2w-se`` are the earlier spin-echo pair.
+#: the module docstring); ``T1w-se`` and ``T2w-se`` are the earlier spin-echo pair (``T1w-se`` is also the
+#: clinical 2D T1w); ``T1w-spgr`` the 3D spoiled gradient echo (FLASH) of clinical and older research T1w.
 SEQUENCES = {
     "T1w-mprage": MPRAGE(TR=2300.0, TI=1100.0, flip=10.0),
     "T1w-se": SpinEcho(TR=500.0, TE=10.0),
+    "T1w-spgr": SpoiledGradientEcho(TR=20.0, TE=4.0, flip=30.0),
     "T2w-tse": TurboSpinEcho(TR=4000.0, TE=80.0),
     "T2w-se": SpinEcho(TR=4000.0, TE=100.0),
 }
