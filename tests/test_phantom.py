@@ -1,4 +1,5 @@
-"""The MNI152 brain phantom: files, determinism, MR contrast facts, the head, likeness to real MRI."""
+"""The MNI152-anatomy phantom (anatomy="mni152", the default of earlier releases): files, determinism, MR contrast
+facts, the head, likeness to real MRI. The real-anatomy phantom: tests/test_real_anatomy.py."""
 
 import hashlib
 import json
@@ -21,7 +22,7 @@ NO_VARIATION = dict(NO_GEOMETRY, bias_field=0.0, noise=0.0, tissue_jitter=0.0, s
 def cohort(tmp_path_factory):
     # skull_stripped 0.5: sub-01 has its head, sub-02 is brain-extracted (participants.tsv).
     root = tmp_path_factory.mktemp("phantom") / "bids"
-    return root, simulate(2, root, seed=7)
+    return root, simulate(2, root, seed=7, anatomy="mni152")
 
 
 def digest(path):
@@ -86,7 +87,7 @@ def test_skull_stripped_subjects_are_zero_outside_the_brain_and_the_others_have_
 
 def test_subjects_differ_and_files_are_byte_identical_per_seed(cohort, tmp_path):
     root, subjects = cohort
-    again = simulate(1, tmp_path / "again", seed=7)[0]
+    again = simulate(1, tmp_path / "again", seed=7, anatomy="mni152")[0]
     for suffix in ("T1w", "T2w", "dseg", "desc-brain_mask"):
         name = f"sub-01_{suffix}.nii.gz"
         assert digest(again / "anat" / name) == digest(subjects[0] / "anat" / name)
@@ -192,7 +193,7 @@ def test_meninges_take_a_share_of_the_csf_at_the_brains_rim_only():
 
 
 def test_simulate_without_a_head_and_with_the_spin_echo_t1w(tmp_path):
-    subject = simulate(1, tmp_path / "bids", seed=0, head=False, t1w_sequence="se", noise=0.0)[0]
+    subject = simulate(1, tmp_path / "bids", seed=0, head=False, t1w_sequence="se", noise=0.0, anatomy="mni152")[0]
     anat = subject / "anat"
     mask = load(anat / "sub-01_desc-brain_mask.nii.gz").astype(bool)
     t1w = load(anat / "sub-01_T1w.nii.gz").astype(np.float32)
@@ -212,7 +213,7 @@ def test_bad_arguments(tmp_path):
         simulate(1, tmp_path / "x", resolution=3)
     with pytest.raises(ValueError, match=r"skull_stripped: expected a share in \[0, 1\], found 1.5"):
         simulate(1, tmp_path / "x", skull_stripped=1.5)
-    with pytest.raises(ValueError, match=r"t1w_sequence: expected one of \['mprage', 'se'\], found 'ir'"):
+    with pytest.raises(ValueError, match=r"t1w_sequence: expected one of \['mprage', 'se', 'spgr'\], found 'ir'"):
         simulate_subject(np.random.default_rng(0), t1w_sequence="ir")
     with pytest.raises(ValueError, match=r"t2w_sequence: expected one of \['tse', 'se'\], found 'flair'"):
         simulate_subject(np.random.default_rng(0), t2w_sequence="flair")
