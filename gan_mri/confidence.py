@@ -92,7 +92,11 @@ def translate_with_uncertainty(model, images, direction: str, method: str, sampl
         mean, _ = model.encode(images, source)
         draws = ops.cast(latent_draws(tuple(mean.shape[1:]), samples, seed), mean.dtype)
         noise_std = float(getattr(model.config, "latent_noise_std", 1.0))
-        decoded = [ops.cast(model.decode(mean + noise_std * draws[i], target), "float32") for i in range(int(samples))]
+        # A model with a remap prior decodes on top of the prior image of the translation.
+        prior = ({"prior": model.prior_image(images, source, target)}
+                 if getattr(model, "intensity_remap", None) is not None else {})
+        decoded = [ops.cast(model.decode(mean + noise_std * draws[i], target, **prior), "float32")
+                   for i in range(int(samples))]
         spread = ops.std(ops.stack(decoded), axis=0)
     return translated, ops.mean(ops.cast(spread, "float32"), axis=-1)
 

@@ -44,6 +44,9 @@ UPDATE_ORDERS = ("d_then_g", "g_then_d")
 """UNIT's two updates per step: the lineage's D then G (each with its own generator forward), or
 G then D on the translations the G update made (one generator forward per step)."""
 CHANNELS = (1, 3)
+REMAP_PRIORS = ("none", "residual", "channel")
+"""How a generator builds on the unpaired quantile remap fitted on the training split
+(`gan_mri.remap_prior`): not at all, as a residual it corrects, or as an extra input channel."""
 DISTRIBUTIONS = ("none", "mirrored", "multi-worker")
 """The values of `--distribute` / `train(distribute=...)`; `gan_mri.distribute` implements them."""
 # CycleGAN's generator halves the resolution twice, then doubles it twice.
@@ -296,6 +299,7 @@ _SHARED_RULES: dict[str, _Rule] = {
     "beta_2": _BELOW_ONE,
     "decay_start": _FRACTION,
     "precision": _OneOf(_precisions),
+    "remap_prior": _OneOf(REMAP_PRIORS),
 }
 """Rules of the fields both model families have, with the same meaning."""
 
@@ -470,6 +474,12 @@ class UNITConfig(_ConfigIO):
         precision: "auto" (mixed_float16 on a GPU; on a CPU mixed_bfloat16 where a short probe
             finds bfloat16 convolutions faster, float32 otherwise; `gan_mri.precision`),
             "float32", "mixed_float16" or "mixed_bfloat16".
+        remap_prior: how the generators build on the unpaired quantile remap of brain intensities
+            (`gan_mri.baseline.IntensityRemap`, fitted on the training split when training starts and
+            saved with the model; `gan_mri.remap_prior`): "none" (the default and the lineage),
+            "residual" (translation = clip(remap(x) + 2 g, -1, 1), g the generator's output) or
+            "channel" (remap(x) an extra input channel of the generators' last full-resolution
+            layer). A recipe setting, not a preset: every preset takes it (``train --remap-prior``).
 
     Raises:
         ValueError: on any invalid field (in `__post_init__`, via `validate`), naming the class
@@ -477,7 +487,8 @@ class UNITConfig(_ConfigIO):
     """
 
     _display_name = "UNIT"  # in error messages; not a field (no annotation)
-    _saved_before = {"attention_pool": 1}  # models saved before attention_pool attend over every position
+    # Models saved before a field existed: attention over every position, no remap prior.
+    _saved_before = {"attention_pool": 1, "remap_prior": "none"}
 
     model: str = "unit"
     name: str = "custom"
@@ -514,6 +525,7 @@ class UNITConfig(_ConfigIO):
     latent_noise_std: float = 1.0
     dropout: float = 0.1
     precision: str = "auto"
+    remap_prior: str = "none"
 
     def __post_init__(self):
         # JSON gives lists; keep tuples so configs compare equal and stay hashable-ish.
@@ -607,12 +619,15 @@ class CycleGANConfig(_ConfigIO):
         decay_start: fraction of the training steps after which both learning rates decay
             linearly to 0 at the last step (lineage: 0.5, the second half); 1.0 disables it.
         precision: "auto", "float32", "mixed_float16" or "mixed_bfloat16" (see `UNITConfig`).
+        remap_prior: "none" (the default), "residual" (G_do(x) = clip(remap(x) + 2 g, -1, 1)) or
+            "channel" (the generator's input is x with remap(x) as an extra channel); see `UNITConfig`.
 
     Raises:
         ValueError: on any invalid field (in `__post_init__`, via `validate`).
     """
 
     _display_name = "CycleGAN"
+    _saved_before = {"remap_prior": "none"}  # models saved before the remap prior existed have none
 
     model: str = "cyclegan"
     name: str = "custom"
@@ -632,6 +647,7 @@ class CycleGANConfig(_ConfigIO):
     beta_2: float = 0.999
     decay_start: float = 0.5
     precision: str = "auto"
+    remap_prior: str = "none"
 
     def __post_init__(self):
         if isinstance(self.image_shape, list):

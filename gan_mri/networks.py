@@ -159,6 +159,7 @@ def build_generator(
     upsample: str = "transpose",
     downsampling: int = 2,
     attention_pool: int = 1,
+    prior_channels: int = 0,
     name: str = "generator",
     dtype=None,
 ) -> keras.Model:
@@ -170,9 +171,13 @@ def build_generator(
     transposed conv 3x3/2; "nearest" is nearest-neighbour x2 followed by a conv 3x3 (no
     checkerboard artefacts). `attention_pool` is the SelfAttention's `pool_size`. `dtype` is the
     dtype policy of every layer but the float32 tanh (None: Keras's global policy).
+    `prior_channels` > 0 adds a second input, a prior image (the remap prior's "channel" mode,
+    `gan_mri.remap_prior`), concatenated with the last upsampled features and mixed by a conv 3x3 (w)
+    and LeakyReLU before the 1x1 conv.
 
     Returns:
-        A functional model (B, H/2^d, W/2^d, 2^d w) -> (B, H, W, channels), float32 output.
+        A functional model (B, H/2^d, W/2^d, 2^d w) -> (B, H, W, channels), float32 output; with
+        `prior_channels`, [features, prior (B, H, W, prior_channels)] -> image.
     """
     features = keras.Input(tuple(latent_shape), name="features")
     x = _res_blocks(features, res_blocks, norm, dropout, use_spectral_norm, "gen", dtype=dtype)
@@ -184,10 +189,16 @@ def build_generator(
     for i in range(downsampling):
         filters = 2 ** (downsampling - 1 - i) * base_width
         x = _conv_block(x, filters, 3, 2, use_spectral_norm, conv_norm, f"upconv{i}", upsample=upsample, dtype=dtype)
+    inputs = features
+    if prior_channels:
+        prior = keras.Input((*x.shape[1:3], prior_channels), name="prior")
+        x = layers.Concatenate(name="with_prior", dtype=dtype)([x, prior])
+        x = _conv_block(x, base_width, 3, 1, use_spectral_norm, "none", "prior_conv", dtype=dtype)
+        inputs = [features, prior]
     x = _conv(channels, 1, 1, use_spectral_norm, "to_image", dtype=dtype)(x)
     # tanh in float32: a float16 tanh output would quantise intensities near +-1.
     image = layers.Activation("tanh", dtype="float32", name="tanh")(x)
-    return keras.Model(features, image, name=name)
+    return keras.Model(inputs, image, name=name)
 
 
 def multi_scale_discriminator(
@@ -284,6 +295,7 @@ def build_resnet_generator(
     base_width: int = 32,
     res_blocks: int = 9,
     norm: str = "instance",
+    prior_channels: int = 0,
     name: str = "generator",
     dtype=None,
 ) -> keras.Model:
@@ -300,14 +312,21 @@ def build_resnet_generator(
         base_width: w.
         res_blocks: residual blocks at the bottleneck (no dropout).
         norm: "instance" or "batch".
+        prior_channels: > 0 adds a second input, a prior image (the remap prior's "channel" mode,
+            `gan_mri.remap_prior`), concatenated with the image as extra input channels.
         name: model name.
         dtype: dtype policy of every layer but the float32 tanh (None: Keras's global policy).
 
     Returns:
-        A functional model (B, H, W, channels) -> (B, H, W, channels), float32 output in [-1, 1].
+        A functional model (B, H, W, channels) -> (B, H, W, channels), float32 output in [-1, 1];
+        with `prior_channels`, [image, prior (B, H, W, prior_channels)] -> translation.
     """
     image = keras.Input((*image_shape, channels), name="image")
-    x = _conv_norm_act(image, base_width, 7, 1, norm, "in", dtype=dtype)
+    inputs, x = image, image
+    if prior_channels:
+        prior = keras.Input((*image_shape, prior_channels), name="prior")
+        inputs, x = [image, prior], layers.Concatenate(name="with_prior", dtype=dtype)([image, prior])
+    x = _conv_norm_act(x, base_width, 7, 1, norm, "in", dtype=dtype)
     for i, mult in enumerate([2, 4]):
         x = _conv_norm_act(x, mult * base_width, 3, 2, norm, f"down{i}", dtype=dtype)
     x = _res_blocks(x, res_blocks, norm, 0.0, False, "gen", dtype=dtype)
@@ -316,7 +335,7 @@ def build_resnet_generator(
     x = layers.Conv2D(channels, 7, padding="same", name="to_image", dtype=dtype)(x)
     # tanh in float32: a float16 tanh output would quantise intensities near +-1.
     translated = layers.Activation("tanh", dtype="float32", name="tanh")(x)
-    return keras.Model(image, translated, name=name)
+    return keras.Model(inputs, translated, name=name)
 
 
 def patch_discriminator_scale(x, prefix: str, base_width: int = 64, norm: str = "instance", dtype=None):

@@ -10,7 +10,8 @@ metric tracking, gradient application, input checks, `translate`/`reconstruct` a
 
 Attribute names are part of the saved-file format (`.keras` files and checkpoints store weights
 under them), so the base class adds no saveable attributes of its own besides the optimizers
-and `_trackers`, which both families have always had.
+and `_trackers`, which both families have always had, and `intensity_remap`, which only models
+with a remap prior have (`gan_mri.remap_prior`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from gan_mri import DIRECTIONS, DOMAINS, Direction
 from gan_mri.models import backend_steps
 from gan_mri.models.backend_steps import StepRecord  # noqa: F401 - the objectives' protocol, for families
 from gan_mri.precision import LOSS_SCALED, resolve_precision
+from gan_mri.remap_prior import QuantileRemap, with_residual
 from gan_mri.standardization import IntensityStandardization
 
 logger = logging.getLogger(__name__)
@@ -95,6 +97,9 @@ class TranslationGAN(keras.Model):
         preprocessing: how its training slices were made from volumes (slice grid, normalization,
             slice selection: `gan_mri.data.preprocessing`; None: the library's defaults). Saved with
             the model; `translate_volume` slices with it and `evaluate` checks data against it.
+        intensity_remap: with ``config.remap_prior`` other than "none", the `QuantileRemap` layer the
+            generators build on (its quantiles saved with the weights; `set_intensity_remap` fits
+            it); None otherwise, so models without the prior keep the weights they always had.
 
     Args:
         config: a `config_class` instance or its dict form.
@@ -129,6 +134,8 @@ class TranslationGAN(keras.Model):
         self.g_optimizer = None
         self.d_optimizer = None
         self.precision_policy = resolve_precision(config.precision)
+        self.intensity_remap = (QuantileRemap(name="intensity_remap")
+                                if getattr(config, "remap_prior", "none") != "none" else None)
         # Families pass `dtype=self.precision_policy` to every network builder: Keras's global
         # policy is never touched.
         self._build_networks(config)
@@ -164,6 +171,57 @@ class TranslationGAN(keras.Model):
         if total_steps is None or self.config.decay_start >= 1.0:
             return initial
         return LinearDecaySchedule.over_training(initial, total_steps, self.config.decay_start)
+
+    # --------------------------------------------------------------------- remap prior
+    @property
+    def remap_prior(self) -> str:
+        """The config's ``remap_prior``: "none", "residual" or "channel" (`gan_mri.remap_prior`)."""
+        return getattr(self.config, "remap_prior", "none")
+
+    def set_intensity_remap(self, remap) -> None:
+        """Loads a fitted remap into the model's remap prior (before training).
+
+        Args:
+            remap: a `gan_mri.baseline.IntensityRemap` fitted on the training split, with the
+                model's standardization (`IntensityRemap.from_dataset(dataset, model.standardization)`).
+
+        Raises:
+            ValueError: if the model has no remap prior (``config.remap_prior`` "none") or the remap's
+                quantiles do not fit the layer.
+        """
+        if self.intensity_remap is None:
+            raise ValueError(f"{type(self).__name__}: config.remap_prior is 'none'; the model has no intensity "
+                             f"remap to set")
+        self.intensity_remap.set_quantiles(remap.quantiles)
+
+    def prior_image(self, x, source: str, target: str):
+        """The prior image of translating ``x`` from domain ``source`` into ``target``: its remap, or
+        ``x`` itself when ``source == target``; None for a model without a remap prior."""
+        if self.intensity_remap is None:
+            return None
+        return self.intensity_remap.prior(x, source, target)
+
+    def _generate(self, generator, inputs, prior, training):
+        """Runs a generator with the remap prior of the config: none, its extra input ("channel") or
+        the base its output corrects ("residual"); ``prior`` is `prior_image`'s."""
+        if self.remap_prior == "channel":
+            return generator([inputs, prior], training=training)
+        output = generator(inputs, training=training)
+        return with_residual(prior, output) if self.remap_prior == "residual" else output
+
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit`, refusing a model whose remap prior was never fitted.
+
+        Raises:
+            ValueError: if ``config.remap_prior`` is not "none" and `set_intensity_remap` was never
+                called (nor fitted quantiles loaded from a saved model or checkpoint).
+        """
+        if self.intensity_remap is not None and not self.intensity_remap.fitted:
+            raise ValueError(
+                f"{type(self).__name__}.fit: config.remap_prior is {self.remap_prior!r} but the model's intensity "
+                f"remap is not fitted; call model.set_intensity_remap(IntensityRemap.from_dataset(dataset, "
+                f"model.standardization)) with the training split first (gan_mri.training.train does)")
+        return super().fit(*args, **kwargs)
 
     # ------------------------------------------------------------------------ compile
     def compile(self, g_optimizer=None, d_optimizer=None, total_steps: int | None = None, **kwargs):

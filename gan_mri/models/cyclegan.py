@@ -11,6 +11,10 @@ that domain with least-squares targets. For images x_d of domain d and o the oth
           + identity_weight * sum_d |G_od(x_d) - x_d|
     L_D = sum_d 0.5 * [(D_d(x_d) - 1)^2 + D_d(pool_d(x_od))^2]
 
+With a remap prior (`CycleGANConfig.remap_prior`, `gan_mri.remap_prior`), G_do builds on
+remap_{d->o}(x_d): it corrects it ("residual") or takes it as an extra input channel ("channel");
+`translate_with` applies a generator with its prior.
+
 `fit` runs, per batch, one generator update, then one discriminator update on real images and
 on translations from the same forward pass drawn through a pool of past translations (the order
 of Zhu et al.'s implementation; one generator forward pass serves both updates). Both learning
@@ -147,6 +151,7 @@ class CycleGAN(TranslationGAN):
         for direction in DIRECTIONS:
             setattr(self, f"generator_{direction.lower()}", networks.build_resnet_generator(
                 self.image_shape, config.channels, config.base_width, config.res_blocks, norm=config.norm,
+                prior_channels=config.channels if config.remap_prior == "channel" else 0,
                 name=f"generator_{direction.lower()}", dtype=dtype))
         for domain in DOMAINS:
             d = domain.lower()
@@ -160,6 +165,12 @@ class CycleGAN(TranslationGAN):
     def generator(self, source: str, target: str) -> keras.Model:
         """Returns the generator translating domain `source` into domain `target`."""
         return getattr(self, f"generator_{source.lower()}2{target.lower()}")
+
+    def translate_with(self, x, source: str, target: str, training=False):
+        """G_{source,target}(x) with the config's remap prior (`gan_mri.remap_prior`): the generator's
+        output itself, its correction of remap(x) ("residual") or its output with remap(x) as an
+        extra input channel ("channel"); differentiable in ``x`` (the cycle's second half)."""
+        return self._generate(self.generator(source, target), x, self.prior_image(x, source, target), training)
 
     def discriminator(self, domain: str) -> keras.Model:
         """Returns the discriminator of domain "A" or "B"."""
@@ -178,7 +189,7 @@ class CycleGAN(TranslationGAN):
     def call(self, inputs, training=False):
         """Translates a pair of batches: (x_a, x_b) -> (x_ab, x_ba)."""
         x_a, x_b = inputs
-        return self.generator_a2b(x_a, training=training), self.generator_b2a(x_b, training=training)
+        return self.translate_with(x_a, "A", "B", training), self.translate_with(x_b, "B", "A", training)
 
     # ------------------------------------------------------------------------------- losses
     def _generator_loss(self, images: dict, training):
@@ -189,14 +200,14 @@ class CycleGAN(TranslationGAN):
         for domain in DOMAINS:
             other = OTHER_DOMAIN[domain]
             x = images[domain]
-            translated = self.generator(domain, other)(x, training=training)
-            cycled = self.generator(other, domain)(translated, training=training)
+            translated = self.translate_with(x, domain, other, training)
+            cycled = self.translate_with(translated, other, domain, training)
             translations[other] = translated
             terms["gan"] += L.adversarial_loss(self.discriminator(other)(translated, training=training), 1.0, "lsgan")
             terms["cycle"] += L.mae(x, cycled)
             if cfg.identity_weight > 0:
                 # G_od applied to an image already of domain d should leave it unchanged.
-                terms["identity"] += L.mae(x, self.generator(other, domain)(x, training=training))
+                terms["identity"] += L.mae(x, self.translate_with(x, other, domain, training))
         terms = {key: ops.cast(value, "float32") for key, value in terms.items()}
         g_loss = (cfg.gan_weight * terms["gan"] + cfg.cycle_weight * terms["cycle"]
                   + cfg.identity_weight * terms["identity"])
@@ -249,9 +260,8 @@ class CycleGAN(TranslationGAN):
         if source == target:
             # No shared latent space: an image's reconstruction is its round trip through the other domain.
             back_from = OTHER_DOMAIN[source]
-            return self.generator(back_from, target)(self.generator(source, back_from)(x, training=False),
-                                                     training=False)
-        return self.generator(source, target)(x, training=False)
+            return self.translate_with(self.translate_with(x, source, back_from), back_from, target)
+        return self.translate_with(x, source, target)
 
     def reconstruct(self, x, domain: str):
         """Cycle reconstruction G_od(G_do(x)) of images of `domain` (o the other domain).

@@ -8,6 +8,10 @@ used by both domains. With z_d the shared latent code of x_d:
     x_do  = G_o(dec(z_d))                    translation into the other domain o
     x_dod = G_d(dec(shared(E_o(x_do))))      cycle reconstruction
 
+With a remap prior (`UNITConfig.remap_prior`, `gan_mri.remap_prior`), G_o also gets the prior image
+of each decoding: remap_{d->o}(x_d) for a translation, remap_{o->d}(x_do) for the cycle, x_d itself
+for the reconstruction; it corrects it ("residual") or takes it as an extra channel ("channel").
+
 The generator's loss weighs the adversarial, reconstruction, cycle and KL terms, the structure term
 (local correlation of x_do with x_d) and, when `contrast_weight` > 0, the lesion-aware term (the
 local contrast of x_d that x_do loses; `gan_mri.losses.local_contrast_loss`).
@@ -98,7 +102,9 @@ class UNIT(TranslationGAN):
                 latent, config.channels, config.base_width, config.generator_res_blocks,
                 attention=config.attention == "generator", use_spectral_norm="generator" in sn,
                 conv_norm=config.conv_norm, upsample=config.upsample, downsampling=config.downsampling_steps,
-                attention_pool=config.attention_pool_size, name=f"generator_{d}", **block))
+                attention_pool=config.attention_pool_size,
+                prior_channels=config.channels if config.remap_prior == "channel" else 0,
+                name=f"generator_{d}", **block))
             setattr(self, f"discriminator_{d}", networks.build_discriminator(
                 self.image_shape, config.channels, config.base_width,
                 use_spectral_norm="discriminator" in sn, name=f"discriminator_{d}", dtype=self.precision_policy))
@@ -137,15 +143,31 @@ class UNIT(TranslationGAN):
         mu, z = self.shared_encoder(self.domain_networks(domain).encoder(x, training=training), training=training)
         return mu, z
 
-    def decode(self, z, domain: str, training=False):
-        """Decodes a shared latent code into an image of `domain` (float32, in [-1, 1])."""
-        return self.domain_networks(domain).generator(self.shared_decoder(z, training=training), training=training)
+    def decode(self, z, domain: str, training=False, prior=None):
+        """Decodes a shared latent code into an image of `domain` (float32, in [-1, 1]).
+
+        Args:
+            prior: for a model with a remap prior, the prior image of the decoding
+                (`prior_image(x, source, domain)` of the images x of domain `source` that z encodes).
+
+        Raises:
+            ValueError: for a model with a remap prior and no ``prior``.
+        """
+        if self.intensity_remap is not None and prior is None:
+            raise ValueError(f"decode: this model has a remap prior ({self.remap_prior!r}); pass "
+                             f"prior=model.prior_image(x, source, {domain!r}) of the images x the code encodes")
+        return self._generate(self.domain_networks(domain).generator, self.shared_decoder(z, training=training),
+                              prior, training)
+
+    def _translate(self, x, source: str, target: str, training):
+        """(mu, translation or reconstruction): x of `source` encoded and decoded into `target`."""
+        mu, z = self.encode(x, source, training)
+        return mu, self.decode(z, target, training, prior=self.prior_image(x, source, target))
 
     def call(self, inputs, training=False):
         """Translates a pair of batches: (x_a, x_b) -> (x_ab, x_ba)."""
         x_a, x_b = inputs
-        return (self.decode(self.encode(x_a, "A", training)[1], "B", training),
-                self.decode(self.encode(x_b, "B", training)[1], "A", training))
+        return self._translate(x_a, "A", "B", training)[1], self._translate(x_b, "B", "A", training)[1]
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -163,10 +185,9 @@ class UNIT(TranslationGAN):
         translation of `x` into the other domain."""
         other = OTHER_DOMAIN[domain]
         mu, z = self.encode(x, domain, training)
-        x_rec = self.decode(z, domain, training)
-        x_trans = self.decode(z, other, training)
-        mu_cycle, z_cycle = self.encode(x_trans, other, training)
-        x_cycle = self.decode(z_cycle, domain, training)
+        x_rec = self.decode(z, domain, training, prior=self.prior_image(x, domain, domain))
+        x_trans = self.decode(z, other, training, prior=self.prior_image(x, domain, other))
+        mu_cycle, x_cycle = self._translate(x_trans, other, domain, training)
         fake_logits = self.domain_networks(other).discriminator(x_trans, training=training)
         terms = {
             "gan": L.adversarial_loss(fake_logits, 1.0, self.config.gan_loss),
@@ -208,7 +229,7 @@ class UNIT(TranslationGAN):
         for domain in DOMAINS:
             other = OTHER_DOMAIN[domain]
             if fakes is None:
-                fake = self.decode(self.encode(images[other], other, training)[1], domain, training)
+                fake = self._translate(images[other], other, domain, training)[1]
             else:
                 fake = fakes[domain]
             fake = ops.stop_gradient(fake)
@@ -267,7 +288,7 @@ class UNIT(TranslationGAN):
     # --------------------------------------------------------------------------- inference
     def _inference(self, x, source, target):
         # source == target: the image decoded back into its own domain (self-reconstruction).
-        return self.decode(self.encode(x, source, training=False)[1], target, training=False)
+        return self._translate(x, source, target, training=False)[1]
 
     def reconstruct(self, x, domain: str):
         """Self-reconstruction through the shared latent space: G_d(dec(shared(E_d(x)))).
