@@ -29,7 +29,7 @@ import traceback
 from pathlib import Path
 
 # stdlib-only modules: --help stays fast
-from gan_mri.config import DISTRIBUTIONS, FAMILY_REGISTRY, RECIPE_REGISTRY, all_preset_names
+from gan_mri.config import DISTRIBUTIONS, FAMILY_REGISTRY, RECIPE_REGISTRY, REMAP_PRIORS, all_preset_names
 
 QUIET_LOGGERS = ("tensorflow", "absl", "jax")
 """Python loggers of the frameworks under gan-mri, held to ERROR unless -v/--debug: their INFO and
@@ -130,7 +130,8 @@ def _train_config(args, dataset):
     from gan_mri.config import config_from_dict, get_preset
 
     given = {"base_width": args.width, "precision": args.precision or None,
-             "contrast_weight": args.contrast_weight, "structure_weight": args.structure_weight}
+             "contrast_weight": args.contrast_weight, "structure_weight": args.structure_weight,
+             "remap_prior": args.remap_prior}
     overrides = {field: value for field, value in given.items() if value is not None}
     if args.config:
         config = config_from_dict(json.loads(Path(args.config).read_text(encoding="utf-8")))
@@ -396,6 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--contrast-weight", type=float, metavar="W",
                    help="UNIT's lesion-aware term: penalize local contrast of the input that the translation loses "
                         "(docs/lesions.md; default 0, off)")
+    p.add_argument("--remap-prior", choices=REMAP_PRIORS,
+                   help="build the generators on the brain-intensity remap fitted on the training split: residual "
+                        "(learn a correction of it) or channel (an extra input); default: the config's, none "
+                        "(gan_mri.remap_prior)")
     p.add_argument("--eval-epochs", type=_epoch_list, help="1-based epochs to evaluate at, e.g. 1,25,50, or none (default: the last)")
     p.add_argument("--max-eval-batches", type=_positive_int, help="limit test batches per evaluation")
     p.add_argument("--flip", action="store_true", help="random left-right flips")

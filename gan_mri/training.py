@@ -2,7 +2,8 @@
 
 A run folder records everything one training run produced::
 
-    run.json          what was trained on, how long, with which seed (marks the folder as a run)
+    run.json          what was trained on, how long, with which seed (marks the folder as a run); for a
+                      model with a remap prior, what it was fitted on and its quantiles
     config.json       the model config (UNITConfig/CycleGANConfig as JSON)
     checkpoints/      epoch-NNNN.weights.h5 (weights + both optimizers) and state.json (epochs done,
                       which weights file, RNG state; renaming it into place commits a checkpoint)
@@ -159,6 +160,21 @@ def epoch_datasets(dataset, *, first_epoch: int, epochs: int, batch_size: int, s
     return functools.reduce(lambda left, right: left.concatenate(right), per_epoch)
 
 
+RECORDED_LEVELS = (0.0, 0.01, 0.1, 0.5, 0.9, 0.99, 1.0)
+"""Levels of the remap prior's brain-intensity quantiles that run.json records (the model holds all)."""
+
+
+def remap_prior_record(config, dataset, remap: IntensityRemap) -> dict:
+    """run.json's record of a model's remap prior: its mode, what it was fitted on (the training
+    split only) and its quantiles at `RECORDED_LEVELS` per contrast."""
+    levels = np.asarray(RECORDED_LEVELS)
+    return {"mode": config.remap_prior, "fitted_on": ["train_a", "train_b"],
+            "slices": {name: int(dataset.counts[name]) for name in ("train_a", "train_b")},
+            "levels": list(RECORDED_LEVELS),
+            "quantiles": {domain: np.round(np.interp(levels, remap.levels[domain], values), 4).tolist()
+                          for domain, values in remap.quantiles.items()}}
+
+
 def create_run(run_dir: str | os.PathLike, config, run_info: dict, *, overwrite: bool = False) -> RunFolder:
     """Creates a run folder with run.json and config.json.
 
@@ -298,22 +314,29 @@ def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return model, RunFolder(Path(run_dir))
+    remap = None
     if resume:
         run = source
     else:
+        extra = {}
+        if getattr(config, "remap_prior", "none") != "none":
+            # Fitted here, on the training split only, so that run.json records it; _fit loads it.
+            remap = IntensityRemap.from_dataset(
+                dataset, IntensityStandardization.from_dict(standardization) if standardization else None)
+            extra["remap_prior"] = remap_prior_record(config, dataset, remap)
         run = create_run(run_dir, config, {
             "dataset": str(Path(dataset.path).resolve()), "epochs": int(epochs),
             "batch_size": int(batch_size), "seed": int(seed), "flip": bool(flip),
             "eval_epochs": sorted(int(e) for e in eval_epochs), "standardization": standardization,
             "preprocessing": preprocessing,
             # What "auto" became on this machine (gan_mri.precision: a cached probe on a CPU).
-            "precision": resolve_precision(config.precision),
+            "precision": resolve_precision(config.precision), **extra,
         }, overwrite=overwrite)
     with distribution.scope():
         model = _fit(config, dataset, run, source=run if resume else None, epochs=epochs, batch_size=batch_size,
                      eval_epochs=eval_epochs, max_eval_batches=max_eval_batches, seed=seed, flip=flip,
                      standardization=standardization, preprocessing=preprocessing, verbose=verbose,
-                     callbacks=callbacks, distribution=distribution)
+                     callbacks=callbacks, distribution=distribution, remap=remap)
     if run.history_file.is_file():
         plots.loss_curves(run.history_file, run.figures_dir / "loss_curves.png")
     logger.info("run written to %s", run.root)
@@ -322,13 +345,22 @@ def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume:
 
 def _fit(config, dataset, run: RunFolder, *, source: RunFolder | None, epochs, batch_size, eval_epochs,
          max_eval_batches, seed, flip, standardization, preprocessing, verbose, callbacks,
-         distribution) -> keras.Model:
+         distribution, remap: IntensityRemap | None = None) -> keras.Model:
     """Builds, compiles, restores (from ``source``'s checkpoint) and fits the model, writing into
-    ``run``; runs under ``distribution``'s scope. Returns the model, saved as ``run``'s model.keras."""
+    ``run``; runs under ``distribution``'s scope. Returns the model, saved as ``run``'s model.keras.
+
+    ``remap``: the `IntensityRemap` of the training split under the model's standardization (the
+    evaluation's baseline and a remap prior's quantiles); None fits it here when one is needed."""
     keras.utils.set_random_seed(seed)
     model = build_model(config)
     model.standardization = IntensityStandardization.from_dict(standardization) if standardization else None
     model.preprocessing = preprocessing
+    has_prior = getattr(model, "intensity_remap", None) is not None
+    if remap is None and (has_prior or eval_epochs):
+        remap = IntensityRemap.from_dataset(dataset, model.standardization)  # the training split only
+    if has_prior:
+        # Before the checkpoint is restored (which holds the same quantiles) and before fit checks it.
+        model.set_intensity_remap(remap)
     steps = dataset.steps_per_epoch(batch_size)
     # Every family's compile takes total_steps: both decay their learning rates over the planned run.
     model.compile(total_steps=int(epochs) * steps if steps > 0 else None)
@@ -351,9 +383,7 @@ def _fit(config, dataset, run: RunFolder, *, source: RunFolder | None, epochs, b
             # Before the loggers: it adds val_ssim_* to the logs they write.
             run_callbacks.insert(0, EvaluationCallback(test_set, eval_epochs, run.metrics_dir,
                                                        figures_dir=run.figures_dir,
-                                                       max_batches=max_eval_batches,
-                                                       baseline=IntensityRemap.from_dataset(
-                                                           dataset, model.standardization)))
+                                                       max_batches=max_eval_batches, baseline=remap))
         run_callbacks += [
             keras.callbacks.CSVLogger(str(run.history_file), append=source is not None),
             keras.callbacks.TensorBoard(log_dir=str(run.logs_dir), write_graph=False),
