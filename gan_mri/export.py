@@ -210,6 +210,13 @@ def _write_serving_info(path: Path, model, input_shape, uncertainty: dict) -> No
                     "brain voxels (its landmarks) mapped piecewise-linearly onto this reference of its "
                     "contrast (A = T1w, B = T2w), -1 and 1 fixed (gan_mri.standardization)",
         }
+    training_remap = getattr(model, "training_remap", None)
+    if training_remap is not None:
+        # What the training data teaches without a network: a reference for whoever scores the served model.
+        info["training_remap"] = {
+            **training_remap.to_dict(),
+            "note": "unpaired brain-intensity remap of the training split (quantiles of A = T1w and B = T2w "
+                           "at evenly spaced levels 0..1, in the model's [-1, 1] input space; gan_mri.baseline)"}
     preprocessing = getattr(model, "preprocessing", None)
     if preprocessing is not None:
         # How a client makes the slices it sends from a volume (gan_mri.data.preprocessing).

@@ -181,8 +181,35 @@ def translate_volume(
     name = path_or_image if isinstance(path_or_image, (str, os.PathLike)) else "volume"
     if isinstance(brain_mask, (str, os.PathLike)):
         brain_mask = _load_volume(Path(brain_mask), max_voxels)
+    stack, slices = model_slices(model, image, direction, brain_mask, name)
+    translated = translate_slices(model, slices, direction, batch_size=batch_size)
+    if uncertainty is None:
+        return stack.to_volume(translated)
+    method = default_method(model) if uncertainty == "default" else uncertainty
+    spread = uncertainty_map(model, slices, direction, method, batch_size=batch_size)
+    return stack.to_volume(translated), stack.to_volume(spread, intensities=False)
+
+
+def model_slices(model, image, direction, brain_mask=None, name="volume"):
+    """A volume's axial slices as ``model`` sees them: sliced as its training volumes were (``model.preprocessing``)
+    and standardized as they were (``model.standardization``), the brain mask found as `prepare` finds it.
+
+    Args:
+        model: a gan-mri model (or anything with ``image_shape``, ``channels`` and optionally ``preprocessing``,
+            ``standardization``).
+        image: a nibabel image (3D).
+        direction: a `gan_mri.Direction` (its source contrast is the volume's).
+        brain_mask: the volume's brain mask (nibabel image or array), or None.
+        name: what error messages call the volume.
+
+    Returns:
+        ``(stack, slices)``: the `gan_mri.data.volumes.SliceStack` (``stack.to_volume`` puts slices back) and the
+        slices to translate, ``(N, H, W, C)`` in [-1, 1].
+
+    Raises:
+        ValueError: naming the volume, when its brain mask or contrast cannot be used.
+    """
     height, width, channels = model_input_shape(model)
-    # Sliced as the model's training volumes were (slice grid, normalization, slice selection).
     settings = slice_settings(getattr(model, "preprocessing", None))
     try:
         mask, _ = find_brain_mask(image, direction.source_contrast, given=brain_mask)
@@ -199,12 +226,7 @@ def translate_volume(
         kept = volumes.select_slices(np.moveaxis(stack.brain_mask, 0, -1), settings["min_brain_fraction"])
         marks = landmarks(slices[kept, ..., 0], stack.brain_mask[kept])
         slices = standardization.apply(slices, direction.source, marks)
-    translated = translate_slices(model, slices, direction, batch_size=batch_size)
-    if uncertainty is None:
-        return stack.to_volume(translated)
-    method = default_method(model) if uncertainty == "default" else uncertainty
-    spread = uncertainty_map(model, slices, direction, method, batch_size=batch_size)
-    return stack.to_volume(translated), stack.to_volume(spread, intensities=False)
+    return stack, slices
 
 
 def _load_volume(path: Path, max_voxels: int) -> nib.spatialimages.SpatialImage:

@@ -294,11 +294,13 @@ and the centrum semiovale above them."""
 
 
 def sim_to_real_grid(volumes, path, dpi=80):
-    """Input / translation / real target on two axial slices, per direction, brain-extracted and whole-head.
+    """Input / translation / real target on two axial slices, per direction, brain-extracted and whole-head, and a
+    row through the basal ganglia.
 
-    Rows: direction x (brain-extracted, whole head); columns: (input, translation, real target) for each of
-    :data:`SIM_TO_REAL_HEIGHTS`. Each image is scaled by its brain's 1st-99th percentiles (as scored).
-    Size: ``6 * 2`` by ``rows * 2`` inches.
+    Rows per direction: brain-extracted, whole head (columns: input, translation and real target at each of
+    :data:`SIM_TO_REAL_HEIGHTS`), and, where the arrays give ``basal_ganglia_z``, the brain-extracted slice through
+    the putamen (input, translation, real target, then the three again zoomed on the deep grey nuclei). Each image
+    is scaled by its brain's 1st-99th percentiles (as scored). Size: ``6 * 2`` by ``rows * 2`` inches.
 
     Args:
         volumes: direction -> arrays as in ``gan_mri.sim_to_real.sim_to_real(...)["volumes"]``.
@@ -316,7 +318,7 @@ def sim_to_real_grid(volumes, path, dpi=80):
     if not volumes:
         raise ValueError("volumes: expected at least one direction, found none")
     needed = ["brain_mask"] + [key + suffix for key, _ in SIM_TO_REAL_COLUMNS for suffix, _ in SIM_TO_REAL_ROWS]
-    rows = []
+    rows = []  # (label, [(2D image, title), ...])
     for direction, arrays in volumes.items():
         missing = [key for key in needed if key not in arrays]
         if missing:
@@ -324,20 +326,31 @@ def sim_to_real_grid(volumes, path, dpi=80):
         mask = np.asarray(arrays["brain_mask"], dtype=bool)
         extent = np.flatnonzero(mask.any(axis=(0, 1)))
         heights = [int(round(extent[0] + h * (extent[-1] - extent[0]))) for h in SIM_TO_REAL_HEIGHTS]
+        title = DIRECTION_TITLES.get(direction, direction)
+        unit = {key + suffix: scale_to_unit(np.asarray(arrays[key + suffix], dtype=np.float32), mask)
+                for key, _ in SIM_TO_REAL_COLUMNS for suffix, _ in SIM_TO_REAL_ROWS}
         for suffix, label in SIM_TO_REAL_ROWS:
-            rows.append((f"{DIRECTION_TITLES.get(direction, direction)}\n{label}",
-                         [scale_to_unit(np.asarray(arrays[key + suffix], dtype=np.float32), mask)
-                          for key, _ in SIM_TO_REAL_COLUMNS], heights))
-    n_columns = len(SIM_TO_REAL_COLUMNS) * len(SIM_TO_REAL_HEIGHTS)
+            rows.append((f"{title}\n{label}", [(unit[key + suffix][:, :, height], f"{name} (z {height})")
+                                               for height in heights for key, name in SIM_TO_REAL_COLUMNS]))
+        if "basal_ganglia_z" in arrays:
+            z = int(arrays["basal_ganglia_z"])
+            # The deep grey nuclei: the middle half of the brain's width and depth on that slice.
+            inside = np.argwhere(mask[:, :, z])
+            low, high = inside.min(axis=0), inside.max(axis=0)
+            quarter = (high - low) // 4
+            zoom = (slice(low[0] + quarter[0], high[0] - quarter[0]), slice(low[1] + quarter[1], high[1] - quarter[1]))
+            panels = [(unit[key][:, :, z], f"{name} (z {z})") for key, name in SIM_TO_REAL_COLUMNS]
+            panels += [(unit[key][zoom[0], zoom[1], z], f"{name}, zoom") for key, name in SIM_TO_REAL_COLUMNS]
+            rows.append((f"{title}\nbasal ganglia", panels))
+    n_columns = max(len(panels) for _, panels in rows)
     figure, axes = plt.subplots(len(rows), n_columns, figsize=(n_columns * CELL_INCHES, len(rows) * CELL_INCHES),
                                 squeeze=False, layout="constrained")
-    for row_axes, (label, images, heights) in zip(axes, rows):
-        for index, axis in enumerate(row_axes):
-            height = heights[index // len(SIM_TO_REAL_COLUMNS)]
-            column = index % len(SIM_TO_REAL_COLUMNS)
+    for row_axes, (label, panels) in zip(axes, rows):
+        for axis, (image, panel_title) in zip(row_axes, panels):
             # RAS voxels: x right, y anterior; rotate so anterior is up and the patient's right on the right.
-            axis.imshow(np.rot90(images[column][:, :, height]), cmap="gray", vmin=0.0, vmax=1.0)
-            axis.set_title(f"{SIM_TO_REAL_COLUMNS[column][1]} (z {height})", fontsize=8)
+            axis.imshow(np.rot90(image), cmap="gray", vmin=0.0, vmax=1.0)
+            axis.set_title(panel_title, fontsize=8)
+        for axis in row_axes:
             axis.set_xticks([])
             axis.set_yticks([])
         row_axes[0].set_ylabel(label, fontsize=8)

@@ -88,7 +88,13 @@ def evaluate_to_folder(model, dataset, out_dir, *, max_batches: int | None = Non
         plots.lesion_closeups(volumes, out / "lesion_closeups.png")
     real_scores = None
     if real:
-        scores = sim_to_real(model, batch_size=batch_size)
+        training_remap = getattr(model, "training_remap", None)
+        if training_remap is None and baseline is not None:
+            # A model trained before it kept its own: the remap of this dataset's training split stands in.
+            logger.info("sim-to-real: the fair reference is the remap of %s's training split (the model keeps none)",
+                        dataset.path)
+            training_remap = baseline
+        scores = sim_to_real(model, batch_size=batch_size, training_remap=training_remap)
         save_sim_to_real(scores, out)
         real_scores = scores_only(scores)
     logger.info("evaluation written to %s", out)

@@ -350,14 +350,17 @@ def _fit(config, dataset, run: RunFolder, *, source: RunFolder | None, epochs, b
     ``run``; runs under ``distribution``'s scope. Returns the model, saved as ``run``'s model.keras.
 
     ``remap``: the `IntensityRemap` of the training split under the model's standardization (the
-    evaluation's baseline and a remap prior's quantiles); None fits it here when one is needed."""
+    evaluation's baseline, a remap prior's quantiles and the model's ``training_remap``); None fits it here."""
     keras.utils.set_random_seed(seed)
     model = build_model(config)
     model.standardization = IntensityStandardization.from_dict(standardization) if standardization else None
     model.preprocessing = preprocessing
     has_prior = getattr(model, "intensity_remap", None) is not None
-    if remap is None and (has_prior or eval_epochs):
+    if remap is None:
         remap = IntensityRemap.from_dataset(dataset, model.standardization)  # the training split only
+    # Kept with the model (model.keras, SavedModel metadata): what the training data teaches without a network,
+    # the fair reference of every later evaluation (gan_mri.sim_to_real).
+    model.training_remap = remap
     if has_prior:
         # Before the checkpoint is restored (which holds the same quantiles) and before fit checks it.
         model.set_intensity_remap(remap)

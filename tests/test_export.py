@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import pytest
 
+from gan_mri.baseline import IntensityRemap
 from gan_mri.config import get_preset
 from gan_mri.confidence import uncertainty_map
 from gan_mri.export import export_saved_model
@@ -30,6 +31,7 @@ def model():
     model = build_model(config)
     model.preprocessing = {"image_shape": [32, 32], "spacing": 6.0, "resize": "fit", "percentiles": [1.0, 99.5],
                            "min_brain_fraction": 0.25}
+    model.training_remap = IntensityRemap({"A": np.linspace(-0.9, 0.9, 5), "B": np.linspace(-0.8, 0.7, 5)})
     return model
 
 
@@ -187,6 +189,10 @@ def test_export_records_serving_info(model, exported):
     assert uncertainty["signatures"] == list(UNCERTAINTY_SIGNATURES)
     assert info["config"]["name"] == "sa-enc-cl-sn" and info["config"]["base_width"] == 8
     assert info["preprocessing"] == model.preprocessing  # how a client slices its volumes
+    # What the model's training data teaches without a network, for whoever scores the served model.
+    remap = info["training_remap"]
+    assert remap["A"] == model.training_remap.to_dict()["A"] and remap["B"][-1] == pytest.approx(0.7)
+    assert "training split" in remap["note"]
     assert (exported / "saved_model.pb").is_file() and (exported / "variables").is_dir()
     # Nothing but the export is left next to it (no temporary folders).
     assert [p.name for p in exported.parent.iterdir()] == ["1"]

@@ -7,13 +7,17 @@ import keras
 import numpy as np
 import pytest
 
-from gan_mri import DIRECTIONS
+from gan_mri import DIRECTIONS, Direction
+from gan_mri.baseline import IntensityRemap
 from gan_mri.config import get_preset
 from gan_mri.data.icbm152 import load_icbm152
 from gan_mri.models import build_model
 from gan_mri.report import save_sim_to_real
 from gan_mri.sim_to_real import (
+    FAIR_REFERENCE,
+    ORACLES,
     RESULTS,
+    STRUCTURES,
     format_sim_to_real,
     inverse_quantile_remap,
     lookup_table,
@@ -23,6 +27,8 @@ from gan_mri.sim_to_real import (
     scores_only,
     sim_to_real,
     sim_to_real_line,
+    remap_volume,
+    structure_ratios,
     ventricle_ratio,
 )
 
@@ -188,31 +194,43 @@ def test_resolution_ceiling_is_the_target_at_the_model_s_slice_size(pair):
 
 
 # ------------------------------------------------------------------------------- sim_to_real with a model
+# A remap of "training data" for the tiny model: T1w quantiles -0.9..0.9 sent to T2w's inverted ones.
+TRAINING_REMAP = IntensityRemap({"A": np.linspace(-0.9, 0.9, 11), "B": np.linspace(-0.9, 0.6, 11) ** 3})
+
+
 @pytest.fixture(scope="module")
 def results():
-    """sim_to_real of a tiny untrained UNIT (32 x 32): measured 37 s, of which ~20 s registering the template
-    to the whole-head T1w."""
+    """sim_to_real of a tiny untrained UNIT (32 x 32) that keeps a remap of its training data: measured 37 s,
+    of which ~20 s registering the template to the whole-head T1w."""
     keras.utils.set_random_seed(7)
     config = get_preset("sa-enc-cl-sn", image_shape=(32, 32), base_width=8, encoder_res_blocks=1,
                         generator_res_blocks=1)
-    return sim_to_real(build_model(config))
+    model = build_model(config)
+    model.training_remap = TRAINING_REMAP
+    return sim_to_real(model), model
 
 
 def test_sim_to_real_structure(results, pair):
+    results, _ = results
     assert set(results) == set(DIRECTIONS) | {"volumes"}
     for direction in DIRECTIONS:
         entry = results[direction]
-        assert set(entry) == set(RESULTS) | {"truth_ventricle_ratio", "image_shape"}
+        assert set(entry) == set(RESULTS) | {"truth_ventricle_ratio", "truth_structure_ratios", "image_shape"}
         assert entry["image_shape"] == [32, 32]
+        assert set(entry["truth_structure_ratios"]) == set(STRUCTURES)
         for name in RESULTS:
-            assert set(entry[name]) == {"ssim_brain", "psnr_brain", "ventricle_ratio"}, name
-            assert all(isinstance(v, float) and np.isfinite(v) for v in entry[name].values()), name
+            assert set(entry[name]) == {"ssim_brain", "psnr_brain", "ventricle_ratio", "structure_ratios"}, name
+            assert set(entry[name]["structure_ratios"]) == set(STRUCTURES)
+            values = [v for k, v in entry[name].items() if k != "structure_ratios"]
+            assert all(isinstance(v, float) and np.isfinite(v) for v in values), name
             assert 0.0 <= entry[name]["ssim_brain"] <= 1.0, name
         arrays = results["volumes"][direction]
         assert set(arrays) == {"source", "source_whole_head", "model", "model_whole_head", "truth",
-                               "truth_whole_head", "brain_mask"}
+                               "truth_whole_head", "brain_mask", "basal_ganglia_z"}
         for key, array in arrays.items():
-            assert array.shape == pair.t1w.shape, key
+            if key != "basal_ganglia_z":
+                assert array.shape == pair.t1w.shape, key
+        assert pair.structure_mask("putamen")[:, :, arrays["basal_ganglia_z"]].sum() > 300
         np.testing.assert_array_equal(arrays["brain_mask"], pair.brain_mask)
     np.testing.assert_array_equal(results["volumes"]["A2B"]["truth"], pair.array("T2w"))
     np.testing.assert_array_equal(results["volumes"]["B2A"]["truth_whole_head"], pair.array("T1w", False))
@@ -220,43 +238,80 @@ def test_sim_to_real_structure(results, pair):
 
 @pytest.mark.parametrize("direction, source, target", [("A2B", "T1w", "T2w"), ("B2A", "T2w", "T1w")])
 def test_references_do_not_depend_on_the_model(results, pair, direction, source, target):
+    results, model = results
     entry = results[direction]
     truth, brain, wm = pair.array(target), pair.brain_mask, pair.dseg == 3
     assert entry["truth_ventricle_ratio"] == ventricle_ratio(truth, brain, pair.ventricles, wm)
+    assert entry["truth_structure_ratios"] == structure_ratios(truth, pair)
     references = {"ceiling": resolution_ceiling(pair.image(target), (32, 32)),
-                  "remap": inverse_quantile_remap(pair.array(source), truth, brain),
-                  "lookup_table": lookup_table(pair.array(source), truth, brain)}
+                  "oracle_remap": inverse_quantile_remap(pair.array(source), truth, brain),
+                  "oracle_lookup_table": lookup_table(pair.array(source), truth, brain),
+                  # The fair reference: the model's remap of its training data, on the slices the model sees.
+                  FAIR_REFERENCE: remap_volume(model, TRAINING_REMAP, pair.image(source), Direction(direction))}
     for name, volume in references.items():
         expected = dict(score_volume(volume, truth, brain),
                         ventricle_ratio=ventricle_ratio(volume, brain, pair.ventricles, wm))
-        assert entry[name] == pytest.approx(expected, rel=1e-9), name
+        scores = dict(entry[name])
+        assert scores.pop("structure_ratios") == pytest.approx(structure_ratios(volume, pair), rel=1e-9), name
+        assert scores == pytest.approx(expected, rel=1e-9), name
+
+
+def test_the_fair_reference_is_the_training_remap_on_the_models_slices(results, pair):
+    _, model = results
+    volume = remap_volume(model, TRAINING_REMAP, pair.image("T1w"), Direction("A2B"))
+    assert volume.shape == pair.t1w.shape
+    # Brain voxels are remapped (darker where the T1w is bright: an inverted map), the rest keeps the input.
+    white, ventricles = pair.structure_mask("cerebral white matter"), pair.ventricles
+    assert volume[ventricles].mean() > volume[white].mean()
 
 
 def test_scores_of_the_real_pair(results):
+    results, _ = results
     a2b, b2a = results["A2B"], results["B2A"]
     # Measured truth ventricle/WM on the [0, 1] scale: 6.90 (T2w target), 0.120 (T1w target).
     assert a2b["truth_ventricle_ratio"] > 10 * b2a["truth_ventricle_ratio"]
-    # Measured SSIM: remap 0.793 / 0.819, lookup table 0.741 / 0.827, ceiling at 32 px 0.304 / 0.448.
+    # The real T2w: the pallidum darker than white matter (iron), the putamen and thalamus brighter, the caudate
+    # and hippocampus brighter still (measured 0.34, 1.65, 1.74, 2.73, 3.07 on the [0, 1] scale).
+    t2w = a2b["truth_structure_ratios"]
+    assert t2w["pallidum"] < 0.5 < 1.2 < t2w["putamen"] < t2w["caudate"] < t2w["hippocampus"]
+    # Measured SSIM: oracle remap 0.793 / 0.819, oracle lookup table 0.741 / 0.827, ceiling at 32 px 0.304 / 0.448.
     for entry in (a2b, b2a):
-        assert entry["remap"]["ssim_brain"] > 0.7 and entry["lookup_table"]["ssim_brain"] > 0.65
+        assert entry["oracle_remap"]["ssim_brain"] > 0.7 and entry["oracle_lookup_table"]["ssim_brain"] > 0.65
         assert 0.2 < entry["ceiling"]["ssim_brain"] < 0.55
         # An untrained model is far below all of them (measured 0.04-0.08, whole head alike).
         for name in ("model", "model_whole_head"):
             assert entry[name]["ssim_brain"] < 0.5 * entry["ceiling"]["ssim_brain"], name
     # The intensity maps keep the ventricles' contrast: measured remap 6.92 vs truth 6.90 (T1w -> T2w).
-    assert a2b["remap"]["ventricle_ratio"] == pytest.approx(a2b["truth_ventricle_ratio"], rel=0.1)
-    assert b2a["remap"]["ventricle_ratio"] < 0.5 and a2b["lookup_table"]["ventricle_ratio"] > 4.0
+    assert a2b["oracle_remap"]["ventricle_ratio"] == pytest.approx(a2b["truth_ventricle_ratio"], rel=0.1)
+    assert b2a["oracle_remap"]["ventricle_ratio"] < 0.5 and a2b["oracle_lookup_table"]["ventricle_ratio"] > 4.0
+
+
+def test_results_written_before_the_oracles_were_renamed_still_read():
+    old = {"A2B": {"image_shape": [64, 64], "truth_ventricle_ratio": 6.9,
+                   **{name: {"ssim_brain": 0.5, "psnr_brain": 15.0, "ventricle_ratio": 3.0}
+                      for name in ("model", "model_whole_head", "remap", "lookup_table", "ceiling")}}}
+    upgraded = scores_only(old)
+    assert set(upgraded["A2B"]) == {"image_shape", "truth_ventricle_ratio", "model", "model_whole_head",
+                                    *ORACLES, "ceiling"}
+    table = format_sim_to_real(old)
+    assert "remap to target histogram (oracle)" in table and "remap of training data" not in table
+    assert "oracle intensity map 0.500" in sim_to_real_line(old)
 
 
 def test_report_text_and_files(results, tmp_path):
+    results, _ = results
     scores = scores_only(results)
     assert set(scores) == set(DIRECTIONS)
     table = format_sim_to_real(results).splitlines()
-    assert len(table) == 2 + len(DIRECTIONS) * (1 + len(RESULTS))
-    assert table[2].startswith("T1w -> T2w") and table[2].endswith(f"{results['A2B']['truth_ventricle_ratio']:.2f}")
+    assert len(table) == 3 + len(DIRECTIONS) * (1 + len(RESULTS))
+    assert table[3].startswith("T1w -> T2w") and f"{results['A2B']['truth_ventricle_ratio']:.2f}" in table[3]
+    pallidum = results["A2B"]["truth_structure_ratios"]["pallidum"]
+    assert table[3].split()[-3] == f"{pallidum:.2f}"  # the columns: vent thal caud put pall hipp ctx
     assert any(line.strip().startswith("ceiling 32x32 px") for line in table)
+    assert any(line.strip().startswith("remap of training data (fair)") for line in table)
     line = sim_to_real_line(results)
     assert f"T1w->T2w {results['A2B']['model']['ssim_brain']:.3f}" in line
+    assert f"remap of training data {results['A2B'][FAIR_REFERENCE]['ssim_brain']:.3f}" in line
     assert f"ceiling {results['B2A']['ceiling']['ssim_brain']:.3f}" in line
     written = save_sim_to_real(results, tmp_path / "report")
     assert json.loads(written["sim-to-real scores"].read_text()) == scores

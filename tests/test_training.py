@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from gan_mri.baseline import IntensityRemap
 from gan_mri.config import get_preset
 from gan_mri.models import build_model
 from gan_mri.training import RunFolder, train
@@ -86,6 +87,11 @@ def test_training_writes_a_complete_run_folder(complete_run, tiny_dataset):
     np.testing.assert_array_equal(reloaded.translate(x, "A2B"), model.translate(x, "A2B"))
     assert reloaded.standardization == tiny_dataset.standardization
     assert reloaded.preprocessing == tiny_dataset.preprocessing
+    # The remap of its training split (the fair reference of sim-to-real) travels with the model.
+    expected = IntensityRemap.from_dataset(tiny_dataset, tiny_dataset.standardization)
+    for saved in (model, reloaded):
+        for domain in ("A", "B"):
+            np.testing.assert_allclose(saved.training_remap.quantiles[domain], expected.quantiles[domain])
 
 
 def test_existing_run_folder_is_refused_without_overwrite(tiny_dataset, tmp_path):

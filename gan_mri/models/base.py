@@ -26,6 +26,7 @@ from gan_mri.models import backend_steps
 from gan_mri.models.backend_steps import StepRecord  # noqa: F401 - the objectives' protocol, for families
 from gan_mri.precision import LOSS_SCALED, resolve_precision
 from gan_mri.remap_prior import QuantileRemap, with_residual
+from gan_mri.baseline import IntensityRemap
 from gan_mri.standardization import IntensityStandardization
 
 logger = logging.getLogger(__name__)
@@ -105,6 +106,9 @@ class TranslationGAN(keras.Model):
         config: a `config_class` instance or its dict form.
         standardization: an `IntensityStandardization`, its dict form, or None.
         preprocessing: a preprocessing record (dict) or None.
+        training_remap: the unpaired brain-intensity remap of the training split (`gan_mri.baseline.IntensityRemap`
+            or its dict form; `train` fits it), kept so that the model's evaluations can show what its training data
+            teaches without a network (the fair reference of `gan_mri.sim_to_real`), or None.
         **kwargs: `keras.Model` arguments (e.g. name; default: the config's name).
     """
 
@@ -118,17 +122,20 @@ class TranslationGAN(keras.Model):
     discriminator_scales: int = 1
     """Scales per discriminator (a family may read it from its config)."""
 
-    def __init__(self, config, standardization=None, preprocessing=None, **kwargs):
+    def __init__(self, config, standardization=None, preprocessing=None, training_remap=None, **kwargs):
         if isinstance(config, dict):
             config = self.config_class.from_dict(config)
         if isinstance(standardization, dict):
             standardization = IntensityStandardization.from_dict(standardization)
+        if isinstance(training_remap, dict):
+            training_remap = IntensityRemap.from_dict(training_remap)
         if not kwargs.get("name"):
             kwargs["name"] = config.name.replace("-", "_")
         super().__init__(**kwargs)
         self.config = config
         self.standardization = standardization
         self.preprocessing = dict(preprocessing) if preprocessing else None
+        self.training_remap = training_remap
         self.image_shape = tuple(config.image_shape)
         self.channels = config.channels
         self.g_optimizer = None
@@ -458,10 +465,12 @@ class TranslationGAN(keras.Model):
     # ------------------------------------------------------------------ serialization
     def get_config(self):
         standardization = self.standardization.to_dict() if self.standardization is not None else None
+        remap = self.training_remap.to_dict() if self.training_remap is not None else None
         return {"config": self.config.to_dict(), "name": self.name, "standardization": standardization,
-                "preprocessing": self.preprocessing}
+                "preprocessing": self.preprocessing, "training_remap": remap}
 
     @classmethod
     def from_config(cls, config):
         return cls(cls.config_class.from_saved_dict(config["config"]), name=config.get("name"),
-                   standardization=config.get("standardization"), preprocessing=config.get("preprocessing"))
+                   standardization=config.get("standardization"), preprocessing=config.get("preprocessing"),
+                   training_remap=config.get("training_remap"))
