@@ -23,6 +23,35 @@ LEAKY_SLOPE = 0.01
 DISCRIMINATOR_SCALES = 3
 
 
+def strided_conv_dtype(x, strides, dtype):
+    """The dtype policy of a (not transposed) conv over ``x``: ``dtype``, but float32 for a strided conv
+    whose input is one pixel wide or high when ``dtype`` computes in bfloat16.
+
+    TensorFlow's oneDNN bfloat16 filter gradient (Conv2DBackpropFilter, TensorFlow 2.21 on CPU) of a
+    conv with stride > 1 over an input one pixel wide returns undefined values in the kernel taps
+    that see only padding: NaN in about half the calls, wrong finite numbers in most others
+    (float32, float16, stride 1, the input gradient and JAX's are exact). UNIT's coarsest
+    discriminator scale meets one at 32x32 (conv3 on 1x1): the NaN reaches the whole kernel through
+    spectral normalization's sigma, or the output through NaN x 0 padding, and stopped bfloat16
+    training within 2-4 steps (issue 37). A one-pixel conv costs nothing in float32, and float32
+    policies are unchanged. A one-pixel-high input is guarded too, as a precaution (measured exact
+    at 1x8).
+
+    Args:
+        x: the conv's input (a KerasTensor with static height and width).
+        strides: the conv's strides (int or pair).
+        dtype: the network's dtype policy (name or policy; None: Keras's global policy).
+
+    Returns:
+        "float32" or ``dtype``.
+    """
+    policy = keras.dtype_policies.get(dtype) if dtype is not None else keras.config.dtype_policy()
+    strided = max(strides if isinstance(strides, (tuple, list)) else (strides,)) > 1
+    if policy.compute_dtype == "bfloat16" and strided and 1 in tuple(x.shape[1:3]):
+        return "float32"
+    return dtype
+
+
 def _conv(filters, kernel, strides, sn, name, transpose=False, use_bias=True, dtype=None):
     cls = layers.Conv2DTranspose if transpose else layers.Conv2D
     return spectral_norm(cls(filters, kernel, strides=strides, padding="same", use_bias=use_bias, name=name,
@@ -39,8 +68,9 @@ def _conv_block(x, filters, kernel, strides, sn, conv_norm, name, upsample=None,
     if upsample == "nearest":
         x = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_upsample", dtype=dtype)(x)
         strides = 1
+    conv_dtype = strided_conv_dtype(x, strides, dtype) if upsample is None else dtype
     x = _conv(filters, kernel, strides, sn, name, transpose=upsample == "transpose",
-              use_bias=conv_norm == "none", dtype=dtype)(x)
+              use_bias=conv_norm == "none", dtype=conv_dtype)(x)
     if conv_norm != "none":
         x = normalization(conv_norm, name=f"{name}_norm", dtype=dtype)(x)
     return layers.LeakyReLU(LEAKY_SLOPE, name=name.replace("conv", "lrelu"), dtype=dtype)(x)
@@ -243,7 +273,8 @@ def unit_discriminator_scale(x, prefix: str, base_width: int, use_spectral_norm:
     """UNIT's single-scale discriminator: 4 convs 3x3/2 (w, 2w, 4w, 8w) with LeakyReLU(0.01), then a
     1x1 conv to one logit map. Layers are named `<prefix>_conv<i>`, `<prefix>_lrelu<i>`, `<prefix>_logits`."""
     for i, mult in enumerate([1, 2, 4, 8]):
-        x = _conv(mult * base_width, 3, 2, use_spectral_norm, f"{prefix}_conv{i}", dtype=dtype)(x)
+        x = _conv(mult * base_width, 3, 2, use_spectral_norm, f"{prefix}_conv{i}",
+                  dtype=strided_conv_dtype(x, 2, dtype))(x)
         x = layers.LeakyReLU(LEAKY_SLOPE, name=f"{prefix}_lrelu{i}", dtype=dtype)(x)
     return _conv(1, 1, 1, use_spectral_norm, f"{prefix}_logits", dtype=dtype)(x)
 
@@ -281,7 +312,7 @@ def _conv_norm_act(x, filters, kernel, strides, norm, name, transpose=False, act
     """Conv (no bias: the norm removes it) -> norm -> activation; `norm=None` keeps the bias."""
     cls = layers.Conv2DTranspose if transpose else layers.Conv2D
     x = cls(filters, kernel, strides=strides, padding="same", use_bias=norm is None, name=f"{name}_conv",
-            dtype=dtype)(x)
+            dtype=dtype if transpose else strided_conv_dtype(x, strides, dtype))(x)
     if norm is not None:
         x = normalization(norm, name=f"{name}_norm", dtype=dtype)(x)
     if activation == "relu":

@@ -204,6 +204,30 @@ def test_spectral_norm_power_iteration_runs_in_float32(policy):
 # ------------------------------------------------------------------------------ models
 
 
+def _is_strided_one_pixel_conv(layer):
+    conv = layer.layer if isinstance(layer, SpectralNormalization) else layer
+    return (isinstance(conv, keras.layers.Conv2D) and not isinstance(conv, keras.layers.Conv2DTranspose)
+            and max(conv.strides) > 1 and 1 in tuple(layer.input.shape[1:3]))
+
+
+@pytest.mark.parametrize("policy, strides, input_shape, expected", [
+    ("mixed_bfloat16", 2, (1, 1, 64), "float32"),      # UNIT's coarsest scale at 32x32
+    ("mixed_bfloat16", (2, 2), (8, 1, 64), "float32"),  # one pixel wide (measured: undefined filter gradient)
+    ("mixed_bfloat16", 2, (1, 8, 64), "float32"),      # one pixel high (guarded)
+    ("mixed_bfloat16", 1, (1, 1, 64), "mixed_bfloat16"),  # stride 1 is exact
+    ("mixed_bfloat16", 2, (2, 2, 64), "mixed_bfloat16"),
+    ("mixed_float16", 2, (1, 1, 64), "mixed_float16"),
+    ("float32", 2, (1, 1, 64), "float32"),
+])
+def test_strided_convs_over_one_pixel_compute_in_float32_under_bfloat16(policy, strides, input_shape, expected):
+    from gan_mri.networks import strided_conv_dtype
+
+    x = keras.Input(input_shape)
+    assert strided_conv_dtype(x, strides, policy) == expected
+    keras.mixed_precision.set_global_policy(policy)  # None reads the global policy (conftest restores float32)
+    assert strided_conv_dtype(x, strides, None) == ("float32" if expected != policy else None)
+
+
 @pytest.mark.parametrize("preset", ["sa-enc-cl-sn", "cyclegan"])
 def test_a_bfloat16_model_keeps_its_outputs_and_variables_float32(preset):
     overrides = dict(image_shape=(32, 32), base_width=4)
@@ -217,11 +241,16 @@ def test_a_bfloat16_model_keeps_its_outputs_and_variables_float32(preset):
                 if isinstance(layer, keras.Model)]
     assert networks
     heads = {}
+    one_pixel = {}
     for network in networks:
         layers = [layer for layer in network.layers if not isinstance(layer, keras.layers.InputLayer)]
-        # Everything computes in bfloat16 but the float32 heads: the tanh, the discriminators' logits.
-        heads[network.name] = [layer.name for layer in layers if layer.compute_dtype == "float32"]
-        assert all(layer.compute_dtype == "bfloat16" for layer in layers if layer.name not in heads[network.name])
+        # Everything computes in bfloat16 but the float32 heads (the tanh, the discriminators' logits) and
+        # the strided convs over a one-pixel-wide input (at 32x32: UNIT's coarsest discriminator scale's conv3).
+        one_pixel[network.name] = [layer.name for layer in layers if _is_strided_one_pixel_conv(layer)]
+        float32 = [layer.name for layer in layers if layer.compute_dtype == "float32"]
+        heads[network.name] = [name for name in float32 if name not in one_pixel[network.name]]
+        assert all(layer.compute_dtype == "bfloat16" for layer in layers if layer.name not in float32)
+        assert set(one_pixel[network.name]) <= set(float32), (network.name, one_pixel, float32)
         assert all(name == "tanh" or name.endswith("_float32") for name in heads[network.name]), heads
         if heads[network.name]:
             assert all(keras.backend.standardize_dtype(out.dtype) == "float32" for out in network.outputs)
@@ -230,6 +259,9 @@ def test_a_bfloat16_model_keeps_its_outputs_and_variables_float32(preset):
     assert len(generators) == len(discriminators) == 2, sorted(heads)
     assert all(heads[name] == ["tanh"] for name in generators), heads
     assert all(heads[name] and all(n.endswith("_float32") for n in heads[name]) for name in discriminators), heads
+    expected = ["sn_s2_conv3"] if preset == "sa-enc-cl-sn" else []  # CycleGAN's PatchGAN stops at 4x4
+    assert all(one_pixel[name] == expected for name in discriminators), one_pixel
+    assert not any(one_pixel[name] for name in one_pixel if name not in discriminators), one_pixel
     assert all(w.dtype == "float32" for w in model.weights if "float" in w.dtype)  # (CycleGAN's pool counts int32)
     x = _images()
     got = keras.ops.convert_to_numpy(model.translate(x, "A2B"))
