@@ -388,9 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=_positive_int, help="override the base width (e.g. 16 on a CPU)")
     # No argparse choices: the list is gan_mri.precision.PRECISIONS, which imports Keras (slow for
     # --help); the config validates the value and names the valid ones (exit 2).
-    p.add_argument("--precision", help="auto (mixed_float16 on a GPU; on a CPU mixed_bfloat16 where a short probe "
-                                       "finds bfloat16 faster, float32 otherwise; -v logs the choice), float32, "
-                                       "mixed_float16 or mixed_bfloat16 (default: the preset's, auto)")
+    p.add_argument("--precision", help="auto (mixed_float16 on a GPU; on a CPU mixed_bfloat16 where a probe at the "
+                                       "model's shapes finds bfloat16 clearly faster, or near the threshold where "
+                                       "the CPU has AMX-BF16, float32 otherwise; decided once per machine, software "
+                                       "and model shape, cached in ~/.cache/gan-mri, and recorded with its reason "
+                                       "in run.json), float32, mixed_float16 or mixed_bfloat16 (default: the "
+                                       "preset's, auto)")
     p.add_argument("--structure-weight", type=float, metavar="W",
                    help="UNIT's structure term, local correlation of each translation with its input (default: "
                         "the recipe's, 30, the lineage's 0; 0 is better on whole-head scans, docs/training_recipe.md)")

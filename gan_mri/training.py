@@ -40,7 +40,7 @@ from gan_mri.data.dataset import PreparedDataset
 from gan_mri.evaluation import EvaluationCallback
 from gan_mri.fileutil import atomic_output, atomic_write_text, fresh_folder
 from gan_mri.models import build_model
-from gan_mri.precision import resolve_precision
+from gan_mri.precision import ModelShape, choose_precision
 from gan_mri.run_files import RunFolder
 from gan_mri.standardization import IntensityStandardization
 
@@ -324,13 +324,15 @@ def train(config, dataset, run_dir, *, epochs: int, batch_size: int = 1, resume:
             remap = IntensityRemap.from_dataset(
                 dataset, IntensityStandardization.from_dict(standardization) if standardization else None)
             extra["remap_prior"] = remap_prior_record(config, dataset, remap)
+        # What "auto" became on this machine and why (gan_mri.precision: cached per machine, software and
+        # model shape); _fit builds the model for the same shape, so it reads the same decision.
+        precision = choose_precision(config.precision, ModelShape.of(config, batch_size))
         run = create_run(run_dir, config, {
             "dataset": str(Path(dataset.path).resolve()), "epochs": int(epochs),
             "batch_size": int(batch_size), "seed": int(seed), "flip": bool(flip),
             "eval_epochs": sorted(int(e) for e in eval_epochs), "standardization": standardization,
             "preprocessing": preprocessing,
-            # What "auto" became on this machine (gan_mri.precision: a cached probe on a CPU).
-            "precision": resolve_precision(config.precision), **extra,
+            "precision": precision.precision, "precision_choice": precision.to_dict(), **extra,
         }, overwrite=overwrite)
     with distribution.scope():
         model = _fit(config, dataset, run, source=run if resume else None, epochs=epochs, batch_size=batch_size,
@@ -352,7 +354,7 @@ def _fit(config, dataset, run: RunFolder, *, source: RunFolder | None, epochs, b
     ``remap``: the `IntensityRemap` of the training split under the model's standardization (the
     evaluation's baseline, a remap prior's quantiles and the model's ``training_remap``); None fits it here."""
     keras.utils.set_random_seed(seed)
-    model = build_model(config)
+    model = build_model(config, batch_size=batch_size)
     model.standardization = IntensityStandardization.from_dict(standardization) if standardization else None
     model.preprocessing = preprocessing
     has_prior = getattr(model, "intensity_remap", None) is not None

@@ -33,13 +33,24 @@ def _images(n=2, seed=0):
 
 
 # ------------------------------------------------------------------------------ resolve_precision
+# (the CPU decision of "auto", its probe and its cache: tests/test_precision_auto.py)
+
+
+@pytest.fixture(autouse=True)
+def _auto_is_not_pinned(monkeypatch, tmp_path):
+    """conftest.py pins "auto" to float32 for the rest of the suite; here "auto" must decide, with its
+    cache in a folder of the test's own."""
+    monkeypatch.delenv(precision.AUTO_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
 @pytest.mark.parametrize("name", ["float32", "mixed_float16", "mixed_bfloat16"])
 def test_concrete_precisions_pass_through_without_a_probe(name, monkeypatch):
-    monkeypatch.setattr(precision, "probe_conv_speed", lambda: pytest.fail("probed for a concrete precision"))
+    monkeypatch.setattr(precision, "probe_conv_speed", lambda *a, **k: pytest.fail("probed for a concrete precision"))
     monkeypatch.setattr(precision, "_has_gpu", lambda: pytest.fail("looked for a GPU for a concrete precision"))
     assert precision.resolve_precision(name) == name
+    assert precision.choose_precision(name, precision.ModelShape()) == precision.PrecisionChoice(
+        name, "setting", "set explicitly")
 
 
 @pytest.mark.parametrize("value", ["bfloat16", "float16", "fp8", "", None, "AUTO"])
@@ -50,69 +61,50 @@ def test_invalid_precisions_are_named(value):
     assert "mixed_bfloat16" in precision.PRECISIONS
 
 
-@pytest.fixture(autouse=True)
-def _auto_is_not_pinned(monkeypatch):
-    """conftest.py pins "auto" to float32 for the rest of the suite; here "auto" must decide."""
-    monkeypatch.delenv(precision.AUTO_ENV, raising=False)
-
-
 def _probe(speedup):
-    return {"backend": keras.config.backend(), "float32_ms": 2.0, "bfloat16_ms": 2.0 / speedup, "speedup": speedup}
-
-
-@pytest.mark.parametrize("speedup, expected", [(7.1, "mixed_bfloat16"), (1.3, "mixed_bfloat16"),
-                                               (1.29, "float32"), (1.0, "float32"), (0.07, "float32")])
-def test_auto_on_a_cpu_follows_the_probe_and_logs_its_numbers(speedup, expected, monkeypatch, caplog):
-    monkeypatch.setattr(precision, "_has_gpu", lambda: False)
-    monkeypatch.setattr(precision, "probe_conv_speed", lambda: _probe(speedup))
-    with caplog.at_level(logging.INFO, logger="gan_mri.precision"):
-        assert precision.resolve_precision("auto") == expected
-    message = caplog.records[-1].getMessage()
-    assert message.startswith(f"precision auto: {expected} (CPU probe")
-    assert "float32 2.000 ms" in message and f"bfloat16 {2.0 / speedup:.3f} ms" in message
-    assert f"{speedup:.2f}x faster" in message and ">= 1.3x" in message
+    def probe(shape, repeats=3):
+        return {"backend": keras.config.backend(), "inputs": [list(s) for s in shape.probe_inputs()],
+                "float32_ms": 2.0, "bfloat16_ms": 2.0 / speedup, "speedup": speedup}
+    return probe
 
 
 def test_auto_on_a_gpu_is_mixed_float16_without_a_probe(monkeypatch, caplog):
     monkeypatch.setattr(precision, "_has_gpu", lambda: True)
-    monkeypatch.setattr(precision, "probe_conv_speed", lambda: pytest.fail("probed on a GPU"))
+    monkeypatch.setattr(precision, "probe_conv_speed", lambda *a, **k: pytest.fail("probed on a GPU"))
     with caplog.at_level(logging.INFO, logger="gan_mri.precision"):
-        assert precision.resolve_precision("auto") == "mixed_float16"
-    assert "mixed_float16" in caplog.records[-1].getMessage() and "GPU" in caplog.records[-1].getMessage()
+        choice = precision.choose_precision("auto", precision.ModelShape(32, 32, 1, 4, 2))
+    assert (choice.precision, choice.source) == ("mixed_float16", "gpu")
+    assert caplog.records[-1].getMessage() == (f"precision auto: mixed_float16 (the {keras.config.backend()} "
+                                               f"backend sees a GPU)")
 
 
 def test_auto_reaches_the_config_and_the_model(monkeypatch):
     monkeypatch.setattr(precision, "_has_gpu", lambda: False)
-    monkeypatch.setattr(precision, "probe_conv_speed", lambda: _probe(3.0))
-    model = build_model(get_preset("unit", **TINY_UNIT))
+    monkeypatch.setattr(precision, "cpu_features", lambda: ("Intel Xeon", frozenset({"amx_bf16"})))
+    shapes = []
+    monkeypatch.setattr(precision, "probe_conv_speed", lambda shape: shapes.append(shape) or _probe(3.0)(shape))
+    model = build_model(get_preset("unit", **TINY_UNIT), batch_size=2)
     assert model.config.precision == "auto" and model.precision_policy == "mixed_bfloat16"
+    assert shapes == [precision.ModelShape(height=32, width=32, channels=1, base_width=4, batch=2)]
+    assert build_model(get_preset("unit", **TINY_UNIT), batch_size=2).precision_policy == "mixed_bfloat16"
+    assert len(shapes) == 1  # the second model read the cached decision
 
 
 @pytest.mark.parametrize("pinned", ["float32", "mixed_bfloat16"])
 def test_the_environment_pins_auto_without_a_probe(pinned, monkeypatch, caplog):
     monkeypatch.setenv(precision.AUTO_ENV, pinned)
     monkeypatch.setattr(precision, "_has_gpu", lambda: pytest.fail("looked for a GPU although pinned"))
-    monkeypatch.setattr(precision, "probe_conv_speed", lambda: pytest.fail("probed although pinned"))
+    monkeypatch.setattr(precision, "probe_conv_speed", lambda *a, **k: pytest.fail("probed although pinned"))
     with caplog.at_level(logging.INFO, logger="gan_mri.precision"):
         assert precision.resolve_precision("auto") == pinned
     assert caplog.records[-1].getMessage() == f"precision auto: {pinned} (pinned by GAN_MRI_AUTO_PRECISION)"
+    assert precision.choose_precision("auto").to_dict() == {"precision": pinned, "source": "pinned",
+                                                            "reason": "pinned by GAN_MRI_AUTO_PRECISION"}
     assert precision.resolve_precision("mixed_float16") == "mixed_float16"  # a concrete setting wins
     monkeypatch.setenv(precision.AUTO_ENV, "fast")
     with pytest.raises(ValueError, match=r"GAN_MRI_AUTO_PRECISION: expected one of \['float32', 'mixed_float16', "
                                          r"'mixed_bfloat16'\]; found 'fast'"):
         precision.resolve_precision("auto")
-
-
-def test_the_probe_runs_once_per_process():
-    precision.probe_conv_speed.cache_clear()
-    first = precision.probe_conv_speed()
-    assert precision.probe_conv_speed() is first
-    info = precision.probe_conv_speed.cache_info()
-    assert (info.misses, info.hits) == (1, 1)
-    assert set(first) == {"backend", "float32_ms", "bfloat16_ms", "speedup"}
-    assert first["backend"] == keras.config.backend()
-    assert first["float32_ms"] > 0 and first["bfloat16_ms"] > 0
-    assert first["speedup"] == pytest.approx(first["float32_ms"] / first["bfloat16_ms"], rel=1e-2)
 
 
 def test_the_config_accepts_mixed_bfloat16():

@@ -19,11 +19,13 @@ MODELS = FAMILY_REGISTRY.view(lambda family: family.model_class())
 of `gan_mri.config.FAMILY_REGISTRY`)."""
 
 
-def build_model(config):
+def build_model(config, batch_size: int | None = None):
     """Builds the model a config describes.
 
     Args:
         config: a model config (e.g. `UNITConfig`) whose `model` field names a registered family.
+        batch_size: the batch the model will train on: "auto" precision decides on a CPU for the
+            model's shape at this batch (`gan_mri.precision.ModelShape`); None: batch 1.
 
     Returns:
         An uncompiled `keras.Model` (`UNIT`, `CycleGAN`, or the class of a family registered since).
@@ -34,7 +36,9 @@ def build_model(config):
     family = getattr(config, "model", None)
     if not isinstance(family, str) or family not in FAMILY_REGISTRY:
         raise ValueError(f"config.model must be one of {list(FAMILY_REGISTRY)}; found {family!r}")
-    return FAMILY_REGISTRY[family].model_class()(config)
+    if batch_size is None:
+        return FAMILY_REGISTRY[family].model_class()(config)
+    return FAMILY_REGISTRY[family].model_class()(config, batch_size=batch_size)
 
 
 __all__ = ["MODELS", "CycleGAN", "TranslationGAN", "UNIT", "build_model"]

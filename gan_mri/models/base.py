@@ -24,7 +24,7 @@ from keras import ops
 from gan_mri import DIRECTIONS, DOMAINS, Direction
 from gan_mri.models import backend_steps
 from gan_mri.models.backend_steps import StepRecord  # noqa: F401 - the objectives' protocol, for families
-from gan_mri.precision import LOSS_SCALED, resolve_precision
+from gan_mri.precision import LOSS_SCALED, ModelShape, resolve_precision
 from gan_mri.remap_prior import QuantileRemap, with_residual
 from gan_mri.baseline import IntensityRemap
 from gan_mri.standardization import IntensityStandardization
@@ -109,6 +109,8 @@ class TranslationGAN(keras.Model):
         training_remap: the unpaired brain-intensity remap of the training split (`gan_mri.baseline.IntensityRemap`
             or its dict form; `train` fits it), kept so that the model's evaluations can show what its training data
             teaches without a network (the fair reference of `gan_mri.sim_to_real`), or None.
+        batch_size: the batch it will train on, for "auto" precision's decision on a CPU
+            (`gan_mri.precision.ModelShape`; None: 1, as for inference). Not saved.
         **kwargs: `keras.Model` arguments (e.g. name; default: the config's name).
     """
 
@@ -122,7 +124,8 @@ class TranslationGAN(keras.Model):
     discriminator_scales: int = 1
     """Scales per discriminator (a family may read it from its config)."""
 
-    def __init__(self, config, standardization=None, preprocessing=None, training_remap=None, **kwargs):
+    def __init__(self, config, standardization=None, preprocessing=None, training_remap=None, batch_size=None,
+                 **kwargs):
         if isinstance(config, dict):
             config = self.config_class.from_dict(config)
         if isinstance(standardization, dict):
@@ -140,7 +143,7 @@ class TranslationGAN(keras.Model):
         self.channels = config.channels
         self.g_optimizer = None
         self.d_optimizer = None
-        self.precision_policy = resolve_precision(config.precision)
+        self.precision_policy = resolve_precision(config.precision, ModelShape.of(config, batch_size))
         self.intensity_remap = (QuantileRemap(name="intensity_remap")
                                 if getattr(config, "remap_prior", "none") != "none" else None)
         # Families pass `dtype=self.precision_policy` to every network builder: Keras's global
