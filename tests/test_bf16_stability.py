@@ -82,13 +82,14 @@ def _train(preset: str, size: int, batches: list, steps: int) -> dict:
     def distance(left, right):
         return float(np.sqrt(sum(np.sum((a.astype(np.float64) - b) ** 2) for a, b in zip(left, right))))
 
-    finite = [bool(np.all(np.isfinite(w))) for w in runs["mixed_bfloat16"]["weights"]]
+    bfloat16, float32 = runs["mixed_bfloat16"]["weights"], runs["float32"]["weights"]
+    finite = all(bool(np.all(np.isfinite(w))) for w in bfloat16)
     return {
         "losses": {policy: run["losses"] for policy, run in runs.items()},
-        "bfloat16_weights_finite": all(finite),
-        "float32_moved": distance(runs["float32"]["weights"], initial),
-        "bfloat16_moved": distance(runs["mixed_bfloat16"]["weights"], initial) if all(finite) else float("nan"),
-        "apart": distance(runs["mixed_bfloat16"]["weights"], runs["float32"]["weights"]) if all(finite) else float("nan"),
+        "bfloat16_weights_finite": finite,
+        "float32_moved": distance(float32, initial),
+        "bfloat16_moved": distance(bfloat16, initial) if finite else float("nan"),
+        "apart": distance(bfloat16, float32) if finite else float("nan"),
         "seconds": time.perf_counter() - start,
         "cpu_seconds": time.process_time() - cpu,
     }
