@@ -199,7 +199,7 @@ def _choose_auto(shape: ModelShape) -> PrecisionChoice:
     if cached is not None:
         return PrecisionChoice(cached["precision"], "cache", f"cached in {path}: {cached['reason']}",
                                {"cache_file": str(path), "decision": cached["decision"]})
-    cpu, flags = cpu_features()
+    _, flags = cpu_features()
     choice = decide_on_cpu(shape, AMX_FLAG in flags)
     record = {"key": key, "precision": choice.precision, "reason": choice.reason, "decision": choice.to_dict(),
               "decided_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
