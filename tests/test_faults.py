@@ -378,7 +378,7 @@ def test_non_finite_loss_stops_training_without_a_model(dataset_copy, tmp_path):
     from gan_mri.training import NonFiniteLossError, train
 
     array = np.load(dataset_copy / "train_a.npy", mmap_mode="r+")
-    array[:] = np.nan
+    array[1:] = np.nan  # every batch of 8 holds NaN; the first slice leaves the remap something to fit
     array.flush()
     dataset = PreparedDataset.open(dataset_copy, verify_checksums=False)  # the opt-out lets NaN through
     config = get_preset("unit", image_shape=(32, 32), base_width=4, encoder_res_blocks=1, generator_res_blocks=1)
@@ -388,6 +388,21 @@ def test_non_finite_loss_stops_training_without_a_model(dataset_copy, tmp_path):
         train(config, dataset, run, epochs=1, batch_size=8, eval_epochs=(), verbose=0)
     assert not (run / "model.keras").exists() and not list(run.rglob("*.weights.h5"))
 
+
+
+def test_training_data_without_a_finite_brain_voxel_is_refused_before_training(dataset_copy, tmp_path):
+    from gan_mri.config import get_preset
+    from gan_mri.training import train
+
+    array = np.load(dataset_copy / "train_a.npy", mmap_mode="r+")
+    array[:] = np.nan
+    array.flush()
+    dataset = PreparedDataset.open(dataset_copy, verify_checksums=False)
+    config = get_preset("unit", image_shape=(32, 32), base_width=4, encoder_res_blocks=1, generator_res_blocks=1)
+    with pytest.raises(ValueError, match=r"^IntensityRemap.fit: domain A: expected finite brain voxels in the masks, "
+                                         r"found only \d+ non-finite \(NaN\) values$"):
+        train(config, dataset, tmp_path / "run", epochs=1, batch_size=8, eval_epochs=(), verbose=0)
+    assert not (tmp_path / "run" / "model.keras").exists()
 
 # ------------------------------------------------------------------------------ OS errors
 def test_missing_inputs_and_outputs_under_a_file(prepared, tmp_path):

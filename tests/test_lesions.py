@@ -45,7 +45,11 @@ def test_lesions_go_into_the_test_subjects_only_and_through_prepare(lesion_cohor
     assert lesions.shape == dataset.array("test_a").shape and lesions.dtype == np.uint8 and lesions.max() >= 1
     assert not (lesions.astype(bool) & ~dataset.array("test_mask")).any()
     participants = (lesion_cohort / "bids" / "participants.tsv").read_text().splitlines()
-    assert participants[0] == "participant_id\tskull_stripped\tlesions" and f"{test_subject}\tno\t4" in participants
+    columns = participants[0].split("\t")
+    assert columns == ["participant_id", "skull_stripped", "lesions", "anatomy", "field_T", "T1w", "acquisition"]
+    rows = {line.split("\t")[0]: dict(zip(columns, line.split("\t"))) for line in participants[1:]}
+    assert rows[test_subject]["lesions"] == "4" and rows[test_subject]["skull_stripped"] == "no"
+    assert all(row["lesions"] == "0" for subject, row in rows.items() if subject != test_subject)
 
 
 def test_simulate_refuses_bad_lesion_settings(tmp_path):

@@ -141,15 +141,16 @@ def test_spin_echo_pair_keeps_the_classic_tissue_order(name):
 
 # ------------------------------------------------------------------------------- registry
 def test_sequence_names():
-    assert T1W_SEQUENCES == ("mprage", "se")
+    assert T1W_SEQUENCES == ("mprage", "se", "spgr")
     assert T2W_SEQUENCES == ("tse", "se")
     assert sequence("T1w", "mprage") is SEQUENCES["T1w-mprage"]
     assert type(sequence("T2w", "tse")) is TurboSpinEcho
+    assert sequence("T1w", "spgr") is SEQUENCES["T1w-spgr"]
 
 
 @pytest.mark.parametrize(
     "contrast, message",
-    [("T1w", "t1w_sequence: expected one of ['mprage', 'se'], found 'bogus'"),
+    [("T1w", "t1w_sequence: expected one of ['mprage', 'se', 'spgr'], found 'bogus'"),
      ("T2w", "t2w_sequence: expected one of ['tse', 'se'], found 'bogus'")],
 )
 def test_unknown_sequence_names_the_valid_ones(contrast, message):

@@ -173,12 +173,12 @@ JAX_TRAINING = textwrap.dedent(
 
     data, out = sys.argv[1], sys.argv[2]
     config = get_preset("unit", image_shape=(32, 32), base_width=4, encoder_res_blocks=0, generator_res_blocks=0)
-    one, _ = train(config, data, out + "/run", epochs=1, batch_size=90, eval_epochs=[1], max_eval_batches=1,
+    one, _ = train(config, data, out + "/run", epochs=1, batch_size=86, eval_epochs=[1], max_eval_batches=1,
                    seed=5, verbose=0)
     np.savez(out + "/one_device.npz", *[np.asarray(w) for w in one.weights])
     resumed, _ = train(None, data, out + "/run", epochs=2, resume=True, verbose=0)
     # keras.distribution.DataParallel over the two host devices XLA_FLAGS makes.
-    parallel, _ = train(config, data, out + "/parallel", epochs=1, batch_size=90, seed=5, verbose=0,
+    parallel, _ = train(config, data, out + "/parallel", epochs=1, batch_size=86, seed=5, verbose=0,
                         distribute="mirrored")
     np.savez(out + "/parallel.npz", *[np.asarray(w) for w in parallel.weights])
     json.dump({"iterations": int(np.asarray(resumed.g_optimizer.iterations)),
@@ -199,7 +199,7 @@ def test_jax_backend_trains_evaluates_and_resumes_a_run_folder(tiny_dataset, tmp
     assert run.epochs_done() == 2 and run.model_file.is_file()
     assert sorted(p.name for p in run.checkpoint_dir.iterdir()) == ["epoch-0002.weights.h5", "state.json"]
     result = json.loads((tmp_path / "result.json").read_text())
-    assert result["iterations"] == 2 * tiny_dataset.steps_per_epoch(90) == 4
+    assert result["iterations"] == 2 * tiny_dataset.steps_per_epoch(86) == 4
     with open(run.history_file) as stream:
         rows = list(csv.DictReader(stream))
     assert [row["epoch"] for row in rows] == ["0", "1"]
