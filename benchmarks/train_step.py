@@ -111,7 +111,7 @@ def build_and_batch(args):
     if args.width is not None:
         overrides["base_width"] = args.width
     config = get_preset(args.preset, image_shape=(args.size, args.size), precision=args.precision, **overrides)
-    model = build_model(config)
+    model = build_model(config, batch_size=args.batch)  # "auto" precision decides at the benchmark's shape
     model.compile()
     rng = np.random.default_rng(0)
     shape = (args.batch, args.size, args.size, config.channels)

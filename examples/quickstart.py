@@ -7,6 +7,7 @@
 import argparse
 from pathlib import Path
 
+from gan_mri.baseline import IntensityRemap
 from gan_mri.config import get_preset
 from gan_mri.data.dataset import prepare
 from gan_mri.data.phantom import simulate
@@ -36,6 +37,9 @@ def main():
     config = get_preset("sa-enc-cl-sn", image_shape=(args.size, args.size), base_width=args.width)
     model = build_model(config)
     model.standardization = standardization  # saved with the model; translate_volume applies it
+    # The default recipe's generators see the training split's brain-intensity remap (gan_mri.remap_prior):
+    # fit it on the training slices, as the model will see them, before fit (gan_mri.training.train does this).
+    model.set_intensity_remap(IntensityRemap.from_dataset(data, standardization))
     model.compile()
     train = data.train_dataset(batch_size=4, seed=0, standardization=standardization)
     history = model.fit(train, epochs=args.epochs, verbose=2)

@@ -130,6 +130,7 @@ LINEAGE_RECIPE: dict[str, Any] = {
     "cycle_kl_weight": 0.1,
     "cycle_weight": 100.0,
     "structure_weight": 0.0,
+    "remap_prior": "none",
 }
 """GAN-MRI's published UNIT training setting (Welander et al. 2018; the paper's Table 7 runs)."""
 
@@ -471,15 +472,17 @@ class UNITConfig(_ConfigIO):
             while training (never at inference).
         dropout: dropout rate at the end of each residual block while training (lineage 0.5;
             0 lets the shared code stop aligning the domains, see docs/training_recipe.md).
-        precision: "auto" (mixed_float16 on a GPU; on a CPU mixed_bfloat16 where a short probe
-            finds bfloat16 convolutions faster, float32 otherwise; `gan_mri.precision`),
-            "float32", "mixed_float16" or "mixed_bfloat16".
+        precision: "auto" (mixed_float16 on a GPU; on a CPU with AMX-BF16 mixed_bfloat16 where a probe at
+            the model's own shapes finds it clearly faster, float32 otherwise; decided once per machine and
+            cached, `gan_mri.precision`), "float32", "mixed_float16" or "mixed_bfloat16".
         remap_prior: how the generators build on the unpaired quantile remap of brain intensities
             (`gan_mri.baseline.IntensityRemap`, fitted on the training split when training starts and
-            saved with the model; `gan_mri.remap_prior`): "none" (the default and the lineage),
-            "residual" (translation = clip(remap(x) + 2 g, -1, 1), g the generator's output) or
-            "channel" (remap(x) an extra input channel of the generators' last full-resolution
-            layer). A recipe setting, not a preset: every preset takes it (``train --remap-prior``).
+            saved with the model; `gan_mri.remap_prior`): "channel" (the default recipe's since 2026-12-07:
+            remap(x) an extra input channel of the generators' last full-resolution layer; measured in
+            docs/training_recipe.md, ninth round), "residual" (translation = clip(remap(x) + 2 g, -1, 1), g
+            the generator's output) or "none" (the lineage's). A recipe setting, not a preset: every preset
+            takes it (``train --remap-prior``). A model with a prior trains through `gan_mri.training.train`,
+            which fits it, or after ``model.set_intensity_remap(...)``.
 
     Raises:
         ValueError: on any invalid field (in `__post_init__`, via `validate`), naming the class
@@ -525,7 +528,7 @@ class UNITConfig(_ConfigIO):
     latent_noise_std: float = 1.0
     dropout: float = 0.1
     precision: str = "auto"
-    remap_prior: str = "none"
+    remap_prior: str = "channel"
 
     def __post_init__(self):
         # JSON gives lists; keep tuples so configs compare equal and stay hashable-ish.

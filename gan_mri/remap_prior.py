@@ -171,7 +171,9 @@ class QuantileRemap(keras.layers.Layer):
     def prior(self, images, source: str, target: str):
         """The prior image of a translation from ``source`` into ``target``: the remap, or the
         images themselves when ``source == target``."""
-        return images if source == target else self(images, direction=f"{source}2{target}")
+        if source == target:  # a tensor either way: a functional generator refuses a numpy/tensor mix
+            return ops.cast(ops.convert_to_tensor(images), "float32")
+        return self(images, direction=f"{source}2{target}")
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -30,6 +30,7 @@ def expected_trainable(config):
     convs = 1 + config.downsampling_steps
     enc = convs * 2 + 6 * config.encoder_res_blocks + (attention if config.attention == "encoder" else 0)
     gen = 6 * config.generator_res_blocks + convs * 2 + (attention if config.attention == "generator" else 0)
+    gen += 2 if config.remap_prior == "channel" else 0  # the conv that mixes the prior image in
     shared = 2 * 6 * config.shared_res_blocks
     disc = 3 * 5 * 2
     return 2 * (enc + gen + disc) + shared
@@ -42,7 +43,8 @@ def expected_spectral_vectors(config):
     counts = {
         "encoder": 2 * (convs + 2 * config.encoder_res_blocks + (att if config.attention == "encoder" else 0))
         + 2 * config.shared_res_blocks,
-        "generator": 2 * (2 * config.generator_res_blocks + convs + (att if config.attention == "generator" else 0))
+        "generator": 2 * (2 * config.generator_res_blocks + convs + (att if config.attention == "generator" else 0)
+                          + (1 if config.remap_prior == "channel" else 0))
         + 2 * config.shared_res_blocks,
         "discriminator": 2 * 3 * 5,
     }
@@ -79,7 +81,7 @@ def test_variable_counts_match_config(preset, res_blocks):
 def _variables_used(model, x, domain):
     with tf.GradientTape() as tape:
         _, z = model.encode(x, domain, training=False)
-        loss = tf.reduce_sum(model.decode(z, domain, training=False))
+        loss = tf.reduce_sum(model.decode(z, domain, training=False, prior=model.prior_image(x, domain, domain)))
     variables = model.generator_variables
     grads = tape.gradient(loss, variables)
     return {id(v) for v, g in zip(variables, grads) if g is not None}
@@ -262,8 +264,9 @@ def test_the_lesion_aware_term_is_logged_weighted_and_saved_only_when_on(tmp_pat
 
 def _fit(epochs, data):
     keras.utils.set_random_seed(0)
-    # No residual blocks outside the shared parts: a smaller graph traces faster.
-    model = tiny("unit", encoder_res_blocks=0, generator_res_blocks=0)
+    # No residual blocks outside the shared parts: a smaller graph traces faster. No remap prior: random shapes
+    # have no brain to remap (training with the prior: tests/test_remap_prior.py).
+    model = tiny("unit", encoder_res_blocks=0, generator_res_blocks=0, remap_prior="none")
     model.compile()
     return model, model.fit(data, epochs=epochs, shuffle=False, verbose=0).history
 

@@ -8,8 +8,9 @@ channels-last, in [-1, 1].
 - :mod:`.layouts`: BIDS, HCP, IXI, BraTS, explicit globs, GAN-MRI PNG folders; subject-level split.
 - :mod:`.dataset`: :func:`prepare` -> :class:`PreparedDataset` (manifest + .npy, tf.data pipelines).
 - :mod:`.png`: read/write PNG slices.
-- :mod:`.phantom`: :func:`simulate`, the MNI152-based multi-contrast brain phantom (:mod:`.sequences`,
-  :mod:`.head`).
+- :mod:`.phantom`: :func:`simulate`, the multi-contrast brain phantom: real anatomies by default
+  (:mod:`.anatomy`, :mod:`.real_anatomy`, :mod:`.tissues`, :mod:`.protocols`, :mod:`.lesion_kinds`,
+  :mod:`.scanner`), the MNI152 template's with ``anatomy="mni152"`` (:mod:`.sequences`, :mod:`.head`).
 - :mod:`.icbm152`: the real ICBM 2009c T1w/T2w pair that ships with the package.
 """
 

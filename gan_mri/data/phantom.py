@@ -1,6 +1,10 @@
-"""The embedded brain phantom: a simulated multi-contrast BIDS cohort built from MNI152 (no download).
+"""The embedded brain phantom: a simulated multi-contrast BIDS cohort (no download).
 
-Design (DESIGN.md section 4; calibration and measurements in docs/phantom.md):
+:func:`simulate` writes the cohort. Its default anatomy (``anatomy="synthseg"``, since 2026-12-07) is real:
+SynthSeg's 20 label maps of real heads, rendered by :mod:`gan_mri.data.real_anatomy` with per-structure tissue
+parameters (:mod:`gan_mri.data.tissues`), the subject's protocol (:mod:`gan_mri.data.protocols`) and the scanner of
+:mod:`gan_mri.data.scanner` (docs/phantom.md). ``anatomy="mni152"`` is the phantom of earlier releases, built here
+by :func:`simulate_subject` (DESIGN.md section 4; its calibration in docs/phantom.md):
 
 - Anatomy: the MNI152 (ICBM 2009a) grey- and white-matter probability maps and brain mask that nilearn
   ships; CSF = clip(brain mask - GM - WM, 0, 1). The three maps give partial volume for free. With
