@@ -116,7 +116,8 @@ def test_evaluate_translate_export_on_a_run(demo, tmp_path):
         (subject,) = volumes[direction]["subjects"]
         assert subject.startswith("sub-") and isinstance(volumes[direction]["stripes"], bool)
         mean = volumes[direction]["mean"]
-        assert 0.0 < mean["ssim3d_brain"] <= 1.0 and mean["neighbour_ratio"] > 0
+        # A model of a few steps: its SSIM can be below 0 (measured -0.03 / -0.06 in 2D), never outside [-1, 1].
+        assert -1.0 <= mean["ssim3d_brain"] <= 1.0 and mean["neighbour_ratio"] > 0
         assert {"ssim_axial", "ssim_coronal", "ssim_sagittal", "psnr_brain", "mae_brain"} <= set(mean)
     assert (tmp_path / "eval" / "volume_views.png").stat().st_size > 5000
     real = json.loads((tmp_path / "eval" / "sim_to_real.json").read_text())
