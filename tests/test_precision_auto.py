@@ -313,7 +313,9 @@ def test_train_records_why_and_builds_the_model_it_records(tiny_dataset, tmp_pat
 def _pretrained_train_args():
     """The `gan-mri train` arguments of scripts/train_pretrained.sh, its variables filled in."""
     script = (ROOT / "scripts" / "train_pretrained.sh").read_text().replace("\\\n", " ")
-    [line] = [row for row in script.splitlines() if row.strip().startswith("gan-mri train ")]
+    # The first of its two train commands (the second resumes the same run for 3 more epochs).
+    [line, resume] = [row for row in script.splitlines() if row.strip().startswith("gan-mri train ")]
+    assert "--resume" in resume and "--precision" not in resume
     line = line.replace('"$work"', "WORK").replace('"$epochs"', "3")
     return shlex.split(line)[1:]
 
