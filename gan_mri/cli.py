@@ -280,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="like -v, and show the Python traceback of an error (for bug reports)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="the whole job on the embedded phantom (7 to 12 min on 2 idle CPU cores)")
+    p = sub.add_parser("demo", help="the whole job on the embedded phantom (about 9 min on 2 idle CPU cores)")
     p.add_argument("--out", default="gan-mri-demo", help="output folder (default: gan-mri-demo)")
     p.add_argument("--subjects", type=_positive_int, default=20, help="phantom subjects (default 20)")
     p.add_argument("--size", type=_positive_int, default=64,

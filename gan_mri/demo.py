@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class DemoSettings:
-    """What the demo runs; the defaults take about 7.5 minutes on 2 idle CPU cores.
+    """What the demo runs; the defaults took 552 s on 2 idle CPU cores (2026-12-07, docs/results.md).
 
     Attributes:
         out_dir: folder for everything the demo writes.
