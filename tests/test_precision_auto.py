@@ -335,6 +335,18 @@ CPUS = {
 }
 
 
+def _decides_as_expected(machine, config, shape, monkeypatch, cpu):
+    """`choose_precision` for the 128-px, width-16, batch-4 `shape` on `machine` of `CPUS`, with its faked
+    probe: the precision and source the table expects. Returns the probe (the shapes it timed)."""
+    assert shape == ModelShape(height=128, width=128, channels=1, base_width=16, batch=4)
+    flags, speedup, expected, source = CPUS[machine]
+    cpu("CPU", flags)
+    probe = _probe_with(monkeypatch, speedup)
+    choice = precision.choose_precision(config.precision, shape)
+    assert (choice.precision, choice.source) == (expected, source)
+    return probe
+
+
 @pytest.mark.parametrize("machine", CPUS)
 def test_the_shipped_models_training_decides_auto_at_its_own_shape(machine, monkeypatch, cpu):
     from gan_mri.cli import _train_config, build_parser
@@ -344,12 +356,8 @@ def test_the_shipped_models_training_decides_auto_at_its_own_shape(machine, monk
     config = _train_config(args, type("Dataset", (), {"image_shape": (128, 128)})())
     assert config.precision == "auto"
     shape = ModelShape.of(config, args.batch_size)
-    assert shape == ModelShape(height=128, width=128, channels=1, base_width=16, batch=4)
-    flags, speedup, expected, source = CPUS[machine]
-    cpu("CPU", flags)
-    probe = _probe_with(monkeypatch, speedup)
-    choice = precision.choose_precision(config.precision, shape)
-    assert (choice.precision, choice.source) == (expected, source)
+    probe = _decides_as_expected(machine, config, shape, monkeypatch, cpu)
+    flags, speedup = CPUS[machine][:2]
     assert probe.shapes == ([shape] * (3 if speedup == 1.3 else 1) if "amx_bf16" in flags else [])
 
 
@@ -376,10 +384,5 @@ def test_the_128_px_demo_decides_auto_at_its_own_shape(machine, monkeypatch, tmp
     config = handed["config"]
     assert config.precision == "auto"
     shape = ModelShape.of(config, handed["batch_size"])
-    assert shape == ModelShape(height=128, width=128, channels=1, base_width=16, batch=4)
-    flags, speedup, expected, source = CPUS[machine]
-    cpu("CPU", flags)
-    probe = _probe_with(monkeypatch, speedup)
-    choice = precision.choose_precision(config.precision, shape)
-    assert (choice.precision, choice.source) == (expected, source)
+    probe = _decides_as_expected(machine, config, shape, monkeypatch, cpu)
     assert set(probe.shapes) <= {shape}

@@ -46,7 +46,7 @@ from ..fileutil import atomic_output
 from .head import HEAD_TISSUES, LAYERS, head_fractions, meninges_fraction
 from .layouts import split_subjects
 from .lesion_kinds import white_matter_lesions
-from .scanner import scan, smooth_field
+from .scanner import random_pose, scan, smooth_field
 from .sequences import SEQUENCES, TISSUES, jitter_timings, sequence
 
 logger = logging.getLogger(__name__)
@@ -117,13 +117,7 @@ def tissue_signal(t1: float, t2: float, pd: float, sequence_name: str) -> float:
 
 def _warp_coordinates(rng, shape, voxel_mm: float, deformation_mm, rotation_deg, scale_jitter, translation_mm):
     """Source coordinates of each output voxel: a small affine about the centre plus a smooth warp."""
-    angles = np.deg2rad(rng.uniform(-rotation_deg, rotation_deg, size=3))
-    cx, cy, cz = np.cos(angles)
-    sx, sy, sz = np.sin(angles)
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    matrix = rz @ ry @ rx @ np.diag(1.0 + rng.uniform(-scale_jitter, scale_jitter, size=3))
+    matrix = random_pose(rng, rotation_deg, scale_jitter)
     shift = rng.uniform(-translation_mm, translation_mm, size=3) / voxel_mm
     centre = (np.asarray(shape) - 1) / 2.0
     grid = np.indices(shape, dtype=np.float32).reshape(3, -1)

@@ -34,7 +34,7 @@ from scipy import ndimage
 from . import tissues as tissue_table
 from .anatomy import STRUCTURES, load_label_map, lookup
 from .lesion_kinds import LESION_KINDS, draw_lesions
-from .scanner import scan, smooth_field
+from .scanner import random_pose, scan, smooth_field
 from .sequences import jitter_timings
 
 GRID = {1: ((197, 233, 189), np.array([[1.0, 0, 0, -98], [0, 1, 0, -134], [0, 0, 1, -72], [0, 0, 0, 1]])),
@@ -146,13 +146,7 @@ def _grid_coordinates(rng, shape, grid_affine, label_affine, label_centre_mm, de
                       scale_jitter, translation_mm) -> np.ndarray:
     """Label-map voxel coordinates ``(3, N)`` of each output voxel: the output grid's millimetres, a random
     affine about the brain centre, a smooth random warp, into the label map's voxels."""
-    angles = np.deg2rad(rng.uniform(-rotation_deg, rotation_deg, size=3))
-    cx, cy, cz = np.cos(angles)
-    sx, sy, sz = np.sin(angles)
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    matrix = rz @ ry @ rx @ np.diag(1.0 + rng.uniform(-scale_jitter, scale_jitter, size=3))
+    matrix = random_pose(rng, rotation_deg, scale_jitter)
     shift = rng.uniform(-translation_mm, translation_mm, size=3)
     grid = np.indices(shape, dtype=np.float32).reshape(3, -1)
     world = grid_affine[:3, :3].astype(np.float32) @ grid + grid_affine[:3, 3:4].astype(np.float32)

@@ -11,7 +11,8 @@ Both anatomies of the phantom (:mod:`gan_mri.data.phantom`) hand a noise-free si
 4. Rician noise of standard deviation ``sigma`` (complex Gaussian noise, magnitude);
 5. a scanner gain that puts ``brightest`` near 1000 (+-20 %), rounded and stored as int16.
 
-:func:`smooth_field` makes the random smooth fields (bias, deformation, texture).
+:func:`smooth_field` makes the random smooth fields (bias, deformation, texture), :func:`random_pose` a subject's
+random rotation and scaling.
 """
 
 from __future__ import annotations
@@ -45,6 +46,18 @@ def smooth_field(rng, shape, components: int, frequencies: int) -> np.ndarray:
         field = np.einsum("xym,zm->xyz", field, bases[2])
         fields.append(field / max(float(field.std()), 1e-12))
     return np.stack(fields).astype(np.float32)
+
+
+def random_pose(rng, rotation_deg: float, scale_jitter: float) -> np.ndarray:
+    """A random 3x3 rotation (each axis up to ``rotation_deg``) after a per-axis scaling (up to ``scale_jitter``):
+    how a subject lies in the scanner and how its head's size differs. Draws the three angles, then the scales."""
+    angles = np.deg2rad(rng.uniform(-rotation_deg, rotation_deg, size=3))
+    cx, cy, cz = np.cos(angles)
+    sx, sy, sz = np.sin(angles)
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return rz @ ry @ rx @ np.diag(1.0 + rng.uniform(-scale_jitter, scale_jitter, size=3))
 
 
 def thick_slices(volume: np.ndarray, voxel_mm: float, slice_mm: float, gap_mm: float, offset_mm: float):
