@@ -8,6 +8,10 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 # otherwise train in bfloat16 and end elsewhere than the measured numbers (tests/test_precision.py
 # unsets it to test the probe's decision).
 os.environ["GAN_MRI_AUTO_PRECISION"] = "float32"
+# The JAX reruns (subprocesses, which inherit this) spend most of their time in XLA's CPU compiler; at
+# optimization level 0 it runs fewer LLVM passes over the same programs: test_precision.py's JAX rerun
+# took 33 s of CPU instead of 57 s (2-core AMD EPYC), its numbers within the tests' tolerances.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 
 import pytest  # noqa: E402
 

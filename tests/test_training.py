@@ -191,7 +191,7 @@ def test_jax_backend_trains_evaluates_and_resumes_a_run_folder(tiny_dataset, tmp
     """`train` under KERAS_BACKEND=jax: the same run folder, checkpoint, evaluation and resume as
     TensorFlow, and data-parallel over two host devices equal to one device."""
     env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="2",
-               XLA_FLAGS="--xla_force_host_platform_device_count=2")
+               XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2".strip())
     done = subprocess.run([sys.executable, "-c", JAX_TRAINING, str(tiny_dataset.path), str(tmp_path)], env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
