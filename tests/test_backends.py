@@ -80,7 +80,12 @@ def run_step(preset: str, weights: Path, out: Path, steps: int = 1) -> None:
 
 
 def _in_backend(backend: str, *args: str) -> None:
-    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    # XLA at its default optimization level: at the level 0 that tests/conftest.py sets for speed, a CPU
+    # without AVX-512 (2-core AMD EPYC, 2026-12-08) computed sa-enc-cl-sn's step 1.4e-2 of a step away
+    # from TensorFlow's, against 1.8e-4 at the default level.
+    xla_flags = os.environ.get("XLA_FLAGS", "").replace("--xla_backend_optimization_level=0", "").strip()
+    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2",
+           "XLA_FLAGS": xla_flags}
     done = subprocess.run([sys.executable, str(Path(__file__)), *args], env=env, capture_output=True, text=True,
                           cwd=ROOT, timeout=600)
     assert done.returncode == 0, f"{backend} step failed:\n{done.stderr[-4000:]}"
@@ -130,26 +135,17 @@ def test_tensorflow_and_jax_compute_the_same_train_step(preset, tmp_path):
     np.testing.assert_allclose(jax_side["translation"], tf_side["translation"], atol=1e-3)
 
 
-def test_model_tests_pass_under_jax():
-    """The backend-neutral tests of layers and losses, rerun with KERAS_BACKEND=jax."""
-    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    # The spectral-norm gradient test differentiates with tf.GradientTape: TensorFlow only.
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_layers.py", "tests/test_losses.py",
-         "tests/test_networks.py", "-k", "not gradient_flows_through_sigma"],
-        env=env, capture_output=True, text=True, cwd=ROOT, timeout=600)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    assert " passed" in done.stdout and "failed" not in done.stdout
-
-
-# The model tests of both families that are backend-neutral. Left out: tests that differentiate
-# with tf.GradientTape or call train_step with TensorFlow's signature (test_unit.py), run a
-# tf.function, export a SavedModel, go through the CLI, or train for many steps (the parity test
-# above and test_training's JAX run cover training), and the image pool's 200 eager calls. The model
-# contract (tests/model_contract.py) runs here for CycleGAN in float32 and mixed_float16; its
-# mixed_bfloat16 test (21 to 36 s under JAX) and UNIT's contract tests (78 to 83 s each under JAX;
-# they pass) run on TensorFlow only.
+# The backend-neutral model tests, rerun with KERAS_BACKEND=jax in one process. Left out: the
+# spectral-norm gradient test (it differentiates with tf.GradientTape), tests that call train_step with
+# TensorFlow's signature (test_unit.py), run a tf.function, export a SavedModel, go through the CLI, or
+# train for many steps (the parity test above and test_training's JAX run cover training), and the
+# image pool's 200 eager calls. The model contract (tests/model_contract.py) runs here for CycleGAN in
+# float32 and mixed_float16; its mixed_bfloat16 test (21 to 36 s under JAX) and UNIT's contract tests
+# (78 to 83 s each under JAX; they pass) run on TensorFlow only.
 JAX_MODEL_TESTS = [
+    "tests/test_layers.py",
+    "tests/test_losses.py",
+    "tests/test_networks.py",
     "tests/test_unit.py::test_every_preset_translates_grayscale_and_rgb[unit]",
     "tests/test_unit.py::test_every_preset_translates_grayscale_and_rgb[sa-enc-cl-sn]",
     "tests/test_unit.py::test_variable_counts_match_config",
@@ -157,18 +153,21 @@ JAX_MODEL_TESTS = [
     "tests/test_unit.py::test_translate_is_deterministic",
     "tests/test_cyclegan.py",
 ]
-JAX_EXCLUDED = ("image_pool_fills or image_pool_of_size_zero or fit_learns or goes_through_train or "
-                "cli_train_selects or mixed_bfloat16")
+JAX_EXCLUDED = ("gradient_flows_through_sigma or image_pool_fills or image_pool_of_size_zero or fit_learns or "
+                "goes_through_train or cli_train_selects or (contract and mixed_bfloat16)")
+JAX_MIN_PASSED = 98
+"""How many of them pass under JAX, measured (2026-12-08); fewer means some were no longer collected."""
 
 
-def test_unit_and_cyclegan_model_tests_pass_under_jax():
+def test_model_tests_pass_under_jax():
     env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *JAX_MODEL_TESTS, "-k", f"not ({JAX_EXCLUDED})"],
-        env=env, capture_output=True, text=True, cwd=ROOT, timeout=600)
+        env=env, capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    passed = int(done.stdout.strip().splitlines()[-1].split(" passed")[0].split()[-1])
-    assert passed >= 25 and "failed" not in done.stdout, done.stdout[-1000:]
+    summary = done.stdout.strip().splitlines()[-1]
+    passed = int(summary.split(" passed")[0].split()[-1])
+    assert passed >= JAX_MIN_PASSED and "failed" not in summary, done.stdout[-1000:]
 
 
 if __name__ == "__main__":
