@@ -181,16 +181,11 @@ def preset_names() -> tuple[str, ...]:
     return tuple(PRESETS)
 
 
-def _precisions() -> tuple[str, ...]:
-    """`gan_mri.precision.PRECISIONS`, the one list of precision settings.
-
-    Imported when a config is first validated, not when this module is: precision.py imports Keras
-    (and with it TensorFlow, seconds) at module level, and this module stays stdlib-only so that
-    `gan-mri --help` answers at once.
-    """
-    from gan_mri.precision import PRECISIONS
-
-    return PRECISIONS
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+"""The one list of precision settings (what they do: `gan_mri.precision`, which imports it from here).
+Here, not there, so that validating a config needs no Keras: precision.py imports Keras, and with it
+TensorFlow (seconds), at module level, while this module stays stdlib-only and a bad setting on the
+command line is reported at once."""
 
 
 def _gan_criteria() -> tuple[str, ...]:
@@ -299,7 +294,7 @@ _SHARED_RULES: dict[str, _Rule] = {
     "beta_1": _BELOW_ONE,
     "beta_2": _BELOW_ONE,
     "decay_start": _FRACTION,
-    "precision": _OneOf(_precisions),
+    "precision": _OneOf(PRECISIONS),
     "remap_prior": _OneOf(REMAP_PRIORS),
 }
 """Rules of the fields both model families have, with the same meaning."""

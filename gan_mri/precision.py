@@ -1,6 +1,6 @@
 """Precision policy: which Keras dtype policy the networks get (passed per layer, never set globally).
 
-Settings (`PRECISIONS`):
+Settings (`PRECISIONS`, defined in `gan_mri.config`):
 
 - "float32": every layer computes in float32.
 - "mixed_float16": variables in float32, layers compute in float16; both optimizers scale the
@@ -46,11 +46,11 @@ from pathlib import Path
 
 import keras
 
+from gan_mri.config import PRECISIONS
 from gan_mri.fileutil import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 AUTO_ENV = "GAN_MRI_AUTO_PRECISION"
 """Environment variable that, when set to a concrete precision, is what "auto" resolves to."""
 

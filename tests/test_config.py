@@ -1,6 +1,8 @@
 """UNITConfig: lineage defaults, presets, overrides, validation errors, JSON round trip."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -226,10 +228,14 @@ def test_spectral_norm_scopes_are_a_subset_without_repeats():
     assert PRESETS["unit-sn"]["spectral_norm"] is config_module.SPECTRAL_NORM_SCOPES
 
 
-def test_precisions_come_from_the_precision_module():
+def test_precisions_are_one_list_that_validating_a_config_reads_without_keras():
     from gan_mri import precision
 
-    assert config_module._precisions() is precision.PRECISIONS
+    assert config_module.PRECISIONS is precision.PRECISIONS
+    code = ("import sys; from gan_mri.config import get_preset; get_preset('unit', precision='mixed_bfloat16'); "
+            "print(sorted(name for name in ('keras', 'tensorflow', 'jax') if name in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr[-2000:]
     with pytest.raises(ValueError) as raised:
         CycleGANConfig(precision="fp8")
     assert str(raised.value) == f"CycleGANConfig.precision must be one of {list(precision.PRECISIONS)}; found 'fp8'"
@@ -248,7 +254,7 @@ ENUMERATIONS = {
     "NORMS": "gan_mri/config.py", "CONV_NORMS": "gan_mri/config.py", "GAN_LOSSES": "gan_mri/config.py",
     "ATTENTION_PLACEMENTS": "gan_mri/config.py", "SPECTRAL_NORM_SCOPES": "gan_mri/config.py",
     "RECON_LOSSES": "gan_mri/config.py", "UPSAMPLING": "gan_mri/config.py", "UPDATE_ORDERS": "gan_mri/config.py",
-    "DISTRIBUTIONS": "gan_mri/config.py", "PRECISIONS": "gan_mri/precision.py",
+    "DISTRIBUTIONS": "gan_mri/config.py", "PRECISIONS": "gan_mri/config.py",
 }
 """Enumeration -> the one file that spells it out (CHANNELS, (1, 3), is left out: the same two
 numbers are axis pairs elsewhere)."""
@@ -261,10 +267,7 @@ def test_each_enumeration_is_written_once_in_the_package(name):
     import gan_mri
 
     root = Path(gan_mri.__file__).parent
-    if name == "PRECISIONS":
-        from gan_mri.precision import PRECISIONS as values
-    else:
-        values = getattr(config_module, name)
+    values = getattr(config_module, name)
     places = [f"{path.relative_to(root.parent)}:{line}" for path in sorted(root.rglob("*.py"))
               for line, found in _constant_tuples(path) if found == values]
     assert len(places) == 1 and places[0].startswith(ENUMERATIONS[name] + ":"), places
