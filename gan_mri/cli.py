@@ -30,6 +30,7 @@ from pathlib import Path
 
 # stdlib-only modules: --help stays fast
 from gan_mri.config import DISTRIBUTIONS, FAMILY_REGISTRY, RECIPE_REGISTRY, REMAP_PRIORS, all_preset_names
+from gan_mri.run_files import find_model_file
 
 QUIET_LOGGERS = ("tensorflow", "absl", "jax")
 """Python loggers of the frameworks under gan-mri, held to ERROR unless -v/--debug: their INFO and
@@ -143,10 +144,11 @@ def _train_config(args, dataset):
 
 def cmd_train(args) -> None:
     from gan_mri.data.dataset import PreparedDataset
-    from gan_mri.training import train
 
     dataset = PreparedDataset.open(args.data, verify_checksums=args.verify_checksums)
     config = None if args.resume else _train_config(args, dataset)
+    from gan_mri.training import train  # TensorFlow's import (seconds) after the checks above
+
     eval_epochs = args.eval_epochs if args.eval_epochs is not None else [args.epochs]
     _, run = train(config, dataset, args.out, epochs=args.epochs, batch_size=args.batch_size,
                    resume=args.resume, overwrite=args.overwrite, eval_epochs=eval_epochs,
@@ -156,6 +158,7 @@ def cmd_train(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
+    find_model_file(args.model)  # a wrong path is reported here, before TensorFlow's import (seconds)
     from gan_mri.data.dataset import PreparedDataset
     from gan_mri.report import evaluate_to_folder
     from gan_mri.inference import load_model
@@ -189,10 +192,13 @@ def cmd_verify(args) -> None:
 
 
 def cmd_translate(args) -> None:
-    from gan_mri.inference import load_model, translate_path
     from gan_mri.pretrained import pretrained_model_path
 
-    model = load_model(args.model or pretrained_model_path())
+    model_path = args.model or pretrained_model_path()
+    find_model_file(model_path)  # before TensorFlow's import
+    from gan_mri.inference import load_model, translate_path
+
+    model = load_model(model_path)
     written = translate_path(model, args.input, args.out, args.direction, overwrite=args.overwrite,
                              batch_size=args.batch_size, max_voxels=args.max_voxels, brain_mask=args.brain_mask,
                              confidence=args.confidence)
@@ -201,6 +207,7 @@ def cmd_translate(args) -> None:
 
 
 def cmd_export(args) -> None:
+    find_model_file(args.model)  # before TensorFlow's import
     from gan_mri.export import export_saved_model
     from gan_mri.inference import load_model
 
@@ -230,7 +237,7 @@ def cmd_ablation(args) -> None:
 
 def cmd_demo(args) -> None:
     from gan_mri.demo import DemoSettings, run_demo
-    from gan_mri.sim_to_real import format_sim_to_real
+    from gan_mri.sim_to_real import format_sim_to_real  # no TensorFlow: run_demo checks its settings first
 
     settings = DemoSettings(out_dir=Path(args.out), subjects=args.subjects, image_size=args.size,
                             epochs=args.epochs, base_width=args.width, batch_size=args.batch_size,
@@ -386,8 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive_int, default=10)
     p.add_argument("--batch-size", type=_positive_int, default=1)
     p.add_argument("--width", type=_positive_int, help="override the base width (e.g. 16 on a CPU)")
-    # No argparse choices: the list is gan_mri.precision.PRECISIONS, which imports Keras (slow for
-    # --help); the config validates the value and names the valid ones (exit 2).
+    # No argparse choices: the config validates the value against gan_mri.config.PRECISIONS and names
+    # the valid ones with the field (exit 2).
     p.add_argument("--precision", help="auto (mixed_float16 on a GPU; on a CPU mixed_bfloat16 where a probe at the "
                                        "model's shapes finds bfloat16 clearly faster, or near the threshold where "
                                        "the CPU has AMX-BF16, float32 otherwise; decided once per machine, software "

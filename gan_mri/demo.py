@@ -104,8 +104,6 @@ def run_demo(settings: DemoSettings, progress: Callable[[str], None] = _noop) ->
     from gan_mri.config import get_preset
     from gan_mri.data.dataset import prepare
     from gan_mri.data.phantom import simulate
-    from gan_mri.export import export_saved_model
-    from gan_mri.training import train
 
     size = (settings.image_size, settings.image_size)
     config = get_preset(settings.preset, image_shape=size, base_width=settings.base_width)
@@ -113,6 +111,10 @@ def run_demo(settings: DemoSettings, progress: Callable[[str], None] = _noop) ->
         config = config.replace(structure_weight=settings.structure_weight)
     out = Path(settings.out_dir)
     fresh_folder(out, "demo folder", settings.overwrite)
+    # TensorFlow's import (seconds) after the checks above, so that a bad setting is reported at once.
+    from gan_mri.export import export_saved_model
+    from gan_mri.training import train
+
     seconds = {}
     clock = time.perf_counter()
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import zipfile
 from pathlib import Path
 
 import keras
@@ -38,7 +37,7 @@ from gan_mri.data import png, resize, volumes
 from gan_mri.data.brain_mask import brain_mask as find_brain_mask
 from gan_mri.data.preprocessing import slice_settings
 from gan_mri.fileutil import partial_dir, refuse_existing
-from gan_mri.run_files import CONFIG_FILE, MODEL_FILE, RunFolder
+from gan_mri.run_files import find_model_file
 from gan_mri.standardization import landmarks
 # Plain slice translation lives one floor down (gan_mri.translation, under gan_mri.confidence too); its public
 # names stay importable from here.
@@ -75,28 +74,7 @@ def load_model(path: str | os.PathLike) -> keras.Model:
     import gan_mri.models  # noqa: F401
 
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"model path {path} does not exist")
-    expected = (
-        f"expected a run folder with {CONFIG_FILE} and {MODEL_FILE} (written at the end of "
-        f"`gan-mri train`) or a .keras file"
-    )
-    if path.is_dir():
-        run = RunFolder(path)
-        model_file = run.model_file
-        if not model_file.is_file():
-            found = (
-                f"found {CONFIG_FILE} but no {MODEL_FILE}: training has not finished"
-                if run.config_file.is_file()
-                else f"found no {CONFIG_FILE} and no {MODEL_FILE}"
-            )
-            raise ValueError(f"not a gan-mri run or model: {path} ({expected}; {found})")
-    elif path.suffix == ".keras":
-        model_file = path
-    else:
-        kind = path.suffix or "suffix-less"
-        raise ValueError(f"not a gan-mri run or model: {path} ({expected}; found a {kind} file)")
-    _check_keras_archive(path, model_file)
+    model_file = find_model_file(path)
     try:
         model = keras.models.load_model(model_file, compile=False)
     except Exception as err:  # keras raises many types for a foreign or corrupt archive
@@ -110,28 +88,6 @@ def load_model(path: str | os.PathLike) -> keras.Model:
         )
     logger.info("loaded %s from %s", type(model).__name__, model_file)
     return model
-
-
-def _check_keras_archive(path: Path, model_file: Path) -> None:
-    """Says what is wrong with a ``.keras`` file that is not a complete Keras archive (Keras itself
-    reports "File not found" for a truncated or random file)."""
-    problem = None
-    if not zipfile.is_zipfile(model_file):
-        size = model_file.stat().st_size
-        problem = "empty file" if size == 0 else f"not a zip archive ({size} bytes: truncated or not a model file)"
-    else:
-        try:
-            with zipfile.ZipFile(model_file) as archive:
-                missing = {"config.json", "model.weights.h5"} - set(archive.namelist())
-                damaged = archive.testzip()
-            if missing:
-                problem = f"zip archive without {', '.join(sorted(missing))} (not a Keras model file)"
-            elif damaged is not None:
-                problem = f"damaged archive: {damaged} fails its CRC check"
-        except (zipfile.BadZipFile, OSError, EOFError) as err:
-            problem = f"damaged zip archive ({err}: truncated?)"
-    if problem:
-        raise ValueError(f"not a gan-mri run or model: {path} ({model_file}: {problem})")
 
 
 def translate_volume(

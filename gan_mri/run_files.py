@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import zipfile
 from pathlib import Path
 
 from gan_mri.config import config_from_dict
@@ -99,3 +100,56 @@ class RunFolder:
         """Number of epochs the latest checkpoint holds (0 when there is none)."""
         state = self.checkpoint_state()
         return 0 if state is None else int(state["epoch"])
+
+
+def find_model_file(path: str | os.PathLike) -> Path:
+    """The ``.keras`` file that ``path`` (a run folder or a ``.keras`` file) names, checked as far as
+    can be done without Keras: `gan_mri.inference.load_model` then loads it, and the CLI calls this first,
+    so that a wrong path is reported before TensorFlow's import.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: ``not a gan-mri run or model: <path> (...)`` saying what was expected and found: a
+            folder without a final model, another kind of file, or a ``.keras`` file that is not a
+            complete Keras archive (Keras itself reports "File not found" for a truncated or random file).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"model path {path} does not exist")
+    expected = (
+        f"expected a run folder with {CONFIG_FILE} and {MODEL_FILE} (written at the end of "
+        f"`gan-mri train`) or a .keras file"
+    )
+    if path.is_dir():
+        run = RunFolder(path)
+        if not run.model_file.is_file():
+            found = (
+                f"found {CONFIG_FILE} but no {MODEL_FILE}: training has not finished"
+                if run.config_file.is_file()
+                else f"found no {CONFIG_FILE} and no {MODEL_FILE}"
+            )
+            raise ValueError(f"not a gan-mri run or model: {path} ({expected}; {found})")
+        model_file = run.model_file
+    elif path.suffix == ".keras":
+        model_file = path
+    else:
+        kind = path.suffix or "suffix-less"
+        raise ValueError(f"not a gan-mri run or model: {path} ({expected}; found a {kind} file)")
+    problem = None
+    if not zipfile.is_zipfile(model_file):
+        size = model_file.stat().st_size
+        problem = "empty file" if size == 0 else f"not a zip archive ({size} bytes: truncated or not a model file)"
+    else:
+        try:
+            with zipfile.ZipFile(model_file) as archive:
+                missing = {"config.json", "model.weights.h5"} - set(archive.namelist())
+                damaged = archive.testzip()
+            if missing:
+                problem = f"zip archive without {', '.join(sorted(missing))} (not a Keras model file)"
+            elif damaged is not None:
+                problem = f"damaged archive: {damaged} fails its CRC check"
+        except (zipfile.BadZipFile, OSError, EOFError) as err:
+            problem = f"damaged zip archive ({err}: truncated?)"
+    if problem:
+        raise ValueError(f"not a gan-mri run or model: {path} ({model_file}: {problem})")
+    return model_file

@@ -279,8 +279,8 @@ def test_main_in_process_restores_logger_levels(demo, capsys):
 
 def test_invalid_precision_is_named_by_the_config(demo, tmp_path):
     out, _ = demo
-    # --precision has no argparse choices: the list lives in gan_mri.precision (which imports Keras).
-    from gan_mri.precision import PRECISIONS
+    # --precision has no argparse choices: the config names the list (gan_mri.config.PRECISIONS).
+    from gan_mri.config import PRECISIONS
 
     result = gan_mri("train", "--precision", "bf16", "--data", out / "dataset", "--out", tmp_path / "r", "--epochs", 1)
     assert_fails(result, f"gan-mri train: error: UNITConfig.precision must be one of {list(PRECISIONS)}; found 'bf16'")
