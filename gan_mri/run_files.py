@@ -1,6 +1,6 @@
 """A run folder's file names and paths, in one place: `gan_mri.training` writes them, `gan_mri.inference`,
-`gan_mri.pretrained` and `gan_mri.ablation` read them through :class:`RunFolder` (the layout is in
-docs/architecture.md)."""
+`gan_mri.pretrained` and `gan_mri.ablation` read them through :class:`RunFolder` and `find_model_file` (the
+layout is in docs/architecture.md)."""
 
 from __future__ import annotations
 
