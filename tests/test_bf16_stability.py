@@ -50,7 +50,7 @@ def _presets(size: int = SIZES[0]) -> tuple[str, ...]:
     """Every preset at the smallest size, where the oneDNN bug lived (a strided conv over a 1x1 input).
     At 64x64, one preset per set of networks: presets that differ only in their reconstruction loss
     (unit-cl, sa-gen-cl) build unit's and sa-gen's networks, and their Charbonnier loss runs at 64x64
-    in sa-gen-cl-sn and sa-enc-cl-sn (each of the 36 runs costs 10-25 s of CPU, mostly tracing)."""
+    in sa-gen-cl-sn and sa-enc-cl-sn (each of the 32 runs costs 10-25 s of CPU, mostly tracing)."""
     from gan_mri.config import all_preset_names, get_preset
 
     names = tuple(all_preset_names())
